@@ -1,0 +1,36 @@
+"""Package definition for glcm-texture: GLCM (Haralick) texture at scale."""
+
+from setuptools import find_packages, setup
+
+# TensorFlow: on Linux x86-64 the CPU-only wheel (no CUDA libraries downloaded on a
+# laptop or CI). The Dataflow GPU worker image starts from the TensorFlow GPU image,
+# which already carries the matching `tensorflow` build (see Dockerfile / README).
+TENSORFLOW = [
+    'tensorflow-cpu==2.21.0; sys_platform == "linux" and platform_machine == "x86_64"',
+    'tensorflow==2.21.0; sys_platform != "linux" or platform_machine != "x86_64"',
+]
+
+setup(
+    name="glcm-texture",
+    version="0.1.0",
+    description="Exact, fast GLCM/Haralick texture features for large raster collections",
+    python_requires=">=3.10",
+    packages=find_packages(include=["glcm", "glcm.*", "transforms", "transforms.*",
+                                    "pipeline", "pipeline.*"]),
+    install_requires=TENSORFLOW + [
+        "keras==3.15.1",
+        "numpy==2.4.6",
+        "apache-beam[gcp]==2.77.0",
+        "rasterio==1.4.4",
+        "google-cloud-storage==3.17.1",
+    ],
+    extras_require={
+        "test": [
+            "pytest==9.2.0",
+            "scikit-image==0.26.0",
+            "mahotas==1.4.19",
+            "jax[cpu]==0.10.2",
+            "gcp-storage-emulator==2026.7.19",
+        ],
+    },
+)
