@@ -13,3 +13,7 @@ __all__ = [
     "ALIASES", "FEATURES", "canonical_name", "graycomatrix", "graycoprops", "quantize",
     "resolve_features",
 ]
+
+from glcm.texture import texture_map  # noqa: E402
+
+__all__.append("texture_map")

@@ -1,0 +1,433 @@
+"""Per-pixel GLCM texture maps, without a GLCM per window.
+
+For every pixel the window's pairs are gathered once per offset (one patch
+extraction over a per-pixel *pair-code map*), then
+
+- linear and moment features (contrast, dissimilarity, homogeneity,
+  inverse_difference, mean, variance, std, correlation, sum_average, sum_variance,
+  difference_variance, cluster_shade, cluster_prominence) are sums over the window's
+  pairs, two-pass (mean first) so that float32 keeps its precision;
+- count features (asm, energy, entropy, sum_entropy, difference_entropy, imc1, imc2)
+  sort the window's pair codes and sum a telescoping function of the run lengths;
+- max_correlation builds the window's GLCM (levels² per pixel: slow, but exact).
+
+Cost grows with pixels x window area (x log of it for count features), never with
+levels² per pixel (except max_correlation).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from keras import ops
+
+from glcm._checks import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
+                          pixel_offsets)
+from glcm._compile import jit_when_eager
+from glcm.core import (as_image_batch, as_mask_batch, check_level_values,
+                       features_from_glcm, levels_or_invalid, neighbours)
+from glcm.features import resolve_features
+
+COUNT_FEATURES = frozenset({"asm", "energy", "entropy", "sum_entropy",
+                            "difference_entropy", "imc1", "imc2"})
+# Elements (pixels x window pairs x offsets) of one chunk: bounds peak memory.
+CHUNK_ELEMENTS = 1 << 23
+
+
+def check_window(window) -> int:
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise ValueError(f"window must be an odd integer in 3..63, got {window!r}")
+    if window % 2 == 0 or not 3 <= window <= 63:
+        raise ValueError(
+            f"window must be an odd integer in 3..63 (a centred square), got {window}")
+    return int(window)
+
+
+def texture_map(images, features, window=7, *, levels, distances=(1,),
+                angles=DEFAULT_ANGLES, symmetric=True, average=True, mask=None):
+    """Per-pixel GLCM features of the window centred on every pixel.
+
+    The value at (r, c) equals ``graycoprops(graycomatrix(patch))`` where ``patch`` is
+    the window x window neighbourhood centred on (r, c), clipped at the image border,
+    with a normalized (and by default symmetric) GLCM. With ``average=True`` each
+    feature is computed per offset and averaged over the offsets that have at least
+    one valid pair in the window (as Earth Engine's ``average``).
+
+    Parameters
+    ----------
+    images : int array (batch, H, W) or (batch, H, W, 1)
+        Grey levels in [0, levels) (see :func:`glcm.quantize`).
+    features : str or sequence of str
+        Names or aliases from :data:`glcm.FEATURES`, in the output order.
+    window : int
+        Odd window size, 3..63.
+    levels : int
+        Number of grey levels.
+    distances, angles : sequences
+        As :func:`glcm.graycomatrix` (angles in radians, scikit-image's convention).
+    symmetric : bool
+        Count (i, j) and (j, i) (default True).
+    average : bool
+        Average over offsets (default) or keep them.
+    mask : bool array (batch, H, W), optional
+        False marks invalid pixels: their pairs do not count and their output is NaN.
+
+    Returns
+    -------
+    float32 (batch, H, W, n_features), or (batch, H, W, n_distances * n_angles,
+    n_features) with ``average=False`` (offsets in (distance, angle) row-major order).
+    NaN where the centre pixel is invalid or the window has no valid pair.
+
+    Notes
+    -----
+    Memory: eagerly, rows are processed in chunks of about 2**23 gathered pair values
+    (a few hundred MB of temporaries at most, whatever the image size; max_correlation
+    also holds levels² floats per pixel of a chunk, with chunks shrunk to match).
+    Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
+    whole input is one chunk, so feed it tiles.
+    """
+    levels = check_levels(levels)
+    window = check_window(window)
+    distances = check_distances(distances)
+    angles = check_angles(angles)
+    names = resolve_features(features)
+    images = as_image_batch(images)
+    if mask is not None:
+        mask = as_mask_batch(mask, tuple(images.shape))
+    check_level_values(images, levels, mask)
+    offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
+    static = dict(names=names, window=window, levels=levels, offsets=offsets,
+                  symmetric=bool(symmetric), average=bool(average))
+    codes = levels_or_invalid(images, levels, mask)  # -1 = invalid
+    height = images.shape[1]
+    width = images.shape[2]
+    batch = images.shape[0]
+    eager = all(d is not None for d in (batch, height, width)) and _is_eager(codes)
+    if not eager:
+        return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
+    per_row = max(1, batch * width * window * window * len(offsets))
+    if "max_correlation" in names:
+        per_row *= max(1, levels * levels // (window * window))
+    rows = max(1, min(height, CHUNK_ELEMENTS // per_row))
+    if rows >= height:
+        return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
+    # Row chunks of one fixed shape (the last one padded), so the kernel compiles once.
+    n_chunks = math.ceil(height / rows)
+    codes = ops.pad(codes, [[0, 0], [0, n_chunks * rows - height], [0, 0]],
+                    constant_values=-1)
+    padded = _pad_for_windows(codes, window, offsets)
+    margin = padded.shape[1] - codes.shape[1]
+    chunks = [_texture_kernel(padded[:, r0:r0 + rows + margin], **static)
+              for r0 in range(0, n_chunks * rows, rows)]
+    return ops.concatenate(chunks, axis=1)[:, :height]
+
+
+def _is_eager(x) -> bool:
+    from glcm._compile import _tracing
+
+    return not _tracing([x])
+
+
+def _margin(window, offsets):
+    reach = max(max(abs(dr), abs(dc)) for dr, dc in offsets)
+    return window // 2 + reach
+
+
+def _pad_for_windows(codes, window, offsets):
+    m = _margin(window, offsets)
+    return ops.pad(codes, [[0, 0], [m, m], [m, m]], constant_values=-1)
+
+
+def _anchor_mask(window, offsets):
+    """(window², K) bool: anchor (a, b) of the window is a pair inside it for offset k."""
+    a, b = np.meshgrid(np.arange(window), np.arange(window), indexing="ij")
+    out = []
+    for dr, dc in offsets:
+        out.append(((a + dr >= 0) & (a + dr < window) & (b + dc >= 0)
+                    & (b + dc < window)).ravel())
+    return np.stack(out, axis=1)
+
+
+@jit_when_eager
+def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, average):
+    """Features for the centre region of ``padded`` (codes, -1 invalid, padded by the
+    window radius + the largest offset on every side)."""
+    offsets_np = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    n_off = len(offsets_np)
+    m = _margin(window, offsets)
+    reach = m - window // 2
+    h_pad, w_pad = padded.shape[1], padded.shape[2]
+    out_h, out_w = h_pad - 2 * m, w_pad - 2 * m
+    batch = ops.shape(padded)[0]
+
+    # Pair-code map at every anchor of the region the windows cover: code + 1, 0 if
+    # either pixel is invalid (so zero padding of patches means "no pair").
+    region_h, region_w = out_h + window - 1, out_w + window - 1
+    first = padded[:, reach:reach + region_h, reach:reach + region_w]
+    # One gather for all offsets (see glcm.core.neighbours), cropped to the region.
+    second = ops.reshape(neighbours(padded, offsets_np), (batch, n_off, h_pad, w_pad))
+    second = second[:, :, reach:reach + region_h, reach:reach + region_w]
+    second = ops.moveaxis(second, 1, -1)  # (B, rh, rw, K)
+    first = first[..., None]
+    valid = ops.logical_and(first >= 0, second >= 0)
+    code = ops.where(valid, first * levels + second + 1, 0)
+
+    # Window patches of the pair-code map: (B, out_h, out_w, window², K).
+    patches = ops.image.extract_patches(ops.cast(code, "float32"), window, strides=1,
+                                        padding="valid")
+    patches = ops.reshape(patches, (batch, out_h, out_w, window * window, n_off))
+    anchor = ops.convert_to_tensor(_anchor_mask(window, offsets))
+    patches = ops.where(anchor, patches, 0.0)
+    pair = patches > 0
+    code = ops.maximum(patches - 1.0, 0.0)
+    i = ops.floor(code / levels)
+    j = code - i * levels
+    # Move the pair axis last: (B, out_h, out_w, K, window²).
+    pair = ops.moveaxis(pair, -2, -1)
+    i = ops.moveaxis(i, -2, -1)
+    j = ops.moveaxis(j, -2, -1)
+    w = ops.cast(pair, "float32")
+    n = ops.sum(w, axis=-1)
+    has_pairs = n > 0
+    n_safe = ops.where(has_pairs, n, 1.0)
+
+    stats = _WindowStatistics(i, j, w, n_safe, pair, levels, symmetric, window)
+    values = []
+    for name in names:
+        if name == "max_correlation":
+            values.append(stats.max_correlation())
+        else:
+            values.append(getattr(stats, name)())
+    values = ops.stack(values, axis=-1)  # (B, h, w, K, F)
+    values = ops.where(has_pairs[..., None], values, float("nan"))
+    centre = padded[:, m:m + out_h, m:m + out_w] >= 0
+    values = ops.where(centre[..., None, None], values, float("nan"))
+    if average:
+        finite = ops.logical_not(ops.isnan(values))
+        total = ops.sum(ops.where(finite, values, 0.0), axis=-2)
+        count = ops.sum(ops.cast(finite, "float32"), axis=-2)
+        values = ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
+    return values
+
+
+class _WindowStatistics:
+    """Features of every window from its pairs (i, j) along the last axis.
+
+    ``w`` is 1 for a pair, 0 for padding; ``n`` the number of pairs (>= 1 here).
+    For symmetric GLCMs each pair stands for (i, j) and (j, i) with weight 1/2.
+    """
+
+    def __init__(self, i, j, w, n, pair, levels, symmetric, window):
+        self.i, self.j, self.w, self.n, self.pair = i, j, w, n, pair
+        self.levels, self.symmetric, self.window = levels, symmetric, window
+        self._cache = {}
+
+    def _get(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def expect(self, values):
+        """E[values] over the window's pairs."""
+        return ops.sum(values * self.w, axis=-1) / self.n
+
+    def expect_sym(self, f):
+        """E[f(i, j)] under the (symmetrized) GLCM."""
+        if self.symmetric:
+            return 0.5 * (self.expect(f(self.i, self.j)) + self.expect(f(self.j, self.i)))
+        return self.expect(f(self.i, self.j))
+
+    # -- moments ------------------------------------------------------------
+    def mu_x(self):
+        return self._get("mu_x", lambda: self.expect_sym(lambda a, b: a))
+
+    def mu_y(self):
+        return self._get("mu_y", lambda: self.expect_sym(lambda a, b: b))
+
+    def var_x(self):
+        mu = self.mu_x()[..., None]
+        return self._get("var_x", lambda: self.expect_sym(lambda a, b: (a - mu) ** 2))
+
+    def var_y(self):
+        mu = self.mu_y()[..., None]
+        return self._get("var_y", lambda: self.expect_sym(lambda a, b: (b - mu) ** 2))
+
+    def contrast(self):
+        return self.expect(ops.square(self.i - self.j))
+
+    def dissimilarity(self):
+        return self.expect(ops.abs(self.i - self.j))
+
+    def homogeneity(self):
+        return self.expect(1.0 / (1.0 + ops.square(self.i - self.j)))
+
+    def inverse_difference(self):
+        return self.expect(1.0 / (1.0 + ops.abs(self.i - self.j)))
+
+    def mean(self):
+        return self.mu_x()
+
+    def variance(self):
+        return self.var_x()
+
+    def std(self):
+        return ops.sqrt(self.var_x())
+
+    def single_level(self):
+        """True where fewer than two grey levels occur among the window's pairs."""
+        big = float(self.levels)
+        lo = ops.min(ops.where(self.pair, ops.minimum(self.i, self.j), big), axis=-1)
+        hi = ops.max(ops.where(self.pair, ops.maximum(self.i, self.j), -1.0), axis=-1)
+        if self.symmetric:
+            return lo >= hi
+        lo_i = ops.min(ops.where(self.pair, self.i, big), axis=-1)
+        hi_i = ops.max(ops.where(self.pair, self.i, -1.0), axis=-1)
+        lo_j = ops.min(ops.where(self.pair, self.j, big), axis=-1)
+        hi_j = ops.max(ops.where(self.pair, self.j, -1.0), axis=-1)
+        return ops.logical_or(lo_i >= hi_i, lo_j >= hi_j)
+
+    def correlation(self):
+        mx, my = self.mu_x()[..., None], self.mu_y()[..., None]
+        cov = self.expect_sym(lambda a, b: (a - mx) * (b - my))
+        single = self.single_level()
+        denom = ops.sqrt(self.var_x() * self.var_y())
+        return ops.where(single, 1.0, cov / ops.where(single, 1.0, denom))
+
+    def sum_average(self):
+        return self._get("savg", lambda: self.expect(self.i + self.j))
+
+    def _sum_moment(self, power):
+        centred = self.i + self.j - self.sum_average()[..., None]
+        return self.expect(centred ** power)
+
+    def sum_variance(self):
+        return self._sum_moment(2)
+
+    def cluster_shade(self):
+        return self._sum_moment(3)
+
+    def cluster_prominence(self):
+        return self._sum_moment(4)
+
+    def difference_variance(self):
+        d = ops.abs(self.i - self.j)
+        mu = self.expect(d)[..., None]
+        return self.expect(ops.square(d - mu))
+
+    # -- counts ---------------------------------------------------------------
+    def _runs(self, keys, valid):
+        """Run position (0-based) of every element after sorting ``keys``; invalid
+        elements get a sentinel key and weight 0. Returns (sorted keys, position,
+        weight)."""
+        sentinel = float(self.levels * self.levels + 1)
+        keys = ops.where(valid, keys, sentinel)
+        keys = ops.sort(keys, axis=-1)
+        size = keys.shape[-1]
+        index = ops.arange(size, dtype="float32")
+        starts = ops.concatenate(
+            [ops.ones_like(keys[..., :1], dtype="bool"),
+             ops.not_equal(keys[..., 1:], keys[..., :-1])], axis=-1)
+        start_index = _running_max(ops.where(starts, index, 0.0))
+        position = index - start_index
+        weight = ops.cast(keys < sentinel, "float32")
+        return keys, position, weight
+
+    def _sum_m_log_m(self, keys, valid):
+        """Σ over distinct keys of m ln m (m = count of the key), via telescoping."""
+        _, pos, weight = self._runs(keys, valid)
+        step = (pos + 1.0) * ops.log(pos + 1.0) - pos * ops.log(ops.maximum(pos, 1.0))
+        return ops.sum(step * weight, axis=-1)
+
+    def _entropy_of(self, keys, valid, total):
+        """Entropy of the distribution of ``keys`` (each valid element weight 1)."""
+        return ops.log(total) - self._sum_m_log_m(keys, valid) / total
+
+    def _joint_keys(self):
+        if self.symmetric:
+            lo, hi = ops.minimum(self.i, self.j), ops.maximum(self.i, self.j)
+            return lo * self.levels + hi
+        return self.i * self.levels + self.j
+
+    def off_diagonal_fraction(self):
+        return self.expect(ops.cast(ops.not_equal(self.i, self.j), "float32"))
+
+    def entropy(self):
+        def fn():
+            h = self._entropy_of(self._joint_keys(), self.pair, self.n)
+            if self.symmetric:
+                # an unordered off-diagonal pair splits over two cells: + ln 2 each
+                h = h + math.log(2.0) * self.off_diagonal_fraction()
+            return h
+        return self._get("entropy", fn)
+
+    def asm(self):
+        def fn():
+            keys, pos, weight = self._runs(self._joint_keys(), self.pair)
+            # Σ_u m_u² telescopes to Σ (2 pos + 1); a symmetric off-diagonal pair
+            # spreads over two cells of m/2 each: half the square.
+            step = (2.0 * pos + 1.0) * weight
+            if self.symmetric:
+                lo = ops.floor(keys / self.levels)
+                diagonal = ops.equal(keys - lo * self.levels, lo)
+                step = step * ops.where(diagonal, 1.0, 0.5)
+            return ops.sum(step, axis=-1) / ops.square(self.n)
+        return self._get("asm", fn)
+
+    def energy(self):
+        return ops.sqrt(self.asm())
+
+    def sum_entropy(self):
+        return self._entropy_of(self.i + self.j, self.pair, self.n)
+
+    def difference_entropy(self):
+        return self._entropy_of(ops.abs(self.i - self.j), self.pair, self.n)
+
+    def _marginal_entropies(self):
+        def fn():
+            if self.symmetric:
+                both = ops.concatenate([self.i, self.j], axis=-1)
+                valid = ops.concatenate([self.pair, self.pair], axis=-1)
+                hx = self._entropy_of(both, valid, 2.0 * self.n)
+                return hx, hx
+            return (self._entropy_of(self.i, self.pair, self.n),
+                    self._entropy_of(self.j, self.pair, self.n))
+        return self._get("marginals", fn)
+
+    def _mutual_information(self):
+        hx, hy = self._marginal_entropies()
+        return ops.maximum(hx + hy - self.entropy(), 0.0)
+
+    def imc1(self):
+        hx, hy = self._marginal_entropies()
+        hmax = ops.maximum(hx, hy)
+        # below float32 resolution of the entropies, a window is treated as one level
+        positive = hmax > 1e-6
+        value = -self._mutual_information() / ops.where(positive, hmax, 1.0)
+        return ops.where(positive, value, 0.0)
+
+    def imc2(self):
+        return ops.sqrt(ops.maximum(-ops.expm1(-2.0 * self._mutual_information()), 0.0))
+
+    # -- slow path --------------------------------------------------------------
+    def max_correlation(self):
+        """Builds each window's GLCM (levels² per pixel) and takes the exact value."""
+        L = self.levels
+        one_i = ops.one_hot(ops.cast(self.i, "int32"), L) * self.w[..., None]
+        one_j = ops.one_hot(ops.cast(self.j, "int32"), L)
+        P = ops.einsum("...ni,...nj->...ij", one_i, one_j)
+        if self.symmetric:
+            P = P + ops.swapaxes(P, -1, -2)
+        return features_from_glcm(P, ["max_correlation"])[..., 0]
+
+
+def _running_max(x):
+    """Running maximum along the last axis (log-step doubling, no Python loop over
+    the data: log2(window²) vectorized steps)."""
+    size = x.shape[-1]
+    shift = 1
+    while shift < size:
+        padded = ops.concatenate([ops.zeros_like(x[..., :shift]), x[..., :-shift]], axis=-1)
+        x = ops.maximum(x, padded)
+        shift *= 2
+    return x
