@@ -31,12 +31,15 @@ def _tracing(args) -> bool:
     return True  # other backends: run op by op
 
 
-def jit_when_eager(fn):
+def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
     """Decorator: ``fn(*arrays, **static)`` runs compiled once per static config.
 
     ``static`` keyword values must be hashable; they are baked into the compiled
-    function. Shapes that change cause a retrace, as the backends do.
+    function. Shapes that change cause a retrace, as the backends do. On TensorFlow,
+    inputs smaller than ``min_size`` elements run op by op.
     """
+    if fn is None:
+        return functools.partial(jit_when_eager, min_size=min_size)
     cache = {}
 
     @functools.wraps(fn)
@@ -45,7 +48,7 @@ def jit_when_eager(fn):
             return fn(*arrays, **static)
         backend = keras.backend.backend()
         size = max(int(np.prod(a.shape)) for a in arrays if a is not None)
-        if backend == "tensorflow" and size < MIN_COMPILED_SIZE:
+        if backend == "tensorflow" and size < min_size:
             return fn(*arrays, **static)
         key = (backend, tuple(sorted(static.items())))
         compiled = cache.get(key)

@@ -13,6 +13,7 @@ from keras import ops
 from glcm._checks import DEFAULT_ANGLES, check_angles, check_distances, check_levels
 from glcm.core import features_from_glcm, graycomatrix
 from glcm.features import resolve_features
+from glcm.texture import check_window, texture_map
 
 
 def nanmean_last(values, axis):
@@ -116,4 +117,44 @@ class GLCMFeatures(_GLCMConfig):
     def get_config(self):
         config = super().get_config()
         config.update(features=list(self.features), average=self.average)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="glcm")
+class TextureMap(_GLCMConfig):
+    """Per-pixel texture features (see :func:`glcm.texture_map`).
+
+    Output: float32 (batch, H, W, n_features), or (batch, H, W, n_offsets, n_features)
+    with ``average=False``. NaN where the centre pixel is invalid or the window has
+    no valid pair. Inside a compiled model the whole input is processed at once:
+    feed tiles (the pipeline does).
+
+    Args:
+      features: names or aliases, or "all".
+      window: odd window size, 3..63.
+      levels, distances, angles, symmetric, average: as :func:`glcm.texture_map`.
+    """
+
+    def __init__(self, features, window, levels, distances=(1,), angles=DEFAULT_ANGLES,
+                 symmetric=True, average=True, **kwargs):
+        super().__init__(levels, distances, angles, symmetric, **kwargs)
+        self.features = resolve_features(features)
+        self.window = check_window(window)
+        self.average = bool(average)
+
+    def call(self, inputs, mask=None):
+        return texture_map(inputs, self.features, self.window, levels=self.levels,
+                           distances=self.distances, angles=self.angles,
+                           symmetric=self.symmetric, average=self.average, mask=mask)
+
+    def compute_output_shape(self, input_shape):
+        spatial = tuple(input_shape[:3])
+        if self.average:
+            return spatial + (len(self.features),)
+        return spatial + (len(self.distances) * len(self.angles), len(self.features))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(features=list(self.features), window=self.window,
+                      average=self.average)
         return config

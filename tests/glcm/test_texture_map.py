@@ -1,0 +1,180 @@
+"""texture_map against scikit-image / numpy on the clipped window of every pixel."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from skimage import data
+from skimage.feature import graycomatrix as sk_graycomatrix
+from skimage.feature import graycoprops as sk_graycoprops
+
+import glcm
+from glcm.layers import TextureMap
+from tests.glcm.reference import feature_scale, numpy_features
+
+FOUR = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
+SKIMAGE = {"contrast": "contrast", "dissimilarity": "dissimilarity",
+           "homogeneity": "homogeneity", "asm": "ASM", "energy": "energy",
+           "correlation": "correlation", "mean": "mean", "variance": "variance",
+           "std": "std", "entropy": "entropy"}
+
+
+def window_glcm(image, valid, r, c, window, distances, symmetric, levels):
+    h = window // 2
+    rows = slice(max(0, r - h), r + h + 1)
+    cols = slice(max(0, c - h), c + h + 1)
+    patch = np.where(valid[rows, cols], image[rows, cols], 0).astype(np.uint8)
+    return np.asarray(glcm.graycomatrix(patch[None], distances, FOUR, levels,
+                                        symmetric=symmetric, mask=valid[rows, cols][None]))[0]
+
+
+def check_pixels(image, valid, pixels, window, distances, symmetric, levels, names, out):
+    """out: (H, W, n_offsets, F) from texture_map(average=False)."""
+    for r, c in pixels:
+        P = window_glcm(image, valid, r, c, window, distances, symmetric, levels)
+        for k in range(len(distances) * 4):
+            Pk = P[:, :, k // 4, k % 4]
+            if Pk.sum() == 0 or not valid[r, c]:
+                assert np.isnan(out[r, c, k]).all()
+                continue
+            ref = numpy_features(Pk)
+            for f, name in enumerate(names):
+                want = ref[name]
+                if name in SKIMAGE and valid[max(0, r - window):r + window, :].all():
+                    sk = sk_graycoprops(Pk[:, :, None, None], SKIMAGE[name])[0, 0]
+                    assert abs(sk - want) <= 1e-9 * max(1, abs(want))
+                atol = 1e-3 if name == "imc2" else 1e-5
+                assert abs(out[r, c, k, f] - want) <= 2e-5 * feature_scale(Pk, name) + atol, (
+                    name, r, c, k, out[r, c, k, f], want)
+
+
+def border_and_random_pixels(H, W, rng, n=40):
+    edges = [(0, 0), (0, W - 1), (H - 1, 0), (H - 1, W - 1), (0, W // 2), (H // 2, 0),
+             (H - 1, W // 2), (H // 2, W - 1), (1, 1), (H - 2, W - 2)]
+    return edges + [(int(rng.integers(H)), int(rng.integers(W))) for _ in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_feature_random_images(seed):
+    rng = np.random.default_rng(seed)
+    levels = int(rng.choice([4, 8, 16]))
+    window = [3, 5, 7, 9, 11, 15][seed]
+    distances = [[1], [1, 2], [3], [1, 3], [2], [1]][seed]
+    H, W = int(rng.integers(window, 40)), int(rng.integers(window, 40))
+    image = rng.integers(0, levels, (H, W))
+    if seed % 2:
+        image = (np.cumsum(image, axis=1) // 4) % levels  # smoother texture
+    valid = rng.random((H, W)) > (0.2 if seed >= 3 else 0.0)
+    symmetric = seed != 4
+    out = np.asarray(glcm.texture_map(image[None], glcm.FEATURES, window, levels=levels,
+                                      distances=distances, angles=FOUR,
+                                      symmetric=symmetric, average=False,
+                                      mask=valid[None]))[0]
+    assert out.shape == (H, W, len(distances) * 4, len(glcm.FEATURES))
+    check_pixels(image, valid, border_and_random_pixels(H, W, rng, 12), window, distances,
+                 symmetric, levels, glcm.FEATURES, out)
+
+
+@pytest.mark.parametrize("name", ["brick", "grass", "gravel", "camera"])
+def test_skimage_features_real_textures(name):
+    rng = np.random.default_rng(1)
+    raw = getattr(data, name)()[:48, :56]
+    q, _ = glcm.quantize(raw[None], 32, 0, 256)
+    image = np.asarray(q)[0]
+    names = list(SKIMAGE)
+    out = np.asarray(glcm.texture_map(q, names, 7, levels=32, average=False))[0]
+    valid = np.ones(image.shape, bool)
+    for r, c in border_and_random_pixels(*image.shape, rng, 30):
+        P = window_glcm(image, valid, r, c, 7, [1], True, 32)
+        sk = sk_graycomatrix(image[max(0, r - 3):r + 4, max(0, c - 3):c + 4].astype(np.uint8),
+                             [1], FOUR, 32, symmetric=True)
+        np.testing.assert_array_equal(P, sk)
+        for f, n in enumerate(names):
+            want = sk_graycoprops(sk, SKIMAGE[n])[0]
+            np.testing.assert_allclose(out[r, c, :, f], want, rtol=2e-5, atol=2e-6, err_msg=n)
+
+
+def test_average_over_offsets_with_pairs():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 8, (1, 20, 20))
+    names = ["contrast", "entropy", "correlation"]
+    per = np.asarray(glcm.texture_map(image, names, 5, levels=8, average=False))
+    avg = np.asarray(glcm.texture_map(image, names, 5, levels=8))
+    np.testing.assert_allclose(avg, np.nanmean(per, axis=3), rtol=1e-5, atol=1e-6)
+
+
+def test_edge_cases():
+    # image smaller than the window, and 1x1 (no pair: NaN)
+    small = np.asarray(glcm.texture_map(np.array([[[1, 2], [3, 0]]]), ["contrast"], 7,
+                                        levels=4))
+    P = np.asarray(glcm.graycomatrix(np.array([[[1, 2], [3, 0]]]), [1], FOUR, 4,
+                                     symmetric=True))
+    want = np.nanmean(np.asarray(glcm.graycoprops(P, "contrast"))[0, 0])
+    np.testing.assert_allclose(small[0, :, :, 0], want, rtol=1e-6)
+    one = np.asarray(glcm.texture_map(np.zeros((1, 1, 1)), ["contrast", "entropy"], 3,
+                                      levels=4))
+    assert one.shape == (1, 1, 1, 2) and np.isnan(one).all()
+    # constant image: documented finite values
+    const = np.asarray(glcm.texture_map(np.full((1, 9, 9), 2), ["correlation", "entropy",
+                                                               "imc1", "variance"], 3,
+                                        levels=4))
+    np.testing.assert_array_equal(const[..., 0], 1.0)
+    np.testing.assert_array_equal(const[..., 1:], 0.0)
+    # fully masked
+    masked = np.asarray(glcm.texture_map(np.ones((1, 6, 6)), ["asm"], 3, levels=4,
+                                         mask=np.zeros((1, 6, 6), bool)))
+    assert np.isnan(masked).all()
+    # NaN input through quantize: NaN pixels are invalid, output NaN there
+    x = np.random.default_rng(0).random((1, 10, 10)).astype(np.float32)
+    x[0, 4, 4] = np.nan
+    q, valid = glcm.quantize(x, 8, 0.0, 1.0)
+    out = np.asarray(glcm.texture_map(q, ["contrast"], 3, levels=8, mask=valid))
+    assert np.isnan(out[0, 4, 4, 0]) and np.isfinite(np.delete(out.ravel(), 44)).all()
+
+
+def test_row_chunks_equal_one_pass(monkeypatch):
+    from glcm import texture
+
+    image = np.random.default_rng(5).integers(0, 8, (2, 37, 23))
+    names = ["contrast", "asm", "correlation"]
+    whole = np.asarray(glcm.texture_map(image, names, 5, levels=8, distances=[1, 2]))
+    monkeypatch.setattr(texture, "CHUNK_ELEMENTS", 2 * 23 * 25 * 8 * 3)  # 3-row chunks
+    chunked = np.asarray(glcm.texture_map(image, names, 5, levels=8, distances=[1, 2]))
+    # chunks run compiled, the small whole image op by op: rounding may differ
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_layer_model_roundtrip_and_jit(tmp_path):
+    x = np.random.default_rng(2).integers(0, 8, (2, 16, 16, 1)).astype("float32")
+    layer = TextureMap(["contrast", "savg", "ent"], window=5, levels=8)
+    inp = keras.Input((16, 16, 1))
+    model = keras.Model(inp, layer(inp))
+    y = model.predict(x, verbose=0)
+    assert y.shape == (2, 16, 16, 3)
+    assert layer.compute_output_shape((None, 16, 16, 1)) == (None, 16, 16, 3)
+    np.testing.assert_allclose(y, np.asarray(glcm.texture_map(
+        x, ["contrast", "sum_average", "entropy"], 5, levels=8)), rtol=1e-6)
+    path = os.path.join(tmp_path, "texture.keras")
+    model.save(path)
+    np.testing.assert_array_equal(keras.models.load_model(path).predict(x, verbose=0), y)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        np.testing.assert_allclose(tf.function(layer, jit_compile=True)(x), y, rtol=1e-6)
+    else:
+        import jax
+
+        np.testing.assert_allclose(jax.jit(layer)(x), y, rtol=1e-6)
+
+
+def test_errors():
+    image = np.zeros((1, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="odd integer in 3..63"):
+        glcm.texture_map(image, ["contrast"], 4, levels=4)
+    with pytest.raises(ValueError, match="odd integer in 3..63"):
+        glcm.texture_map(image, ["contrast"], 65, levels=4)
+    with pytest.raises(ValueError, match="unknown GLCM feature"):
+        glcm.texture_map(image, ["contrast", "nope"], 3, levels=4)
+    with pytest.raises(ValueError, match="outside \\[0, 4\\)"):
+        glcm.texture_map(image + 5, ["contrast"], 3, levels=4)
