@@ -341,15 +341,20 @@ class _WindowStatistics:
         weight = ops.cast(keys < sentinel, "float32")
         return keys, position, weight
 
-    def _sum_m_log_m(self, keys, valid):
+    @staticmethod
+    def _sum_m_log_m(runs):
         """Σ over distinct keys of m ln m (m = count of the key), via telescoping."""
-        _, pos, weight = self._runs(keys, valid)
+        _, pos, weight = runs
         step = (pos + 1.0) * ops.log(pos + 1.0) - pos * ops.log(ops.maximum(pos, 1.0))
         return ops.sum(step * weight, axis=-1)
 
     def _entropy_of(self, keys, valid, total):
         """Entropy of the distribution of ``keys`` (each valid element weight 1)."""
-        return ops.log(total) - self._sum_m_log_m(keys, valid) / total
+        return ops.log(total) - self._sum_m_log_m(self._runs(keys, valid)) / total
+
+    def _joint_runs(self):
+        # one sort of the joint codes serves asm, energy, entropy and imc
+        return self._get("joint_runs", lambda: self._runs(self._joint_keys(), self.pair))
 
     def _joint_keys(self):
         if self.symmetric:
@@ -362,7 +367,7 @@ class _WindowStatistics:
 
     def entropy(self):
         def fn():
-            h = self._entropy_of(self._joint_keys(), self.pair, self.n)
+            h = ops.log(self.n) - self._sum_m_log_m(self._joint_runs()) / self.n
             if self.symmetric:
                 # an unordered off-diagonal pair splits over two cells: + ln 2 each
                 h = h + math.log(2.0) * self.off_diagonal_fraction()
@@ -371,7 +376,7 @@ class _WindowStatistics:
 
     def asm(self):
         def fn():
-            keys, pos, weight = self._runs(self._joint_keys(), self.pair)
+            keys, pos, weight = self._joint_runs()
             # Σ_u m_u² telescopes to Σ (2 pos + 1); a symmetric off-diagonal pair
             # spreads over two cells of m/2 each: half the square.
             step = (2.0 * pos + 1.0) * weight
