@@ -122,6 +122,24 @@ def neighbours(codes, offsets: np.ndarray, fill: int = -1):
     return ops.take(flat, base + shift, axis=1)
 
 
+def checked_inputs(images, mask, levels, distances, angles):
+    """Validates the arguments shared by graycomatrix and texture_map.
+
+    Returns:
+      (images (batch, H, W), mask or None, levels, distances, angles, offsets) with
+      offsets a hashable tuple of (row, col) pairs in (distance, angle) order.
+    """
+    levels = check_levels(levels)
+    distances = check_distances(distances)
+    angles = check_angles(angles)
+    images = as_image_batch(images)
+    if mask is not None:
+        mask = as_mask_batch(mask, tuple(images.shape))
+    check_level_values(images, levels, mask)
+    offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
+    return images, mask, levels, distances, angles, offsets
+
+
 # ------------------------------------------------------------------------- quantize
 def quantize(x, levels: int, vmin, vmax, mask=None):
     """Quantizes values into ``levels`` grey levels.
@@ -213,14 +231,8 @@ def graycomatrix(images, distances, angles=DEFAULT_ANGLES, levels=256, symmetric
         Wrong rank, ``levels`` < 2, empty distances/angles, values outside
         [0, levels) (checked when the values are known, i.e. not while tracing).
     """
-    levels = check_levels(levels)
-    distances = check_distances(distances)
-    angles = check_angles(angles)
-    images = as_image_batch(images)
-    if mask is not None:
-        mask = as_mask_batch(mask, tuple(images.shape))
-    check_level_values(images, levels, mask)
-    offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
+    images, mask, levels, distances, angles, offsets = checked_inputs(
+        images, mask, levels, distances, angles)
     return _cooccurrence(images, mask, offsets=offsets, grid=(len(distances), len(angles)),
                          levels=levels, symmetric=bool(symmetric), normed=bool(normed))
 

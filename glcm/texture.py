@@ -22,11 +22,9 @@ import math
 import numpy as np
 from keras import ops
 
-from glcm._checks import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
-                          pixel_offsets)
+from glcm._checks import DEFAULT_ANGLES
 from glcm._compile import jit_when_eager
-from glcm.core import (as_image_batch, as_mask_batch, check_level_values,
-                       features_from_glcm, levels_or_invalid, neighbours)
+from glcm.core import checked_inputs, features_from_glcm, levels_or_invalid, neighbours
 from glcm.features import resolve_features
 
 COUNT_FEATURES = frozenset({"asm", "energy", "entropy", "sum_entropy",
@@ -87,16 +85,10 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
     whole input is one chunk, so feed it tiles.
     """
-    levels = check_levels(levels)
     window = check_window(window)
-    distances = check_distances(distances)
-    angles = check_angles(angles)
     names = resolve_features(features)
-    images = as_image_batch(images)
-    if mask is not None:
-        mask = as_mask_batch(mask, tuple(images.shape))
-    check_level_values(images, levels, mask)
-    offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
+    images, mask, levels, distances, angles, offsets = checked_inputs(
+        images, mask, levels, distances, angles)
     static = dict(names=names, window=window, levels=levels, offsets=offsets,
                   symmetric=bool(symmetric), average=bool(average))
     codes = levels_or_invalid(images, levels, mask)  # -1 = invalid
