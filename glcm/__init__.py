@@ -6,14 +6,11 @@ Public API (see DESIGN.md): :func:`quantize`, :func:`graycomatrix`,
 
 from glcm.core import graycomatrix, graycoprops, quantize
 from glcm.features import ALIASES, FEATURES, canonical_name, resolve_features
+from glcm.texture import texture_map
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES", "FEATURES", "canonical_name", "graycomatrix", "graycoprops", "quantize",
-    "resolve_features",
+    "resolve_features", "texture_map",
 ]
-
-from glcm.texture import texture_map  # noqa: E402
-
-__all__.append("texture_map")
