@@ -193,13 +193,7 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     n_safe = ops.where(has_pairs, n, 1.0)
 
     stats = _WindowStatistics(i, j, w, n_safe, pair, levels, symmetric, window)
-    values = []
-    for name in names:
-        if name == "max_correlation":
-            values.append(stats.max_correlation())
-        else:
-            values.append(getattr(stats, name)())
-    values = ops.stack(values, axis=-1)  # (B, h, w, K, F)
+    values = ops.stack([getattr(stats, name)() for name in names], axis=-1)  # (B,h,w,K,F)
     values = ops.where(has_pairs[..., None], values, float("nan"))
     centre = padded[:, m:m + out_h, m:m + out_w] >= 0
     values = ops.where(centre[..., None, None], values, float("nan"))
