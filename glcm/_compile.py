@@ -18,7 +18,8 @@ import numpy as np
 MIN_COMPILED_SIZE = 1 << 20
 
 
-def _tracing(args) -> bool:
+def is_tracing(args) -> bool:
+    """True while the backend traces (tf.function graph, JAX tracer)."""
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf  # backend check: only when TF is the backend
@@ -44,7 +45,7 @@ def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
 
     @functools.wraps(fn)
     def wrapper(*arrays, **static):
-        if any(isinstance(a, keras.KerasTensor) for a in arrays) or _tracing(arrays):
+        if any(isinstance(a, keras.KerasTensor) for a in arrays) or is_tracing(arrays):
             return fn(*arrays, **static)
         backend = keras.backend.backend()
         size = max(int(np.prod(a.shape)) for a in arrays if a is not None)

@@ -493,6 +493,15 @@ def _anti_diagonal_sums(P):
     return ops.reshape(ops.sum(skew, axis=1), tuple(lead) + (2 * L - 1,))
 
 
+def nanmean(values, axis):
+    """Mean over ``axis`` ignoring NaN; NaN where every value is NaN (averaging
+    features over the offsets that have at least one valid pair)."""
+    finite = ops.logical_not(ops.isnan(values))
+    total = ops.sum(ops.where(finite, values, 0.0), axis=axis)
+    count = ops.sum(ops.cast(finite, "float32"), axis=axis)
+    return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
+
+
 def normalize_glcm(P):
     """Normalizes (..., L, L) matrices to sum 1; returns (P_normalized, has_pairs)."""
     P = ops.cast(P, "float32")

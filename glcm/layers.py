@@ -11,17 +11,9 @@ import keras
 from keras import ops
 
 from glcm._checks import DEFAULT_ANGLES, check_angles, check_distances, check_levels
-from glcm.core import features_from_glcm, graycomatrix
+from glcm.core import features_from_glcm, graycomatrix, nanmean
 from glcm.features import resolve_features
 from glcm.texture import check_window, texture_map
-
-
-def nanmean_last(values, axis):
-    """Mean over ``axis`` ignoring NaN; NaN where every value is NaN."""
-    finite = ops.logical_not(ops.isnan(values))
-    total = ops.sum(ops.where(finite, values, 0.0), axis=axis)
-    count = ops.sum(ops.cast(finite, "float32"), axis=axis)
-    return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
 
 
 class _GLCMConfig(keras.layers.Layer):
@@ -105,7 +97,7 @@ class GLCMFeatures(_GLCMConfig):
         values = features_from_glcm(ops.transpose(P, (0, 3, 4, 1, 2)), self.features)
         if self.average:
             batch = ops.shape(values)[0]
-            values = nanmean_last(
+            values = nanmean(
                 ops.reshape(values, (batch, -1, len(self.features))), axis=1)
         return values
 

@@ -1,7 +1,7 @@
 """Per-pixel GLCM texture maps, without a GLCM per window.
 
-For every pixel the window's pairs are gathered once per offset (one patch
-extraction over a per-pixel *pair-code map*), then
+For every pixel the window's pairs are gathered from a per-pixel *pair-code map*
+(one gather for all offsets), then
 
 - linear and moment features (contrast, dissimilarity, homogeneity,
   inverse_difference, mean, variance, std, correlation, sum_average, sum_variance,
@@ -23,12 +23,11 @@ import numpy as np
 from keras import ops
 
 from glcm._checks import DEFAULT_ANGLES
-from glcm._compile import jit_when_eager
-from glcm.core import checked_inputs, features_from_glcm, levels_or_invalid, neighbours
+from glcm._compile import is_tracing, jit_when_eager
+from glcm.core import (checked_inputs, features_from_glcm, levels_or_invalid, nanmean,
+                       neighbours)
 from glcm.features import resolve_features
 
-COUNT_FEATURES = frozenset({"asm", "energy", "entropy", "sum_entropy",
-                            "difference_entropy", "imc1", "imc2"})
 # Elements (pixels x window pairs x offsets) of one chunk: bounds peak memory.
 CHUNK_ELEMENTS = 1 << 23
 
@@ -95,7 +94,7 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     height = images.shape[1]
     width = images.shape[2]
     batch = images.shape[0]
-    eager = all(d is not None for d in (batch, height, width)) and _is_eager(codes)
+    eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
     if not eager:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
     per_row = max(1, batch * width * window * window * len(offsets))
@@ -113,12 +112,6 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     chunks = [_texture_kernel(padded[:, r0:r0 + rows + margin], **static)
               for r0 in range(0, n_chunks * rows, rows)]
     return ops.concatenate(chunks, axis=1)[:, :height]
-
-
-def _is_eager(x) -> bool:
-    from glcm._compile import _tracing
-
-    return not _tracing([x])
 
 
 def _margin(window, offsets):
@@ -198,10 +191,7 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     centre = padded[:, m:m + out_h, m:m + out_w] >= 0
     values = ops.where(centre[..., None, None], values, float("nan"))
     if average:
-        finite = ops.logical_not(ops.isnan(values))
-        total = ops.sum(ops.where(finite, values, 0.0), axis=-2)
-        count = ops.sum(ops.cast(finite, "float32"), axis=-2)
-        values = ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
+        values = nanmean(values, axis=-2)
     return values
 
 
