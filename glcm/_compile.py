@@ -58,7 +58,7 @@ def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
             if backend == "tensorflow":
                 import tensorflow as tf
 
-                compiled = tf.function(bound, jit_compile=True)
+                compiled = tf.function(bound, jit_compile=True, autograph=False)
             else:
                 import jax
 

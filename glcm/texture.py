@@ -97,7 +97,10 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
     if not eager:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
-    per_row = max(1, batch * width * window * window * len(offsets))
+    # Elements held per output row: window² gathered pairs per offset where a
+    # feature needs the window's pairs, else a dozen box-filtered maps per offset.
+    per_pair = window * window if any(n not in BOX_FEATURES for n in names) else 16
+    per_row = max(1, batch * width * per_pair * len(offsets))
     if "max_correlation" in names:
         per_row *= max(1, levels * levels // (window * window))
     rows = max(1, min(height, CHUNK_ELEMENTS // per_row))
@@ -156,11 +159,159 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     second = ops.moveaxis(second, 1, -1)  # (B, rh, rw, K)
     first = first[..., None]
     valid = ops.logical_and(first >= 0, second >= 0)
-    code = ops.where(valid, first * levels + second + 1, 0)
+    centre_value = padded[:, m:m + out_h, m:m + out_w]
 
-    # Window patches of the pair-code map, one gather: (B, out_h, out_w, window², K).
-    # (extract_patches lowers to a convolution with a window²-wide identity kernel,
-    # about 50x slower on the CPU.)
+    box_names = [n for n in names if n in BOX_FEATURES]
+    gather_names = [n for n in names if n not in BOX_FEATURES]
+    box = _BoxMoments(first, second, valid, centre_value, window, offsets_np, symmetric)
+    has_pairs = box.n > 0
+    values = {name: getattr(box, name)() for name in box_names}
+    if gather_names:
+        stats = _gather_windows(first, second, valid, window, offsets, levels, symmetric,
+                                box.n)
+        values.update({name: getattr(stats, name)() for name in gather_names})
+    values = ops.stack([values[name] for name in names], axis=-1)  # (B, h, w, K, F)
+    values = ops.where(has_pairs[..., None], values, float("nan"))
+    values = ops.where((centre_value >= 0)[..., None, None], values, float("nan"))
+    if average:
+        values = nanmean(values, axis=-2)
+    return values
+
+
+# Features computed from box sums of per-anchor maps (no per-window gather).
+BOX_FEATURES = frozenset({"contrast", "dissimilarity", "homogeneity", "inverse_difference",
+                          "mean", "variance", "std", "correlation", "sum_average",
+                          "sum_variance"})
+
+
+def _box_kernels(window, offsets):
+    """Per-offset 1-D indicator kernels of the anchor rows / columns of a window."""
+    t = np.arange(window)
+    rows = np.stack([(t + dr >= 0) & (t + dr < window) for dr, _ in offsets], axis=1)
+    cols = np.stack([(t + dc >= 0) & (t + dc < window) for _, dc in offsets], axis=1)
+    return rows.astype(np.float32), cols.astype(np.float32)
+
+
+class _BoxMoments:
+    """Window sums of per-anchor maps by separable depthwise convolutions whose
+    per-offset kernels cover exactly the anchors whose pair lies inside the window
+    ((window - |dr|) x (window - |dc|) boxes): O(window) per pixel and channel.
+
+    Sums of integer maps are exact in float32 while below 2**24 (e.g. levels 32 with
+    any window up to 63). Second moments are centred on the window's centre pixel
+    value c, which lies in the window, so E[(x-c)²] - E[x-c]² cancels by at most about
+    the window's pair count instead of by E[x²] / variance.
+    """
+
+    def __init__(self, first, second, valid, centre_value, window, offsets, symmetric):
+        self.valid = ops.cast(valid, "float32")  # (B, rh, rw, K)
+        self.i = ops.cast(ops.maximum(first, 0), "float32") * self.valid
+        self.j = ops.cast(ops.maximum(second, 0), "float32") * self.valid
+        self.c = ops.cast(ops.maximum(centre_value, 0), "float32")[..., None]
+        self.symmetric = symmetric
+        self.rows, self.cols = _box_kernels(window, offsets)
+        self._cache = {}
+        self.n = self.box(self.valid)
+        self.n_safe = ops.where(self.n > 0, self.n, 1.0)
+
+    def box(self, maps):
+        """Window sums of (B, rh, rw, K) maps -> (B, out_h, out_w, K).
+
+        A separable sum of window taps, each weighted by the per-offset indicator:
+        elementwise adds that XLA fuses into one pass (its depthwise convolution was
+        ~10x slower on the CPU).
+        """
+        window = self.rows.shape[0]
+        out_h, out_w = maps.shape[1] - window + 1, maps.shape[2] - window + 1
+        rows = sum(maps[:, t:t + out_h] * self.rows[t] for t in range(window))
+        return sum(rows[:, :, t:t + out_w] * self.cols[t] for t in range(window))
+
+    def _get(self, key, fn):
+        if key not in self._cache:
+            self._cache[key] = fn()
+        return self._cache[key]
+
+    def _mean_of(self, maps):
+        return self.box(maps) / self.n_safe
+
+    def _centred(self):
+        """E[x-c], E[y-c], E[(x-c)²], E[(y-c)²], E[(x-c)(y-c)] under the GLCM."""
+        def fn():
+            i, j, c, n = self.i, self.j, self.c, self.n
+            si, sj = self.box(i), self.box(j)
+            a1, b1 = si - n * c, sj - n * c
+            a2 = self.box(i * i) - 2.0 * c * si + n * c * c
+            b2 = self.box(j * j) - 2.0 * c * sj + n * c * c
+            ab = (self.box(i * j) - c * (si + sj) + n * c * c) / self.n_safe
+            n = self.n_safe
+            if self.symmetric:
+                m1 = (a1 + b1) / (2.0 * n)
+                m2 = (a2 + b2) / (2.0 * n)
+                return m1, m1, m2, m2, ab
+            return a1 / n, b1 / n, a2 / n, b2 / n, ab
+        return self._get("centred", fn)
+
+    def _variances(self):
+        def fn():
+            ex, ey, exx, eyy, exy = self._centred()
+            return (ops.maximum(exx - ex * ex, 0.0), ops.maximum(eyy - ey * ey, 0.0),
+                    exy - ex * ey)
+        return self._get("variances", fn)
+
+    def _single_level(self, var):
+        # Over integers, two levels or more among M equally weighted elements give a
+        # variance of at least (M-1)/M², i.e. var * M >= 1/2.
+        elements = 2.0 * self.n_safe if self.symmetric else self.n_safe
+        return var * elements < 0.5
+
+    def contrast(self):
+        d = self.i - self.j
+        return self._mean_of(d * d)
+
+    def dissimilarity(self):
+        return self._mean_of(ops.abs(self.i - self.j))
+
+    def homogeneity(self):
+        d = self.i - self.j
+        return self._mean_of(self.valid / (1.0 + d * d))
+
+    def inverse_difference(self):
+        return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j)))
+
+    def mean(self):
+        return self.c + self._centred()[0]
+
+    def variance(self):
+        return self._variances()[0]
+
+    def std(self):
+        return ops.sqrt(self.variance())
+
+    def correlation(self):
+        var_x, var_y, cov = self._variances()
+        single = ops.logical_or(self._single_level(var_x), self._single_level(var_y))
+        denom = ops.sqrt(var_x * var_y)
+        return ops.where(single, 1.0, cov / ops.where(single, 1.0, denom))
+
+    def sum_average(self):
+        ex, ey = self._centred()[:2]
+        return 2.0 * self.c + ex + ey
+
+    def sum_variance(self):
+        var_x, var_y, cov = self._variances()
+        return var_x + var_y + 2.0 * cov
+
+
+def _gather_windows(first, second, valid, window, offsets, levels, symmetric, n):
+    """Every window's pairs gathered along a last axis, as _WindowStatistics."""
+    batch = ops.shape(first)[0]
+    region_h, region_w = first.shape[1], first.shape[2]
+    out_h, out_w = region_h - window + 1, region_w - window + 1
+    n_off = len(offsets)
+    # Pair-code map (code + 1, 0 where there is no pair) gathered in window patches:
+    # (B, out_h, out_w, window², K), one gather. (extract_patches lowers to a
+    # convolution with a window²-wide identity kernel, about 50x slower on the CPU.)
+    code = ops.where(valid, first * levels + second + 1, 0)
     rows = np.arange(out_h)[:, None, None, None]
     cols = np.arange(out_w)[None, :, None, None]
     dr = np.arange(window)[None, None, :, None]
@@ -172,27 +323,14 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
                        "float32")
     anchor = ops.convert_to_tensor(_anchor_mask(window, offsets))
     patches = ops.where(anchor, patches, 0.0)
+    # Move the pair axis last: (B, out_h, out_w, K, window²).
+    patches = ops.moveaxis(patches, -2, -1)
     pair = patches > 0
     code = ops.maximum(patches - 1.0, 0.0)
     i = ops.floor(code / levels)
     j = code - i * levels
-    # Move the pair axis last: (B, out_h, out_w, K, window²).
-    pair = ops.moveaxis(pair, -2, -1)
-    i = ops.moveaxis(i, -2, -1)
-    j = ops.moveaxis(j, -2, -1)
-    w = ops.cast(pair, "float32")
-    n = ops.sum(w, axis=-1)
-    has_pairs = n > 0
-    n_safe = ops.where(has_pairs, n, 1.0)
-
-    stats = _WindowStatistics(i, j, w, n_safe, pair, levels, symmetric, window)
-    values = ops.stack([getattr(stats, name)() for name in names], axis=-1)  # (B,h,w,K,F)
-    values = ops.where(has_pairs[..., None], values, float("nan"))
-    centre = padded[:, m:m + out_h, m:m + out_w] >= 0
-    values = ops.where(centre[..., None, None], values, float("nan"))
-    if average:
-        values = nanmean(values, axis=-2)
-    return values
+    return _WindowStatistics(i, j, ops.cast(pair, "float32"), ops.where(n > 0, n, 1.0),
+                             pair, levels, symmetric, window)
 
 
 class _WindowStatistics:
