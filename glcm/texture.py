@@ -1,18 +1,20 @@
 """Per-pixel GLCM texture maps, without a GLCM per window.
 
-For every pixel the window's pairs are gathered from a per-pixel *pair-code map*
-(one gather for all offsets), then
+Three mechanisms, each used only for the features that need it:
 
-- linear and moment features (contrast, dissimilarity, homogeneity,
-  inverse_difference, mean, variance, std, correlation, sum_average, sum_variance,
-  difference_variance, cluster_shade, cluster_prominence) are sums over the window's
-  pairs, two-pass (mean first) so that float32 keeps its precision;
-- count features (asm, energy, entropy, sum_entropy, difference_entropy, imc1, imc2)
-  sort the window's pair codes and sum a telescoping function of the run lengths;
-- max_correlation builds the window's GLCM (levels² per pixel: slow, but exact).
+- box sums (:class:`_BoxMoments`): contrast, dissimilarity, homogeneity,
+  inverse_difference, mean, variance, std, correlation, sum_average, sum_variance are
+  window sums of per-anchor maps (separable, O(window) per pixel), second moments
+  centred on the window's centre value to keep float32 precision;
+- sliding histograms (:class:`_SlidingCounts`): asm, energy, entropy, sum_entropy,
+  difference_entropy, imc1, imc2 keep Σ m² and Σ m ln m of the window's key counts
+  up to date as the window moves along a row, O(window) per pixel;
+- gathered windows (:class:`_WindowStatistics`): difference_variance, cluster_shade,
+  cluster_prominence (two-pass over the window's pairs, O(window²)) and
+  max_correlation (the window's GLCM, levels² per pixel: slow, but exact).
 
-Cost grows with pixels x window area (x log of it for count features), never with
-levels² per pixel (except max_correlation).
+Apart from max_correlation, cost grows with pixels x window, never with levels² per
+pixel (the count features keep a levels²-sized histogram per row, not per pixel).
 """
 
 from __future__ import annotations
@@ -97,13 +99,8 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
     if not eager:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
-    # Elements held per output row: window² gathered pairs per offset where a
-    # feature needs the window's pairs, else a dozen box-filtered maps per offset.
-    per_pair = window * window if any(n not in BOX_FEATURES for n in names) else 16
-    per_row = max(1, batch * width * per_pair * len(offsets))
-    if "max_correlation" in names:
-        per_row *= max(1, levels * levels // (window * window))
-    rows = max(1, min(height, CHUNK_ELEMENTS // per_row))
+    rows = _chunk_rows(names, batch, width, window, levels, len(offsets))
+    rows = min(height, rows)
     if rows >= height:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
     # Row chunks of one fixed shape (the last one padded), so the kernel compiles once.
@@ -115,6 +112,22 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     chunks = [_texture_kernel(padded[:, r0:r0 + rows + margin], **static)
               for r0 in range(0, n_chunks * rows, rows)]
     return ops.concatenate(chunks, axis=1)[:, :height]
+
+
+def _chunk_rows(names, batch, width, window, levels, n_offsets):
+    """Output rows per chunk so that the largest temporaries hold about
+    CHUNK_ELEMENTS values: window² gathered pairs per pixel and offset for the
+    gathered features (levels² more for max_correlation), a dozen box-filtered maps
+    otherwise, and one histogram table of ~levels² + 5 levels per row and offset for
+    the count features."""
+    gathered = [n for n in names if n not in BOX_FEATURES | COUNT_FEATURES]
+    per_pixel = window * window if gathered else 16
+    if "max_correlation" in names:
+        per_pixel *= max(1, levels * levels // (window * window))
+    per_row = batch * width * per_pixel * n_offsets
+    if any(n in COUNT_FEATURES for n in names):
+        per_row = max(per_row, batch * n_offsets * (levels * levels + 5 * levels))
+    return max(1, CHUNK_ELEMENTS // max(1, per_row))
 
 
 def _margin(window, offsets):
@@ -162,10 +175,15 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     centre_value = padded[:, m:m + out_h, m:m + out_w]
 
     box_names = [n for n in names if n in BOX_FEATURES]
-    gather_names = [n for n in names if n not in BOX_FEATURES]
+    count_names = [n for n in names if n in COUNT_FEATURES]
+    gather_names = [n for n in names if n not in BOX_FEATURES | COUNT_FEATURES]
     box = _BoxMoments(first, second, valid, centre_value, window, offsets_np, symmetric)
     has_pairs = box.n > 0
     values = {name: getattr(box, name)() for name in box_names}
+    if count_names:
+        counts = _SlidingCounts(first, second, valid, window, offsets_np, levels, symmetric,
+                                count_names)
+        values.update(count_features(counts, box, count_names, symmetric))
     if gather_names:
         stats = _gather_windows(first, second, valid, window, offsets, levels, symmetric,
                                 box.n)
@@ -278,6 +296,9 @@ class _BoxMoments:
     def inverse_difference(self):
         return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j)))
 
+    def off_diagonal_fraction(self):
+        return self._mean_of(ops.cast(ops.not_equal(self.i, self.j), "float32") * self.valid)
+
     def mean(self):
         return self.c + self._centred()[0]
 
@@ -300,6 +321,185 @@ class _BoxMoments:
     def sum_variance(self):
         var_x, var_y, cov = self._variances()
         return var_x + var_y + 2.0 * cov
+
+
+# Features from per-window counts, kept by a sliding histogram.
+COUNT_FEATURES = frozenset({"asm", "energy", "entropy", "sum_entropy",
+                            "difference_entropy", "imc1", "imc2"})
+
+
+def _m_log_m_step(m):
+    """(m+1) ln(m+1) - m ln m, written without cancellation: ln(m+1) + m ln(1+1/m)."""
+    safe = ops.maximum(m, 1.0)
+    return ops.log(m + 1.0) + ops.where(m > 0, safe * ops.log1p(1.0 / safe), 0.0)
+
+
+class _SlidingCounts:
+    """Count features of every window from histograms slid along the columns.
+
+    For each output row and offset, histograms of the window's keys (joint pair
+    codes, i + j, |i - j|, grey levels) live in one table. Moving one column right
+    removes the anchors of the column that leaves and adds those of the column that
+    enters, one element at a time (repeated keys need no special care), keeping
+    Σ m² and Σ m ln m up to date: adding to a key of count m changes them by 2m + 1
+    and (m+1) ln(m+1) - m ln m. The loop runs over columns (a backend ``fori_loop``),
+    vectorized over rows, offsets and key kinds: O(window) per pixel, independent of
+    the number of levels. The table holds rows x offsets x (levels² + 5 levels)
+    floats; texture_map sizes its row chunks for it.
+    """
+
+    def __init__(self, first, second, valid, window, offsets, levels, symmetric, names):
+        self.window, self.offsets = window, offsets
+        L = levels
+        i = ops.maximum(first, 0) + ops.zeros_like(second)  # (B, rh, rw, K)
+        j = ops.maximum(second, 0)
+        lo, hi = ops.minimum(i, j), ops.maximum(i, j)
+        wanted = set()
+        if set(names) & {"asm", "energy", "entropy", "imc1", "imc2"}:
+            wanted.add("joint")
+        if "sum_entropy" in names:
+            wanted.add("sum")
+        if "difference_entropy" in names:
+            wanted.add("diff")
+        if set(names) & {"imc1", "imc2"}:
+            wanted.update({"x", "y"})
+        ones = ops.ones_like(ops.cast(i, "float32"))
+        # asm of a symmetric GLCM: an off-diagonal key is split over two cells.
+        joint_factor = ops.where(ops.equal(lo, hi), 1.0, 0.5) if symmetric else ones
+        candidates = [("joint", lo * L + hi if symmetric else i * L + j, L * L, joint_factor),
+                      ("sum", i + j, 2 * L - 1, ones), ("diff", hi - lo, L, ones),
+                      ("x", i, L, ones), ("y", j, L, ones)]
+        self.stats = [c[0] for c in candidates if c[0] in wanted]
+        phases = ([], [])  # (stat slot, keys, asm factor) per stream
+        bases = {}
+        base = 0
+        for name, keys, size, factor in candidates:
+            if name not in wanted:
+                continue
+            if name == "y" and symmetric:
+                # p_x = p_y: j joins i's histogram, in a second phase so that one
+                # update never touches the same cell twice.
+                phases[1].append((self.stats.index("x"), keys + bases["x"], factor))
+                continue
+            bases[name] = base
+            phases[0].append((self.stats.index(name), keys + base, factor))
+            base += size
+        self.table_size = base
+        self.phases = [p for p in phases if p]
+        self.weight = ops.cast(valid, "float32")
+        self.sums = self._run()
+
+    def _aligned_columns(self, maps, x, back):
+        """Column ``x - back[k]`` of offset k's map, 0 outside: (B, rh, K, ...)."""
+        rw, k = maps.shape[2], len(self.offsets)
+        col = x - ops.convert_to_tensor(back.astype("int32"))
+        inside = ops.logical_and(col >= 0, col < rw)
+        flat = ops.reshape(maps, tuple(maps.shape[:2]) + (rw * k,) + tuple(maps.shape[4:]))
+        index = ops.where(inside, col, 0) * k + ops.arange(k, dtype="int32")
+        taken = ops.take(flat, index, axis=2)
+        inside = ops.reshape(inside, (1, 1, k) + (1,) * (len(maps.shape) - 4))
+        return ops.where(inside, taken, ops.zeros_like(taken))
+
+    def _run(self):
+        window, K = self.window, len(self.offsets)
+        rows_k, cols_k = _box_kernels(window, self.offsets)
+        hi_col = np.array([np.nonzero(cols_k[:, k])[0].max() for k in range(K)])
+        width = cols_k.sum(axis=0).astype(np.int64)
+        # Shift offset k's columns so every offset's window ends at step x.
+        shift = (window - 1) - hi_col
+        batch, rh, rw = self.weight.shape[0], self.weight.shape[1], self.weight.shape[2]
+        out_h = rh - window + 1
+        n_stats = len(self.stats)
+        vector = (batch, out_h, K)
+        row_base = ops.reshape(ops.arange(batch * out_h * K, dtype="int32"),
+                               vector)[..., None] * self.table_size
+        phases = []
+        for streams in self.phases:
+            keys = ops.stack([s[1] for s in streams], axis=-1)  # (B, rh, rw, K, S)
+            w = ops.stack([self.weight] * len(streams), axis=-1)
+            factor = ops.stack([s[2] for s in streams], axis=-1)
+            phases.append(([s[0] for s in streams], keys, w, factor))
+        row_mask = [rows_k[t][:, None] for t in range(window)]  # (K, 1) per window row
+
+        def update(table, sq, ml, comp, keys, w, factor, slots, sign):
+            idx = ops.reshape(row_base + keys, (-1,))
+            m = ops.reshape(ops.take(table, idx), keys.shape)
+            if sign > 0:
+                d_sq, d_ml = 2.0 * m + 1.0, _m_log_m_step(m)
+            else:
+                d_sq, d_ml = 1.0 - 2.0 * m, -_m_log_m_step(ops.maximum(m - 1.0, 0.0))
+            table = ops.scatter_update(table, idx[:, None], ops.reshape(m + sign * w, (-1,)))
+            d_sq, d_ml = d_sq * w * factor, d_ml * w
+            for s, slot in enumerate(slots):
+                sq[slot] = sq[slot] + d_sq[..., s]
+                # Kahan summation: thousands of steps must not drift
+                y = d_ml[..., s] - comp[slot]
+                total = ml[slot] + y
+                comp[slot] = (total - ml[slot]) - y
+                ml[slot] = total
+            return table
+
+        def body(x, state):
+            table, sq, ml, comp, out = state
+            sq, ml, comp = list(sq), list(ml), list(comp)
+            for slots, keys, w, factor in phases:
+                for sign, back in ((-1.0, shift + width), (1.0, shift)):
+                    keys_x = self._aligned_columns(keys, x, back)
+                    w_x = self._aligned_columns(w, x, back)
+                    f_x = self._aligned_columns(factor, x, back)
+                    for t in range(window):  # window rows, static
+                        rows = slice(t, t + out_h)
+                        table = update(table, sq, ml, comp, keys_x[:, rows],
+                                       w_x[:, rows] * row_mask[t], f_x[:, rows], slots, sign)
+            values = ops.stack(sq + ml, axis=-1)[None]
+            out = ops.slice_update(out, (x, 0, 0, 0, 0), values)
+            return table, sq, ml, comp, out
+
+        zeros = ops.zeros(vector, "float32")
+        state = (ops.zeros((batch * out_h * K * self.table_size,), "float32"),
+                 [zeros] * n_stats, [zeros] * n_stats, [zeros] * n_stats,
+                 ops.zeros((rw,) + vector + (2 * n_stats,), "float32"))
+        out = ops.fori_loop(0, rw, body, state)[-1]
+        out = ops.moveaxis(out[window - 1:], 0, 2)  # (B, out_h, out_w, K, 2 S)
+        return {name: (out[..., s], out[..., n_stats + s])
+                for s, name in enumerate(self.stats)}
+
+    # -- features (n: pairs in the window, from the box sums) -------------------
+    def entropy_of(self, stat, total):
+        """ln(total) - Σ m ln m / total; exactly 0 where one key holds every element
+        (Σ m² > total² - total happens only then)."""
+        sq, m_log_m = self.sums[stat]
+        h = ops.maximum(ops.log(total) - m_log_m / total, 0.0)
+        return ops.where(sq > total * total - total, 0.0, h)
+
+
+def count_features(counts, box, names, symmetric):
+    """Count features from the sliding sums and the box-filtered pair count."""
+    n = box.n_safe
+    out = {}
+    if "joint" in counts.stats:
+        h_joint = counts.entropy_of("joint", n)
+        if symmetric:
+            # an unordered off-diagonal pair splits over two cells: + ln 2 each
+            h_joint = h_joint + math.log(2.0) * box.off_diagonal_fraction()
+        asm = counts.sums["joint"][0] / (n * n)
+        out.update(entropy=h_joint, asm=asm, energy=ops.sqrt(asm))
+    if "sum" in counts.stats:
+        out["sum_entropy"] = counts.entropy_of("sum", n)
+    if "diff" in counts.stats:
+        out["difference_entropy"] = counts.entropy_of("diff", n)
+    if "x" in counts.stats:
+        if symmetric:
+            hx = hy = counts.entropy_of("x", 2.0 * n)
+        else:
+            hx, hy = counts.entropy_of("x", n), counts.entropy_of("y", n)
+        mutual = ops.maximum(hx + hy - out["entropy"], 0.0)
+        hmax = ops.maximum(hx, hy)
+        # below float32 resolution of the entropies a window counts as one level
+        positive = hmax > 1e-6
+        out["imc1"] = ops.where(positive, -mutual / ops.where(positive, hmax, 1.0), 0.0)
+        out["imc2"] = ops.sqrt(ops.maximum(-ops.expm1(-2.0 * mutual), 0.0))
+    return {name: out[name] for name in names}
 
 
 def _gather_windows(first, second, valid, window, offsets, levels, symmetric, n):
@@ -330,19 +530,20 @@ def _gather_windows(first, second, valid, window, offsets, levels, symmetric, n)
     i = ops.floor(code / levels)
     j = code - i * levels
     return _WindowStatistics(i, j, ops.cast(pair, "float32"), ops.where(n > 0, n, 1.0),
-                             pair, levels, symmetric, window)
+                             levels, symmetric)
 
 
 class _WindowStatistics:
-    """Features of every window from its pairs (i, j) along the last axis.
+    """Features of every window from its gathered pairs (i, j) along the last axis:
+    the higher moments and max_correlation, which box sums cannot give in float32.
 
     ``w`` is 1 for a pair, 0 for padding; ``n`` the number of pairs (>= 1 here).
     For symmetric GLCMs each pair stands for (i, j) and (j, i) with weight 1/2.
     """
 
-    def __init__(self, i, j, w, n, pair, levels, symmetric, window):
-        self.i, self.j, self.w, self.n, self.pair = i, j, w, n, pair
-        self.levels, self.symmetric, self.window = levels, symmetric, window
+    def __init__(self, i, j, w, n, levels, symmetric):
+        self.i, self.j, self.w, self.n = i, j, w, n
+        self.levels, self.symmetric = levels, symmetric
         self._cache = {}
 
     def _get(self, key, fn):
@@ -354,77 +555,12 @@ class _WindowStatistics:
         """E[values] over the window's pairs."""
         return ops.sum(values * self.w, axis=-1) / self.n
 
-    def expect_sym(self, f):
-        """E[f(i, j)] under the (symmetrized) GLCM."""
-        if self.symmetric:
-            return 0.5 * (self.expect(f(self.i, self.j)) + self.expect(f(self.j, self.i)))
-        return self.expect(f(self.i, self.j))
-
-    # -- moments ------------------------------------------------------------
-    def mu_x(self):
-        return self._get("mu_x", lambda: self.expect_sym(lambda a, b: a))
-
-    def mu_y(self):
-        return self._get("mu_y", lambda: self.expect_sym(lambda a, b: b))
-
-    def var_x(self):
-        mu = self.mu_x()[..., None]
-        return self._get("var_x", lambda: self.expect_sym(lambda a, b: (a - mu) ** 2))
-
-    def var_y(self):
-        mu = self.mu_y()[..., None]
-        return self._get("var_y", lambda: self.expect_sym(lambda a, b: (b - mu) ** 2))
-
-    def contrast(self):
-        return self.expect(ops.square(self.i - self.j))
-
-    def dissimilarity(self):
-        return self.expect(ops.abs(self.i - self.j))
-
-    def homogeneity(self):
-        return self.expect(1.0 / (1.0 + ops.square(self.i - self.j)))
-
-    def inverse_difference(self):
-        return self.expect(1.0 / (1.0 + ops.abs(self.i - self.j)))
-
-    def mean(self):
-        return self.mu_x()
-
-    def variance(self):
-        return self.var_x()
-
-    def std(self):
-        return ops.sqrt(self.var_x())
-
-    def single_level(self):
-        """True where fewer than two grey levels occur among the window's pairs."""
-        big = float(self.levels)
-        lo = ops.min(ops.where(self.pair, ops.minimum(self.i, self.j), big), axis=-1)
-        hi = ops.max(ops.where(self.pair, ops.maximum(self.i, self.j), -1.0), axis=-1)
-        if self.symmetric:
-            return lo >= hi
-        lo_i = ops.min(ops.where(self.pair, self.i, big), axis=-1)
-        hi_i = ops.max(ops.where(self.pair, self.i, -1.0), axis=-1)
-        lo_j = ops.min(ops.where(self.pair, self.j, big), axis=-1)
-        hi_j = ops.max(ops.where(self.pair, self.j, -1.0), axis=-1)
-        return ops.logical_or(lo_i >= hi_i, lo_j >= hi_j)
-
-    def correlation(self):
-        mx, my = self.mu_x()[..., None], self.mu_y()[..., None]
-        cov = self.expect_sym(lambda a, b: (a - mx) * (b - my))
-        single = self.single_level()
-        denom = ops.sqrt(self.var_x() * self.var_y())
-        return ops.where(single, 1.0, cov / ops.where(single, 1.0, denom))
-
     def sum_average(self):
         return self._get("savg", lambda: self.expect(self.i + self.j))
 
     def _sum_moment(self, power):
         centred = self.i + self.j - self.sum_average()[..., None]
         return self.expect(centred ** power)
-
-    def sum_variance(self):
-        return self._sum_moment(2)
 
     def cluster_shade(self):
         return self._sum_moment(3)
@@ -437,105 +573,6 @@ class _WindowStatistics:
         mu = self.expect(d)[..., None]
         return self.expect(ops.square(d - mu))
 
-    # -- counts ---------------------------------------------------------------
-    def _runs(self, keys, valid):
-        """Run position (0-based) of every element after sorting ``keys``; invalid
-        elements get a sentinel key and weight 0. Returns (sorted keys, position,
-        weight)."""
-        sentinel = float(self.levels * self.levels + 1)
-        keys = ops.where(valid, keys, sentinel)
-        keys = ops.sort(keys, axis=-1)
-        size = keys.shape[-1]
-        index = ops.arange(size, dtype="float32")
-        starts = ops.concatenate(
-            [ops.ones_like(keys[..., :1], dtype="bool"),
-             ops.not_equal(keys[..., 1:], keys[..., :-1])], axis=-1)
-        start_index = _running_max(ops.where(starts, index, 0.0))
-        position = index - start_index
-        weight = ops.cast(keys < sentinel, "float32")
-        return keys, position, weight
-
-    @staticmethod
-    def _sum_m_log_m(runs):
-        """Σ over distinct keys of m ln m (m = count of the key), via telescoping."""
-        _, pos, weight = runs
-        step = (pos + 1.0) * ops.log(pos + 1.0) - pos * ops.log(ops.maximum(pos, 1.0))
-        return ops.sum(step * weight, axis=-1)
-
-    def _entropy_of(self, keys, valid, total):
-        """Entropy of the distribution of ``keys`` (each valid element weight 1)."""
-        return ops.log(total) - self._sum_m_log_m(self._runs(keys, valid)) / total
-
-    def _joint_runs(self):
-        # one sort of the joint codes serves asm, energy, entropy and imc
-        return self._get("joint_runs", lambda: self._runs(self._joint_keys(), self.pair))
-
-    def _joint_keys(self):
-        if self.symmetric:
-            lo, hi = ops.minimum(self.i, self.j), ops.maximum(self.i, self.j)
-            return lo * self.levels + hi
-        return self.i * self.levels + self.j
-
-    def off_diagonal_fraction(self):
-        return self.expect(ops.cast(ops.not_equal(self.i, self.j), "float32"))
-
-    def entropy(self):
-        def fn():
-            h = ops.log(self.n) - self._sum_m_log_m(self._joint_runs()) / self.n
-            if self.symmetric:
-                # an unordered off-diagonal pair splits over two cells: + ln 2 each
-                h = h + math.log(2.0) * self.off_diagonal_fraction()
-            return h
-        return self._get("entropy", fn)
-
-    def asm(self):
-        def fn():
-            keys, pos, weight = self._joint_runs()
-            # Σ_u m_u² telescopes to Σ (2 pos + 1); a symmetric off-diagonal pair
-            # spreads over two cells of m/2 each: half the square.
-            step = (2.0 * pos + 1.0) * weight
-            if self.symmetric:
-                lo = ops.floor(keys / self.levels)
-                diagonal = ops.equal(keys - lo * self.levels, lo)
-                step = step * ops.where(diagonal, 1.0, 0.5)
-            return ops.sum(step, axis=-1) / ops.square(self.n)
-        return self._get("asm", fn)
-
-    def energy(self):
-        return ops.sqrt(self.asm())
-
-    def sum_entropy(self):
-        return self._entropy_of(self.i + self.j, self.pair, self.n)
-
-    def difference_entropy(self):
-        return self._entropy_of(ops.abs(self.i - self.j), self.pair, self.n)
-
-    def _marginal_entropies(self):
-        def fn():
-            if self.symmetric:
-                both = ops.concatenate([self.i, self.j], axis=-1)
-                valid = ops.concatenate([self.pair, self.pair], axis=-1)
-                hx = self._entropy_of(both, valid, 2.0 * self.n)
-                return hx, hx
-            return (self._entropy_of(self.i, self.pair, self.n),
-                    self._entropy_of(self.j, self.pair, self.n))
-        return self._get("marginals", fn)
-
-    def _mutual_information(self):
-        hx, hy = self._marginal_entropies()
-        return ops.maximum(hx + hy - self.entropy(), 0.0)
-
-    def imc1(self):
-        hx, hy = self._marginal_entropies()
-        hmax = ops.maximum(hx, hy)
-        # below float32 resolution of the entropies, a window is treated as one level
-        positive = hmax > 1e-6
-        value = -self._mutual_information() / ops.where(positive, hmax, 1.0)
-        return ops.where(positive, value, 0.0)
-
-    def imc2(self):
-        return ops.sqrt(ops.maximum(-ops.expm1(-2.0 * self._mutual_information()), 0.0))
-
     # -- slow path --------------------------------------------------------------
     def max_correlation(self):
         """Builds each window's GLCM (levels² per pixel) and takes the exact value."""
@@ -546,15 +583,3 @@ class _WindowStatistics:
         if self.symmetric:
             P = P + ops.swapaxes(P, -1, -2)
         return features_from_glcm(P, ["max_correlation"])[..., 0]
-
-
-def _running_max(x):
-    """Running maximum along the last axis (log-step doubling, no Python loop over
-    the data: log2(window²) vectorized steps)."""
-    size = x.shape[-1]
-    shift = 1
-    while shift < size:
-        padded = ops.concatenate([ops.zeros_like(x[..., :shift]), x[..., :-shift]], axis=-1)
-        x = ops.maximum(x, padded)
-        shift *= 2
-    return x
