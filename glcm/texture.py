@@ -31,7 +31,7 @@ from glcm.core import (checked_inputs, features_from_glcm, levels_or_invalid, na
 from glcm.features import resolve_features
 
 # Elements (pixels x window pairs x offsets) of one chunk: bounds peak memory.
-CHUNK_ELEMENTS = 1 << 23
+CHUNK_ELEMENTS = 1 << 25
 
 
 def check_window(window) -> int:
@@ -80,9 +80,13 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
 
     Notes
     -----
-    Memory: eagerly, rows are processed in chunks of about 2**23 gathered pair values
-    (a few hundred MB of temporaries at most, whatever the image size; max_correlation
-    also holds levels² floats per pixel of a chunk, with chunks shrunk to match).
+    Memory: eagerly, rows are processed in chunks whose largest temporaries hold
+    about ``CHUNK_ELEMENTS`` = 2**25 values (box-filtered maps, one count histogram
+    per row and offset, or window² gathered pairs per pixel): under 1.3 GB of
+    temporaries whatever the image size (measured: 4096 x 4096, 8 features, window 7,
+    peak RSS 2.0 GB of which 0.75 GB was the process before the call and 0.5 GB the
+    output). Beyond that, peak memory is the input and the float32 output
+    (H x W x n_features x 4 bytes) plus one padded int32 copy of the input.
     Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
     whole input is one chunk, so feed it tiles.
     """
