@@ -1,0 +1,102 @@
+"""Scene discovery and tiling (the tiling test runs the real texture math)."""
+
+import os
+
+import numpy as np
+import pytest
+
+import glcm
+from transforms.scenes import Scene, discover, scene_id_for, unique_scene_ids
+from transforms.tiling import TileKey, halo_for, tiles_for
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("RGB.byte.tif", "RGB.byte"),
+    ("/data/a b/scène 1.tif", "sc_ne_1"),
+    ("gs://bucket/x/..tif", "scene"),
+    ("../../etc/passwd", "passwd"),
+    ("x/$(rm -rf ~);.tif", "__rm_-rf____"),
+    (".hidden.tiff", "hidden"),
+    ("noext", "noext"),
+])
+def test_scene_id_is_safe(uri, expected):
+    sid = scene_id_for(uri)
+    assert sid == expected
+    assert "/" not in sid and not sid.startswith(".")
+
+
+def test_unique_ids_are_deterministic():
+    uris = ["b/scene.tif", "a/scene.tif", "a/scene.tiff", "c/other.tif"]
+    ids = unique_scene_ids(uris)
+    assert len(set(ids)) == 4
+    assert ids[1] == "scene"  # first in sorted order keeps the plain name
+    assert ids == unique_scene_ids(list(reversed(uris)))[::-1]
+    assert all(i.startswith("scene-") for i in (ids[0], ids[2]))
+
+
+def touch(path, data=b"x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def test_discover_globs_directories_lists(tmp_path):
+    d = str(tmp_path)
+    a = touch(f"{d}/in/a.tif")
+    b = touch(f"{d}/in/b.tiff", b"xyz")
+    touch(f"{d}/in/notes.txt")
+    c = touch(f"{d}/other/c.tif")
+    listing = touch(f"{d}/list.txt", f"# inputs\n{c}\n\n{d}/missing.tif\n{a}\n".encode())
+    scenes, problems = discover([f"{d}/in", f"{d}/in/*.tif", f"@{listing}"])
+    assert [s.uri for s in scenes] == sorted([a, b, c])  # sorted, deduplicated
+    assert [s.scene_id for s in scenes] == ["a", "b", "c"]
+    assert problems == [(f"{d}/missing.tif", "file not found")]
+    assert scenes[1].fingerprint.startswith("3-")  # size-mtime
+    assert isinstance(scenes[0], Scene) and hash(scenes[0])
+
+
+def test_discover_nothing_matched_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no raster matched --input"):
+        discover([f"{tmp_path}/*.tif"])
+    with pytest.raises(ValueError, match="no input given"):
+        discover([])
+    with pytest.raises(ValueError, match="cannot read the input list"):
+        discover([f"@{tmp_path}/nope.txt"])
+
+
+def test_tiles_cover_scene_once():
+    tiles = tiles_for("s", 37, 23, 10, 4)
+    cover = np.zeros((37, 23), int)
+    for t in tiles:
+        cover[t.core_row:t.core_row + t.core_height, t.core_col:t.core_col + t.core_width] += 1
+        assert t.read_height + t.pad_top + t.pad_bottom == t.core_height + 8
+        assert t.read_width + t.pad_left + t.pad_right == t.core_width + 8
+    assert (cover == 1).all()
+    assert tiles[0].key == TileKey("s", 0, 0) and tiles[-1].key == TileKey("s", 3, 2)
+    with pytest.raises(ValueError, match="--tile must be >= 1"):
+        tiles_for("s", 5, 5, 0, 1)
+
+
+@pytest.mark.parametrize("tile", [7, 16])
+def test_tiled_texture_map_is_seamless(tile):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 8, (45, 38))
+    valid = rng.random((45, 38)) > 0.05
+    window, distances = 5, [1, 2]
+    names = ["contrast", "entropy", "correlation"]
+    whole = np.asarray(glcm.texture_map(image[None], names, window, levels=8,
+                                        distances=distances, mask=valid[None]))[0]
+    halo = halo_for(window, distances)
+    mosaic = np.full(whole.shape, -1.0, np.float32)
+    for t in tiles_for("s", 45, 38, tile, halo):
+        read = (slice(t.read_row, t.read_row + t.read_height),
+                slice(t.read_col, t.read_col + t.read_width))
+        pads = ((t.pad_top, t.pad_bottom), (t.pad_left, t.pad_right))
+        part = np.pad(image[read], pads)
+        part_valid = np.pad(valid[read], pads)  # padding is invalid
+        out = np.asarray(glcm.texture_map(part[None], names, window, levels=8,
+                                          distances=distances, mask=part_valid[None]))[0]
+        mosaic[t.core_row:t.core_row + t.core_height, t.core_col:t.core_col + t.core_width] = \
+            out[halo:halo + t.core_height, halo:halo + t.core_width]
+    np.testing.assert_allclose(mosaic, whole, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,138 @@
+"""Scene discovery: globs, directories and ``@file`` lists, local or ``gs://``.
+
+Everything goes through Beam's ``FileSystems``, so local paths and Cloud Storage take
+one code path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+from typing import Iterable, List, Sequence, Tuple
+
+from apache_beam.io.filesystems import FileSystems
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".TIF", ".TIFF")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """One input raster.
+
+    Attributes:
+      scene_id: output folder name, safe and unique within the run.
+      uri: local path or ``gs://`` URI.
+      fingerprint: size and modification time (or GCS update time) of the input;
+        a rerun recomputes a scene whose fingerprint changed.
+    """
+
+    scene_id: str
+    uri: str
+    fingerprint: str
+
+
+def scene_id_for(uri: str) -> str:
+    """The file name without its last extension, made safe for a folder name.
+
+    Every character other than letters, digits, ``.``, ``-``, ``_`` becomes ``_``;
+    leading dots are dropped (no hidden folders, no ``..``).
+    ``RGB.byte.tif`` -> ``RGB.byte``.
+    """
+    name = uri.rstrip("/").rsplit("/", 1)[-1]
+    stem, dot, _ = name.rpartition(".")
+    base = stem if dot else name
+    safe = _UNSAFE.sub("_", base).lstrip(".")
+    return safe or "scene"
+
+
+def unique_scene_ids(uris: Sequence[str]) -> List[str]:
+    """Scene ids for ``uris`` (same order), unique and deterministic.
+
+    Where several inputs share an id, the first in sorted URI order keeps it and the
+    others get ``-`` and the first 8 hex digits of the SHA-1 of their URI, so the
+    same set of inputs always maps to the same folders.
+    """
+    ids = {}
+    taken = set()
+    for uri in sorted(set(uris)):
+        base = scene_id_for(uri)
+        sid = base
+        if sid in taken:
+            sid = f"{base}-{hashlib.sha1(uri.encode()).hexdigest()[:8]}"
+        taken.add(sid)
+        ids[uri] = sid
+    return [ids[u] for u in uris]
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
+    """Matches one pattern. Returns ([(uri, fingerprint)], [(uri, problem)])."""
+    if pattern.startswith("@"):
+        listing = pattern[1:]
+        try:
+            with FileSystems.open(listing) as handle:
+                lines = handle.read().decode("utf-8").splitlines()
+        except Exception as exc:  # noqa: BLE001 - report any I/O failure by name
+            raise ValueError(f"cannot read the input list {listing!r}: {exc}") from exc
+        found, problems = [], []
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                f, p = _expand(line)
+                found += f
+                problems += p
+        return found, problems
+    is_dir = pattern.endswith("/") or (not pattern.startswith("gs://")
+                                      and os.path.isdir(pattern))
+    if is_dir:
+        base = pattern.rstrip("/") + "/"
+        patterns = [base + "*" + suffix for suffix in RASTER_SUFFIXES]
+    else:
+        patterns = [pattern]
+    found = []
+    for result in FileSystems.match(patterns):
+        for meta in result.metadata_list:
+            found.append((meta.path, f"{meta.size_in_bytes}-{meta.last_updated_in_seconds}"))
+    if not found and not _is_glob(pattern) and not is_dir:
+        return [], [(pattern, "file not found")]
+    return found, []
+
+
+def discover(patterns: Iterable[str]) -> Tuple[List[Scene], List[Tuple[str, str]]]:
+    """Finds the scenes named by ``patterns``.
+
+    Args:
+      patterns: globs (``data/*.tif``, ``gs://b/in/*.tif``), directories (their
+        ``.tif``/``.tiff`` files), single files, or ``@list`` files naming one URI per
+        line (blank lines and ``#`` comments skipped).
+
+    Returns:
+      (scenes sorted by URI without duplicates, [(uri, problem)] for named files that
+      do not exist, so they can be reported without stopping the others).
+
+    Raises:
+      ValueError: no pattern was given, or nothing matched at all.
+    """
+    patterns = [p for p in patterns if p]
+    if not patterns:
+        raise ValueError("no input given: pass --input with a glob, directory or @list")
+    found, problems = {}, []
+    for pattern in patterns:
+        matches, missing = _expand(pattern)
+        problems += missing
+        for uri, fingerprint in matches:
+            found.setdefault(uri, fingerprint)
+    if not found:
+        detail = f" ({'; '.join(f'{u}: {p}' for u, p in problems)})" if problems else ""
+        raise ValueError(
+            f"no raster matched --input {', '.join(patterns)}{detail}; check the paths, "
+            f"or give a directory of .tif files")
+    uris = sorted(found)
+    return ([Scene(sid, uri, found[uri]) for sid, uri in zip(unique_scene_ids(uris), uris)],
+            problems)
