@@ -1,0 +1,139 @@
+"""Command-line flags of the texture pipeline (also Beam PipelineOptions)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Optional, Tuple
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import glcm
+
+DEFAULT_FEATURES = "contrast,dissimilarity,homogeneity,asm,entropy,correlation,mean,variance"
+
+
+class TextureOptions(PipelineOptions):
+    """The flags of DESIGN.md; any other Beam option (--runner, ...) passes through."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument("--input", action="append", default=None,
+                            help="glob, directory, or @file listing URIs; local or gs://; "
+                                 "repeatable (default: the built-in sample, run_local.sh)")
+        parser.add_argument("--output", default="./output",
+                            help="local directory or gs:// prefix (default ./output)")
+        parser.add_argument("--features", default=DEFAULT_FEATURES,
+                            help="comma list of feature names or Earth Engine aliases")
+        parser.add_argument("--window", type=int, default=7,
+                            help="odd window size in pixels, 3..63 (default 7)")
+        parser.add_argument("--distances", default="1",
+                            help="comma list of pixel distances (default 1)")
+        parser.add_argument("--angles", default="0,45,90,135",
+                            help="comma list of angles in degrees, scikit-image "
+                                 "convention (default 0,45,90,135)")
+        parser.add_argument("--levels", type=int, default=32,
+                            help="grey levels after quantization (default 32)")
+        parser.add_argument("--quantize", default="percentile:2,98",
+                            help="minmax, percentile:LO,HI or fixed:VMIN,VMAX; per scene "
+                                 "and band (default percentile:2,98)")
+        parser.add_argument("--bands", default=None,
+                            help="comma list of 1-based band indexes (default all)")
+        parser.add_argument("--mode", default="pixel", choices=["pixel", "block"],
+                            help="pixel: texture maps (default); block: not implemented yet")
+        parser.add_argument("--block", type=int, default=32,
+                            help="block size for --mode block (default 32)")
+        parser.add_argument("--tile", type=int, default=1024,
+                            help="tile core size in pixels; halo added (default 1024)")
+        parser.add_argument("--force", action="store_true",
+                            help="recompute scenes that are already finished")
+        parser.add_argument("--fail-on-error", dest="fail_on_error", action="store_true",
+                            help="exit non-zero when any scene or tile failed")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureParams:
+    """Validated parameters: everything that determines the numbers in the output."""
+
+    features: Tuple[str, ...]
+    window: int
+    distances: Tuple[int, ...]
+    angles_degrees: Tuple[float, ...]
+    levels: int
+    quantize: Tuple[str, Tuple[float, ...]]
+    bands: Optional[Tuple[int, ...]]
+    mode: str
+    block: int
+    tile: int
+
+    @property
+    def angles(self) -> Tuple[float, ...]:
+        return tuple(math.radians(a) for a in self.angles_degrees)
+
+    @property
+    def halo(self) -> int:
+        return self.window // 2 + max(self.distances)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of the parameters that change the output (not --tile: seamless)."""
+        values = self.to_json()
+        values.pop("tile")
+        blob = json.dumps(values, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _numbers(text, flag, cast):
+    try:
+        values = tuple(cast(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} must be a comma list of numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"{flag} is empty")
+    return values
+
+
+def _quantize(spec: str):
+    kind, _, rest = spec.partition(":")
+    if kind == "minmax" and not rest:
+        return ("minmax", ())
+    if kind in ("percentile", "fixed"):
+        values = _numbers(rest, f"--quantize {kind}", float)
+        if len(values) != 2 or values[0] >= values[1]:
+            raise ValueError(f"--quantize {kind}:LO,HI needs two numbers with LO < HI, "
+                             f"got {spec!r}")
+        if kind == "percentile" and not (0 <= values[0] < values[1] <= 100):
+            raise ValueError(f"--quantize percentiles must lie in 0..100, got {spec!r}")
+        return (kind, values)
+    raise ValueError(f"--quantize must be minmax, percentile:LO,HI or fixed:VMIN,VMAX, "
+                     f"got {spec!r}")
+
+
+def params_from(options: TextureOptions) -> TextureParams:
+    """Checks every flag before any work starts; raises ValueError saying what to fix."""
+    o = options.view_as(TextureOptions)
+    features = glcm.resolve_features(o.features)
+    window = o.window
+    if window % 2 == 0 or not 3 <= window <= 63:
+        raise ValueError(f"--window must be an odd number in 3..63, got {window}")
+    if o.levels < 2 or o.levels > 256:
+        raise ValueError(f"--levels must be in 2..256, got {o.levels}")
+    distances = _numbers(o.distances, "--distances", int)
+    if min(distances) < 1:
+        raise ValueError(f"--distances must be positive, got {o.distances}")
+    angles = _numbers(o.angles, "--angles", float)
+    bands = None
+    if o.bands:
+        bands = _numbers(o.bands, "--bands", int)
+        if min(bands) < 1:
+            raise ValueError(f"--bands are 1-based, got {o.bands}")
+    if o.tile < 16:
+        raise ValueError(f"--tile must be >= 16, got {o.tile}")
+    if o.mode == "block":
+        raise ValueError("--mode block is not implemented yet; use --mode pixel")
+    return TextureParams(features, window, distances, angles, o.levels,
+                         _quantize(o.quantize), bands, o.mode, o.block, o.tile)

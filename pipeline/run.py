@@ -1,0 +1,60 @@
+"""Entry point: validate flags, run the pipeline, print a summary."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import List, Optional
+
+import apache_beam as beam
+
+from pipeline.build import NAMESPACE, build
+from pipeline.options import TextureOptions, params_from
+
+
+def _counter(result, name) -> int:
+    from apache_beam.metrics.metric import MetricsFilter
+
+    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE)
+                                   .with_name(name))["counters"]
+    return int(sum(c.committed or 0 for c in found))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        parser = argparse.ArgumentParser(
+            prog="python -m pipeline",
+            description="GLCM texture features for a raster collection (Apache Beam). "
+                        "Any Beam pipeline option (--runner, --direct_num_workers, ...) "
+                        "is accepted too.")
+        TextureOptions._add_argparse_args(parser)
+        parser.print_help()
+        return 0
+    options = TextureOptions(argv)
+    try:
+        params = params_from(options)  # every flag checked before any work
+        started = time.time()
+        pipeline = beam.Pipeline(options=options)
+        build(pipeline, options, params)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    result = pipeline.run()
+    result.wait_until_finish()
+    seconds = time.time() - started
+    output = os.path.abspath(options.view_as(TextureOptions).output)
+    errors_file = os.path.join(output, "errors.jsonl")
+    with open(errors_file) as f:
+        failures = [line for line in f if line.strip()]
+    done, skipped = _counter(result, "scenes_done"), _counter(result, "scenes_skipped")
+    pixels = _counter(result, "pixels")
+    print(f"scenes done: {done}, skipped (already finished): {skipped}, "
+          f"failure records: {len(failures)}; {pixels / max(seconds, 1e-9):,.0f} "
+          f"pixels/s over {seconds:.1f} s")
+    print(f"outputs: {output}/<scene_id>/features.tif, quicklook.png, manifest.json; "
+          f"failures: {errors_file}")
+    fail = options.view_as(TextureOptions).fail_on_error
+    return 1 if (fail and failures) else 0

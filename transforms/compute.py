@@ -1,0 +1,47 @@
+"""Texture computation per tile with Beam's RunInference and the Keras TextureMap."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional, Sequence
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler
+
+
+class TextureModelHandler(ModelHandler):
+    """Loads a Keras model around ``glcm.layers.TextureMap`` once per worker.
+
+    Examples are dicts with ``codes`` (S, S) int32 grey levels and ``valid`` (S, S)
+    bool, every tile padded to the same S (core + 2 halo), so Beam can batch them.
+    Predictions are float32 (S, S, n_features) maps.
+    """
+
+    def __init__(self, features: Sequence[str], window: int, levels: int,
+                 distances: Sequence[int], angles: Sequence[float],
+                 max_batch_size: int = 4):
+        self._config = dict(features=list(features), window=window, levels=levels,
+                            distances=list(distances), angles=list(angles))
+        self._max_batch_size = max_batch_size
+
+    def load_model(self):
+        import keras
+
+        from glcm.layers import TextureMap
+
+        codes = keras.Input((None, None), dtype="int32", name="codes")
+        valid = keras.Input((None, None), dtype="bool", name="valid")
+        maps = TextureMap(**self._config)(codes, mask=valid)
+        return keras.Model([codes, valid], maps)
+
+    def run_inference(self, batch: Sequence[Dict[str, np.ndarray]], model: Any,
+                      inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
+        codes = np.stack([e["codes"] for e in batch])
+        valid = np.stack([e["valid"] for e in batch])
+        outputs = np.asarray(model([codes, valid]))
+        return list(outputs)
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+
+    def share_model_across_processes(self) -> bool:
+        return False

@@ -1,0 +1,104 @@
+"""Raster I/O with rasterio: scene metadata, quantization ranges, tile windows."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+
+from transforms.tiling import Tile
+
+SUPPORTED_KINDS = "uif"  # unsigned, signed integer, float
+STATS_SAMPLE_SIDE = 1024  # decimated read for quantization ranges
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneInfo:
+    """What the pipeline needs to know of a scene before tiling it."""
+
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Optional[str]
+    transform: Tuple[float, ...]
+    nodata: Optional[float]
+
+
+def scene_info(uri: str) -> SceneInfo:
+    """Reads the header of ``uri``; raises ValueError for rasters we cannot process."""
+    with rasterio.open(uri) as src:
+        dtype = src.dtypes[0]
+        if np.dtype(dtype).kind not in SUPPORTED_KINDS:
+            raise ValueError(f"{uri}: unsupported data type {dtype} (need integer or "
+                             f"float bands)")
+        return SceneInfo(src.height, src.width, src.count, dtype,
+                         src.crs.to_wkt() if src.crs else None,
+                         tuple(src.transform)[:6], src.nodata)
+
+
+def check_bands(uri: str, info: SceneInfo, bands: Optional[Sequence[int]]) -> Tuple[int, ...]:
+    """The 1-based bands to process; ValueError naming the file for a missing band."""
+    if bands is None:
+        return tuple(range(1, info.count + 1))
+    missing = [b for b in bands if b > info.count]
+    if missing:
+        raise ValueError(f"{uri} has {info.count} band(s); --bands asks for {missing}")
+    return tuple(bands)
+
+
+def _valid(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    return mask & np.isfinite(data) if data.dtype.kind == "f" else mask
+
+
+def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
+    """One (vmin, vmax) per scene and band, from a decimated read, so tiles agree.
+
+    Args:
+      uri: raster.
+      band: 1-based band.
+      quantize: ("minmax", ()), ("percentile", (lo, hi)) or ("fixed", (vmin, vmax)).
+
+    Returns:
+      (vmin, vmax) with vmax > vmin (a constant band gets vmax = vmin + 1).
+
+    Raises:
+      ValueError: the band has no valid pixel.
+    """
+    kind, values = quantize
+    if kind == "fixed":
+        return float(values[0]), float(values[1])
+    with rasterio.open(uri) as src:
+        scale = max(1.0, max(src.height, src.width) / STATS_SAMPLE_SIDE)
+        shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
+        data = src.read(band, out_shape=shape, masked=True)
+    valid = _valid(data.data, ~np.ma.getmaskarray(data))
+    sample = data.data[valid].astype(np.float64)
+    if sample.size == 0:
+        raise ValueError(f"{uri} band {band} has no valid pixel (all nodata/NaN)")
+    if kind == "minmax":
+        vmin, vmax = float(sample.min()), float(sample.max())
+    else:
+        vmin, vmax = (float(v) for v in np.percentile(sample, values))
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    return vmin, vmax
+
+
+def read_tile(uri: str, band: int, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:
+    """Reads a tile's window (core + halo), padded as invalid outside the scene.
+
+    Returns:
+      (values float64, valid bool), both (core + 2 halo) on each side; nodata,
+      internal masks, NaN and inf are invalid.
+    """
+    window = Window(tile.read_col, tile.read_row, tile.read_width, tile.read_height)
+    with rasterio.open(uri) as src:
+        data = src.read(band, window=window, masked=True)
+    values = data.data.astype(np.float64)
+    valid = _valid(values, ~np.ma.getmaskarray(data))
+    pads = ((tile.pad_top, tile.pad_bottom), (tile.pad_left, tile.pad_right))
+    return np.pad(values, pads), np.pad(valid, pads)
