@@ -27,6 +27,12 @@ class _GLCMConfig(keras.layers.Layer):
         self.distances = check_distances(distances)
         self.angles = check_angles(angles)
         self.symmetric = bool(symmetric)
+        # The validity mask is an input of the computation, not a Keras padding mask
+        # to propagate: accept it without a warning and emit none.
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def get_config(self):
         config = super().get_config()

@@ -1,0 +1,124 @@
+"""Real pipelines on the DirectRunner over GeoTIFFs written here."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+import glcm
+from pipeline.run import main
+from pipeline.sample import make_sample
+
+FEATURES = ["contrast", "entropy", "correlation", "mean"]
+
+
+def write_tif(path, array, transform, nodata=None, crs="EPSG:32633"):
+    with rasterio.open(path, "w", driver="GTiff", height=array.shape[1],
+                       width=array.shape[2], count=array.shape[0], dtype=array.dtype.name,
+                       crs=crs, transform=transform, nodata=nodata) as dst:
+        dst.write(array)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("in")
+    rng = np.random.default_rng(0)
+    u8 = (np.cumsum(rng.integers(0, 9, (1, 61, 83)), axis=2) % 256).astype(np.uint8)
+    write_tif(folder / "u8.tif", u8, Affine(10, 0, 300000, 0, -10, 5000000))
+    f32 = rng.normal(0, 1, (1, 50, 47)).astype(np.float32)
+    f32[0, :5] = np.nan
+    write_tif(folder / "f32 nodata.tif", f32, Affine(2.5, 0, 10, 0, -4.0, 20),
+              nodata=float("nan"))
+    u16 = rng.integers(0, 4000, (2, 33, 70)).astype(np.uint16)
+    write_tif(folder / "multi.tif", u16, Affine(30, 0, 0, 0, -15, 0))
+    return folder
+
+
+def run(inputs, output, *extra):
+    argv = [f"--input={i}" for i in inputs] + [
+        f"--output={output}", f"--features={','.join(FEATURES)}", "--window=5",
+        "--distances=1,2", "--levels=16", "--tile=24", *extra]
+    return main(argv)
+
+
+def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run([str(scenes)], out) == 0
+    printed = capsys.readouterr().out
+    assert "scenes done: 3, skipped (already finished): 0, failure records: 0" in printed
+    assert (out / "errors.jsonl").read_text() == ""
+    for name, sid in [("u8.tif", "u8"), ("f32 nodata.tif", "f32_nodata"),
+                      ("multi.tif", "multi")]:
+        folder = out / sid
+        manifest = json.loads((folder / "manifest.json").read_text())
+        with rasterio.open(scenes / name) as src, rasterio.open(folder / "features.tif") as dst:
+            assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+            assert dst.dtypes[0] == "float32" and np.isnan(dst.nodata)
+            assert dst.descriptions == tuple(f"b{b}_{f}" for b in range(1, src.count + 1)
+                                             for f in FEATURES)
+            assert manifest["input"] == str(scenes / name)
+            assert manifest["band_names"] == list(dst.descriptions)
+            for b in range(1, src.count + 1):
+                data = src.read(b, masked=True)
+                vmin, vmax = manifest["quantization"][str(b)]
+                valid = ~np.ma.getmaskarray(data) & np.isfinite(data.data)
+                q, ok = glcm.quantize(data.data[None].astype(np.float64), 16, vmin, vmax,
+                                      mask=valid[None])
+                want = np.asarray(glcm.texture_map(q, FEATURES, 5, levels=16,
+                                                   distances=[1, 2], mask=ok))[0]
+                got = np.moveaxis(dst.read(list(range((b - 1) * 4 + 1, b * 4 + 1))), 0, -1)
+                # seamless across tiles (24 does not divide any side) and borders
+                np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        assert manifest["params"]["window"] == 5 and manifest["pixels"] > 0
+        assert "tensorflow" in manifest["versions"] and manifest["fingerprint"]
+        png = (folder / "quicklook.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        assert not (folder / ".tiles").exists()
+
+    # rerun: everything skipped; --force recomputes
+    assert run([str(scenes)], out) == 0
+    assert "scenes done: 0, skipped (already finished): 3" in capsys.readouterr().out
+    assert run([str(scenes / "u8.tif")], out, "--force") == 0
+    assert "scenes done: 1, skipped (already finished): 0" in capsys.readouterr().out
+
+
+def test_missing_file_is_recorded_and_fail_on_error(scenes, tmp_path, capsys):
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{scenes / 'u8.tif'}\n{scenes / 'nope.tif'}\n")
+    out = tmp_path / "out"
+    assert run([f"@{listing}"], out, "--fail-on-error") == 1
+    records = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
+    assert records == [{"uri": str(scenes / "nope.tif"), "scene_id": None,
+                        "stage": "discover", "error": "FileNotFoundError",
+                        "message": "file not found"}]
+    assert (out / "u8" / "features.tif").exists()
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--window=4", "--window must be an odd number"),
+    ("--levels=1", "--levels must be in 2..256"),
+    ("--features=contrast,nope", "unknown GLCM feature 'nope'"),
+    ("--quantize=percentile:98,2", "LO < HI"),
+    ("--bands=0", "1-based"),
+])
+def test_bad_flags_rejected_before_work(scenes, tmp_path, capsys, flag, message):
+    out = tmp_path / "never"
+    assert main([f"--input={scenes}", f"--output={out}", flag]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_sample_job(tmp_path, capsys):
+    paths = make_sample(str(tmp_path / "sample"))
+    assert len(paths) == 4
+    out = tmp_path / "out"
+    assert main([f"--input={tmp_path / 'sample'}", f"--output={out}", "--tile=512"]) == 0
+    assert "scenes done: 4" in capsys.readouterr().out
+    for sid in ["brick", "grass", "gravel_nodata", "camera_2band"]:
+        assert (out / sid / "features.tif").exists() and (out / sid / "quicklook.png").exists()
+    with rasterio.open(out / "gravel_nodata" / "features.tif") as dst:
+        first = dst.read(1)
+    assert np.isnan(first[:12]).all() and np.isfinite(first[20:, :300]).all()
