@@ -10,12 +10,13 @@ import time
 from typing import Optional, Tuple
 
 import apache_beam as beam
+from affine import Affine
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 import glcm
 from pipeline.options import TextureOptions, TextureParams, params_from
-from transforms.compute import TextureModelHandler
+from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms.raster import (SceneInfo, check_bands, quantization_range, read_tile,
                                scene_info)
 from transforms.scenes import Scene, discover
@@ -38,6 +39,17 @@ class TileTask:
     vmin: float
     vmax: float
     n_tasks: int
+
+
+def output_grid(info: SceneInfo, scale: int) -> SceneInfo:
+    """The output raster's grid: the input's, or block resolution (ceil(H / block) x
+    ceil(W / block) cells, transform scaled by the block) in block mode."""
+    if scale == 1:
+        return info
+    transform = Affine(*info.transform) * Affine.scale(scale, scale)
+    return dataclasses.replace(info, height=-(-info.height // scale),
+                               width=-(-info.width // scale),
+                               transform=tuple(transform)[:6])
 
 
 def error_record(uri, scene_id, stage, exc) -> dict:
@@ -63,8 +75,8 @@ class PlanScene(beam.DoFn):
             info = scene_info(scene.uri)
             bands = check_bands(scene.uri, info, self.params.bands)
             ranges = [quantization_range(scene.uri, b, self.params.quantize) for b in bands]
-            tiles = tiles_for(scene.scene_id, info.height, info.width, self.params.tile,
-                              self.params.halo)
+            tiles = tiles_for(scene.scene_id, info.height, info.width,
+                              self.params.tile_size, self.params.halo)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
             yield beam.pvalue.TaggedOutput("errors", error_record(
                 scene.uri, scene.scene_id, "plan", exc))
@@ -87,7 +99,7 @@ class ReadTile(beam.DoFn):
         try:
             band = task.bands[task.band_index]
             values, valid = read_tile(task.scene.uri, band, task.tile)
-            side = self.params.tile + 2 * self.params.halo
+            side = self.params.tile_size + 2 * self.params.halo
             pad = ((0, side - values.shape[0]), (0, side - values.shape[1]))
             codes, ok = glcm.quantize(values, self.params.levels, task.vmin, task.vmax,
                                       mask=valid)
@@ -109,15 +121,18 @@ class WriteTile(beam.DoFn):
     def process(self, element):
         task, maps = element
         try:
-            t, h = task.tile, self.params.halo
-            core = maps[h:h + t.core_height, h:h + t.core_width]
+            t, h, scale = task.tile, self.params.halo, self.params.scale
+            # block mode: cells of `scale` pixels, a partial cell at the scene edge
+            height, width = -(-t.core_height // scale), -(-t.core_width // scale)
+            core = maps[h:h + height, h:h + width]
             path = write_tile(tile_path(self.output, task.scene.scene_id, t.key.row,
                                         t.key.col, task.bands[task.band_index]), core)
         except Exception as exc:  # noqa: BLE001
             yield beam.pvalue.TaggedOutput("errors", error_record(
                 task.scene.uri, task.scene.scene_id, "write_tile", exc))
             return
-        yield task.scene.scene_id, (t.core_row, t.core_col, task.band_index, task, path)
+        yield task.scene.scene_id, (t.core_row // scale, t.core_col // scale,
+                                    task.band_index, task, path)
 
 
 class FinishScene(beam.DoFn):
@@ -142,9 +157,10 @@ class FinishScene(beam.DoFn):
                 raise RuntimeError(f"{task.n_tasks - len(tiles)} of {task.n_tasks} tiles "
                                    f"failed (see their records); no mosaic written")
             mosaic = os.path.join(folder, "features.tif")
-            write_mosaic(mosaic, task.info, task.bands, self.params.features, tiles)
-            write_quicklook(os.path.join(folder, "quicklook.png"), mosaic)
             info = task.info
+            write_mosaic(mosaic, output_grid(info, self.params.scale), task.bands,
+                         self.params.features, tiles)
+            write_quicklook(os.path.join(folder, "quicklook.png"), mosaic)
             write_json(os.path.join(folder, "manifest.json"), {
                 "scene_id": scene_id, "input": scene.uri, "fingerprint": scene.fingerprint,
                 "params": self.params.to_json(), "params_digest": self.params.digest(),
@@ -194,8 +210,13 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
                    "errors", "skipped", main="tasks"))
     read = planned.tasks | "Read" >> beam.ParDo(ReadTile(params)).with_outputs(
         "errors", main="examples")
-    handler = KeyedModelHandler(TextureModelHandler(
-        params.features, params.window, params.levels, params.distances, params.angles))
+    if params.mode == "block":
+        model = BlockModelHandler(params.features, params.block, params.levels,
+                                  params.distances, params.angles)
+    else:
+        model = TextureModelHandler(params.features, params.window, params.levels,
+                                    params.distances, params.angles)
+    handler = KeyedModelHandler(model)
     predictions = read.examples | "Texture" >> RunInference(handler)
     written = predictions | "WriteTile" >> beam.ParDo(WriteTile(params, output)).with_outputs(
         "errors", main="written")

@@ -42,7 +42,8 @@ class TextureOptions(PipelineOptions):
         parser.add_argument("--bands", default=None,
                             help="comma list of 1-based band indexes (default all)")
         parser.add_argument("--mode", default="pixel", choices=["pixel", "block"],
-                            help="pixel: texture maps (default); block: not implemented yet")
+                            help="pixel: a texture map per pixel (default); block: one "
+                                 "feature vector per block x block cell")
         parser.add_argument("--block", type=int, default=32,
                             help="block size for --mode block (default 32)")
         parser.add_argument("--tile", type=int, default=1024,
@@ -74,7 +75,22 @@ class TextureParams:
 
     @property
     def halo(self) -> int:
+        """Pixels read around a tile core: none in block mode (blocks do not overlap)."""
+        if self.mode == "block":
+            return 0
         return self.window // 2 + max(self.distances)
+
+    @property
+    def scale(self) -> int:
+        """Output pixels per input pixel side: the block size in block mode."""
+        return self.block if self.mode == "block" else 1
+
+    @property
+    def tile_size(self) -> int:
+        """Tile core size; a multiple of the block in block mode."""
+        if self.mode == "block":
+            return max(self.block, self.tile // self.block * self.block)
+        return self.tile
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -133,7 +149,7 @@ def params_from(options: TextureOptions) -> TextureParams:
             raise ValueError(f"--bands are 1-based, got {o.bands}")
     if o.tile < 16:
         raise ValueError(f"--tile must be >= 16, got {o.tile}")
-    if o.mode == "block":
-        raise ValueError("--mode block is not implemented yet; use --mode pixel")
+    if o.mode == "block" and not 2 <= o.block <= 4096:
+        raise ValueError(f"--block must be in 2..4096, got {o.block}")
     return TextureParams(features, window, distances, angles, o.levels,
                          _quantize(o.quantize), bands, o.mode, o.block, o.tile)

@@ -45,3 +45,39 @@ class TextureModelHandler(ModelHandler):
 
     def share_model_across_processes(self) -> bool:
         return False
+
+
+class BlockModelHandler(TextureModelHandler):
+    """Block mode: ``glcm.layers.GLCMFeatures`` on every block x block cell of a tile.
+
+    Examples as :class:`TextureModelHandler` (S a multiple of ``block``);
+    predictions are float32 (S / block, S / block, n_features).
+    """
+
+    def __init__(self, features, block: int, levels: int, distances, angles,
+                 max_batch_size: int = 4):
+        super().__init__(features, 3, levels, distances, angles, max_batch_size)
+        self._config.pop("window")
+        self._block = block
+
+    def load_model(self):
+        import keras
+
+        from glcm.layers import GLCMFeatures
+
+        codes = keras.Input((self._block, self._block), dtype="int32", name="codes")
+        valid = keras.Input((self._block, self._block), dtype="bool", name="valid")
+        return keras.Model([codes, valid], GLCMFeatures(**self._config)(codes, mask=valid))
+
+    def run_inference(self, batch, model, inference_args=None):
+        b = self._block
+        codes = np.stack([e["codes"] for e in batch])
+        valid = np.stack([e["valid"] for e in batch])
+        n, side = codes.shape[0], codes.shape[1]
+        cells = side // b
+
+        def blocks(x):
+            return x.reshape(n, cells, b, cells, b).transpose(0, 1, 3, 2, 4).reshape(-1, b, b)
+
+        values = np.asarray(model([blocks(codes), blocks(valid)]))
+        return list(values.reshape(n, cells, cells, -1))

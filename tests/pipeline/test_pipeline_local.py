@@ -122,3 +122,33 @@ def test_sample_job(tmp_path, capsys):
     with rasterio.open(out / "gravel_nodata" / "features.tif") as dst:
         first = dst.read(1)
     assert np.isnan(first[:12]).all() and np.isfinite(first[20:, :300]).all()
+
+
+def test_block_mode(scenes, tmp_path):
+    out = tmp_path / "out"
+    block = 8
+    assert run([str(scenes / "f32 nodata.tif")], out, "--mode=block", f"--block={block}") == 0
+    manifest = json.loads((out / "f32_nodata" / "manifest.json").read_text())
+    with rasterio.open(scenes / "f32 nodata.tif") as src, \
+            rasterio.open(out / "f32_nodata" / "features.tif") as dst:
+        assert dst.shape == (-(-src.height // block), -(-src.width // block))
+        assert dst.transform == src.transform * Affine.scale(block, block)
+        assert dst.crs == src.crs
+        data = src.read(1, masked=True)
+        got = np.moveaxis(dst.read(), 0, -1)
+    vmin, vmax = manifest["quantization"]["1"]
+    valid = ~np.ma.getmaskarray(data) & np.isfinite(data.data)
+    q, ok = glcm.quantize(data.data.astype(np.float64), 16, vmin, vmax, mask=valid)
+    q, ok = np.asarray(q), np.asarray(ok)
+    for r in range(got.shape[0]):
+        for c in range(got.shape[1]):
+            cell = (slice(r * block, (r + 1) * block), slice(c * block, (c + 1) * block))
+            P = glcm.graycomatrix(q[cell][None], [1, 2], glcm._checks.DEFAULT_ANGLES, 16,
+                                  symmetric=True, mask=ok[cell][None])
+            values = np.asarray(glcm.graycoprops(P, FEATURES))[0]  # (D, A, F)
+            want = np.nanmean(values.reshape(-1, len(FEATURES)), axis=0) \
+                if np.isfinite(values).any() else np.full(len(FEATURES), np.nan)
+            np.testing.assert_allclose(got[r, c], want, rtol=1e-5, atol=1e-5)
+    # the first block row saw only 3 valid rows (5 are nodata), the last column of
+    # blocks only 7 pixels: both were compared above
+    assert got.shape[:2] == (7, 6)
