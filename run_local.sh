@@ -17,4 +17,6 @@ if [ "$has_input" -eq 0 ]; then
   .venv/bin/python -c 'from pipeline.sample import make_sample; make_sample("sample_data")'
   set -- --input sample_data "$@"
 fi
-exec .venv/bin/python -m pipeline "$@"
+# Use every core unless the caller chose (later flags win).
+exec .venv/bin/python -m pipeline --direct_num_workers=0 \
+  --direct_running_mode=multi_threading "$@"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Optional, Tuple
 
@@ -39,6 +40,11 @@ class TileTask:
     vmin: float
     vmax: float
     n_tasks: int
+
+
+def progress(message: str) -> None:
+    """One line per planned scene, computed tile and finished scene, on stderr."""
+    print(f"[glcm] {message}", file=sys.stderr, flush=True)
 
 
 def output_grid(info: SceneInfo, scale: int) -> SceneInfo:
@@ -82,6 +88,8 @@ class PlanScene(beam.DoFn):
                 scene.uri, scene.scene_id, "plan", exc))
             return
         n_tasks = len(tiles) * len(bands)
+        progress(f"{scene.scene_id}: {info.height}x{info.width}, {len(bands)} band(s), "
+                 f"{len(tiles)} tile(s)")
         for band_index, (vmin, vmax) in enumerate(ranges):
             for tile in tiles:
                 yield TileTask(scene, info, bands, band_index, tile, vmin, vmax, n_tasks)
@@ -131,6 +139,8 @@ class WriteTile(beam.DoFn):
             yield beam.pvalue.TaggedOutput("errors", error_record(
                 task.scene.uri, task.scene.scene_id, "write_tile", exc))
             return
+        progress(f"{task.scene.scene_id}: tile row {t.key.row} col {t.key.col} band "
+                 f"{task.bands[task.band_index]} computed")
         yield task.scene.scene_id, (t.core_row // scale, t.core_col // scale,
                                     task.band_index, task, path)
 
@@ -180,6 +190,7 @@ class FinishScene(beam.DoFn):
             yield beam.pvalue.TaggedOutput("errors", error_record(
                 scene.uri, scene_id, "mosaic", exc))
             return
+        progress(f"{scene_id}: done -> {folder}")
         self.done.inc()
         self.pixels.inc(task.info.height * task.info.width * len(task.bands))
         yield scene_id

@@ -98,7 +98,8 @@ def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]
     found = []
     for result in FileSystems.match(patterns):
         for meta in result.metadata_list:
-            found.append((meta.path, f"{meta.size_in_bytes}-{meta.last_updated_in_seconds}"))
+            path = meta.path if "://" in meta.path else os.path.abspath(meta.path)
+            found.append((path, f"{meta.size_in_bytes}-{meta.last_updated_in_seconds}"))
     if not found and not _is_glob(pattern) and not is_dir:
         return [], [(pattern, "file not found")]
     return found, []
