@@ -9,6 +9,7 @@ Usage: python -m benchmarks.bench_pipeline [--size 4096] [--tile 1024]
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -66,6 +67,7 @@ def main():
     if raw_s is not None:
         print(f"pipeline keeps {raw_s / pipe_s:.0%} of the direct pixels/s")
     print(f"pipeline peak RSS: {peak:.2f} GiB")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
