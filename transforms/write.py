@@ -44,14 +44,15 @@ def band_names(bands: Sequence[int], features: Sequence[str]) -> List[str]:
 
 
 def write_mosaic(path: str, info: SceneInfo, bands: Sequence[int], features: Sequence[str],
-                 tiles: Iterable[Tuple[int, int, int, int, str]]) -> None:
+                 tiles: Iterable[Tuple[int, int, int, object, str]]) -> None:
     """Assembles tile files into a Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
       path: final ``features.tif``.
       info: the input's size, CRS and transform (kept as they are).
       bands, features: output band order is (band, feature), named b<band>_<feature>.
-      tiles: (core_row, core_col, band_index, _, npy path) for every tile and band.
+      tiles: (core_row, core_col, band_index, task, npy path) for every tile and
+        band, in output pixels (block units in block mode).
     """
     names = band_names(bands, features)
     folder = os.path.dirname(path)
