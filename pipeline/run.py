@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from typing import List, Optional
@@ -12,6 +11,7 @@ import apache_beam as beam
 
 from pipeline.build import NAMESPACE, build
 from pipeline.options import TextureOptions, params_from
+from transforms import storage
 
 
 def _counter(result, name) -> int:
@@ -45,16 +45,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     result = pipeline.run()
     result.wait_until_finish()
     seconds = time.time() - started
-    output = os.path.abspath(options.view_as(TextureOptions).output)
-    errors_file = os.path.join(output, "errors.jsonl")
-    with open(errors_file) as f:
-        failures = [line for line in f if line.strip()]
+    output = storage.normalize(options.view_as(TextureOptions).output)
+    errors_file = storage.join(output, "errors.jsonl")
+    failures = [line for line in storage.read_bytes(errors_file).decode().splitlines()
+                if line.strip()]
     done, skipped = _counter(result, "scenes_done"), _counter(result, "scenes_skipped")
+    new, changed = _counter(result, "scenes_new"), _counter(result, "scenes_changed")
     pixels = _counter(result, "pixels")
-    print(f"scenes done: {done}, skipped (already finished): {skipped}, "
-          f"failure records: {len(failures)}; {pixels / max(seconds, 1e-9):,.0f} "
-          f"pixels/s over {seconds:.1f} s")
-    print(f"outputs: {output}/<scene_id>/features.tif, quicklook.png, manifest.json; "
-          f"failures: {errors_file}")
+    print(f"scenes done: {done} (new: {new}, changed: {changed}), skipped (already "
+          f"finished): {skipped}, failure records: {len(failures)}; "
+          f"{pixels / max(seconds, 1e-9):,.0f} pixels/s over {seconds:.1f} s")
+    print(f"outputs: {storage.join(output, '<scene_id>')}/features.tif, quicklook.png, "
+          f"manifest.json; failures: {errors_file}")
     fail = options.view_as(TextureOptions).fail_on_error
     return 1 if (fail and failures) else 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from rasterio.windows import Window
 
+from transforms import storage
 from transforms.tiling import Tile
 
 SUPPORTED_KINDS = "uif"  # unsigned, signed integer, float
@@ -27,14 +30,50 @@ class SceneInfo:
     transform: Tuple[float, ...]
     nodata: Optional[float]
 
+    @property
+    def warnings(self) -> List[str]:
+        """What a user should know about the output's georeferencing."""
+        out = []
+        if self.crs is None:
+            out.append("the input has no CRS; the output has none either")
+        a, b, _, d, e, _ = self.transform
+        if b != 0 or d != 0:
+            out.append("the input's geotransform is rotated or sheared; texture is "
+                       "computed on the pixel grid and the output keeps the same "
+                       "transform")
+        return out
+
+
+class RasterError(ValueError):
+    """A scene that cannot be opened or read as a raster; the message says why."""
+
+
+@contextlib.contextmanager
+def open_raster(uri: str) -> Iterator[rasterio.io.DatasetReader]:
+    """Opens ``uri`` (local or gs://, GDAL configured for it) for reading.
+
+    Raises:
+      RasterError: the file is missing, empty, not a raster, or unreadable.
+    """
+    with rasterio.Env(**storage.gdal_options(uri)):
+        try:
+            src = rasterio.open(uri)
+        except rasterio.errors.RasterioIOError as exc:
+            raise RasterError(f"{uri} cannot be opened as a raster: {exc}. "
+                              f"Check that it is a complete GeoTIFF/COG and readable "
+                              f"by this user.") from exc
+        with src:
+            yield src
+
 
 def scene_info(uri: str) -> SceneInfo:
     """Reads the header of ``uri``; raises ValueError for rasters we cannot process."""
-    with rasterio.open(uri) as src:
+    with open_raster(uri) as src:
         dtype = src.dtypes[0]
         if np.dtype(dtype).kind not in SUPPORTED_KINDS:
-            raise ValueError(f"{uri}: unsupported data type {dtype} (need integer or "
-                             f"float bands)")
+            raise RasterError(f"{uri}: unsupported data type {dtype}; texture needs "
+                              f"integer or float bands (convert it, e.g. take the "
+                              f"magnitude of complex data, with gdal_translate)")
         return SceneInfo(src.height, src.width, src.count, dtype,
                          src.crs.to_wkt() if src.crs else None,
                          tuple(src.transform)[:6], src.nodata)
@@ -46,7 +85,8 @@ def check_bands(uri: str, info: SceneInfo, bands: Optional[Sequence[int]]) -> Tu
         return tuple(range(1, info.count + 1))
     missing = [b for b in bands if b > info.count]
     if missing:
-        raise ValueError(f"{uri} has {info.count} band(s); --bands asks for {missing}")
+        raise ValueError(f"{uri} has {info.count} band(s); --bands asks for {missing}: "
+                         f"choose bands in 1..{info.count}")
     return tuple(bands)
 
 
@@ -71,14 +111,16 @@ def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
     kind, values = quantize
     if kind == "fixed":
         return float(values[0]), float(values[1])
-    with rasterio.open(uri) as src:
+    with open_raster(uri) as src:
         scale = max(1.0, max(src.height, src.width) / STATS_SAMPLE_SIDE)
         shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
         data = src.read(band, out_shape=shape, masked=True)
     valid = _valid(data.data, ~np.ma.getmaskarray(data))
     sample = data.data[valid].astype(np.float64)
     if sample.size == 0:
-        raise ValueError(f"{uri} band {band} has no valid pixel (all nodata/NaN)")
+        raise ValueError(f"{uri} band {band} has no valid pixel (all nodata/NaN): "
+                         f"nothing to compute; with --quantize fixed:VMIN,VMAX it would "
+                         f"give an all-NaN output")
     if kind == "minmax":
         vmin, vmax = float(sample.min()), float(sample.max())
     else:
@@ -96,7 +138,7 @@ def read_tile(uri: str, band: int, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:
       internal masks, NaN and inf are invalid.
     """
     window = Window(tile.read_col, tile.read_row, tile.read_width, tile.read_height)
-    with rasterio.open(uri) as src:
+    with open_raster(uri) as src:
         data = src.read(band, window=window, masked=True)
     values = data.data.astype(np.float64)
     valid = _valid(values, ~np.ma.getmaskarray(data))

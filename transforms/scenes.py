@@ -1,18 +1,17 @@
 """Scene discovery: globs, directories and ``@file`` lists, local or ``gs://``.
 
-Everything goes through Beam's ``FileSystems``, so local paths and Cloud Storage take
-one code path.
+Everything goes through :mod:`transforms.storage`, so local paths and Cloud Storage
+take one code path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 from typing import Iterable, List, Sequence, Tuple
 
-from apache_beam.io.filesystems import FileSystems
+from transforms import storage
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".TIF", ".TIFF")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -25,8 +24,9 @@ class Scene:
     Attributes:
       scene_id: output folder name, safe and unique within the run.
       uri: local path or ``gs://`` URI.
-      fingerprint: size and modification time (or GCS update time) of the input;
-        a rerun recomputes a scene whose fingerprint changed.
+      fingerprint: size and modification time of a local input, size and
+        generation of a Cloud Storage object; a rerun recomputes a scene whose
+        fingerprint changed.
     """
 
     scene_id: str
@@ -67,17 +67,12 @@ def unique_scene_ids(uris: Sequence[str]) -> List[str]:
     return [ids[u] for u in uris]
 
 
-def _is_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
-
-
 def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
     """Matches one pattern. Returns ([(uri, fingerprint)], [(uri, problem)])."""
     if pattern.startswith("@"):
         listing = pattern[1:]
         try:
-            with FileSystems.open(listing) as handle:
-                lines = handle.read().decode("utf-8").splitlines()
+            lines = storage.read_bytes(listing).decode("utf-8").splitlines()
         except Exception as exc:  # noqa: BLE001 - report any I/O failure by name
             raise ValueError(f"cannot read the input list {listing!r}: {exc}") from exc
         found, problems = [], []
@@ -88,20 +83,17 @@ def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]
                 found += f
                 problems += p
         return found, problems
-    is_dir = pattern.endswith("/") or (not pattern.startswith("gs://")
-                                      and os.path.isdir(pattern))
-    if is_dir:
-        base = pattern.rstrip("/") + "/"
-        patterns = [base + "*" + suffix for suffix in RASTER_SUFFIXES]
-    else:
-        patterns = [pattern]
-    found = []
-    for result in FileSystems.match(patterns):
-        for meta in result.metadata_list:
-            path = meta.path if "://" in meta.path else os.path.abspath(meta.path)
-            found.append((path, f"{meta.size_in_bytes}-{meta.last_updated_in_seconds}"))
-    if not found and not _is_glob(pattern) and not is_dir:
-        return [], [(pattern, "file not found")]
+    if storage.is_glob(pattern):
+        return storage.match(pattern), []
+    if not pattern.endswith("/"):
+        found = storage.match(pattern)
+        if found:
+            return found, []
+        if not storage.is_directory(pattern):
+            return [], [(storage.normalize(pattern), "file not found")]
+    # a directory (or gs:// prefix): its GeoTIFFs
+    found = [m for suffix in RASTER_SUFFIXES
+             for m in storage.match(storage.join(pattern.rstrip("/"), "*" + suffix))]
     return found, []
 
 

@@ -48,7 +48,8 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     out = tmp_path / "out"
     assert run([str(scenes)], out) == 0
     printed = capsys.readouterr().out
-    assert "scenes done: 3, skipped (already finished): 0, failure records: 0" in printed
+    assert ("scenes done: 3 (new: 3, changed: 0), skipped (already finished): 0, "
+            "failure records: 0") in printed
     assert (out / "errors.jsonl").read_text() == ""
     for name, sid in [("u8.tif", "u8"), ("f32 nodata.tif", "f32_nodata"),
                       ("multi.tif", "multi")]:
@@ -76,13 +77,16 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
         assert "tensorflow" in manifest["versions"] and manifest["fingerprint"]
         png = (folder / "quicklook.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        assert not (folder / ".tiles").exists()
+        assert sorted(os.listdir(folder)) == ["features.tif", "manifest.json",
+                                              "quicklook.png"]  # no scratch left
 
     # rerun: everything skipped; --force recomputes
     assert run([str(scenes)], out) == 0
-    assert "scenes done: 0, skipped (already finished): 3" in capsys.readouterr().out
+    assert ("scenes done: 0 (new: 0, changed: 0), skipped (already finished): 3"
+            in capsys.readouterr().out)
     assert run([str(scenes / "u8.tif")], out, "--force") == 0
-    assert "scenes done: 1, skipped (already finished): 0" in capsys.readouterr().out
+    assert ("scenes done: 1 (new: 0, changed: 0), skipped (already finished): 0"
+            in capsys.readouterr().out)
 
 
 def test_missing_file_is_recorded_and_fail_on_error(scenes, tmp_path, capsys):
@@ -93,7 +97,7 @@ def test_missing_file_is_recorded_and_fail_on_error(scenes, tmp_path, capsys):
     records = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert records == [{"uri": str(scenes / "nope.tif"), "scene_id": None,
                         "stage": "discover", "error": "FileNotFoundError",
-                        "message": "file not found"}]
+                        "message": "file not found: check the path in the input list"}]
     assert (out / "u8" / "features.tif").exists()
 
 
@@ -132,7 +136,7 @@ def test_block_mode(scenes, tmp_path):
     with rasterio.open(scenes / "f32 nodata.tif") as src, \
             rasterio.open(out / "f32_nodata" / "features.tif") as dst:
         assert dst.shape == (-(-src.height // block), -(-src.width // block))
-        assert dst.transform == src.transform * Affine.scale(block, block)
+        assert dst.transform == src.transform @ Affine.scale(block, block)
         assert dst.crs == src.crs
         data = src.read(1, masked=True)
         got = np.moveaxis(dst.read(), 0, -1)
