@@ -88,10 +88,14 @@ def gdal_options(uri: str = GCS_PREFIX) -> Dict[str, str]:
 
     ``GDAL_DISABLE_READDIR_ON_OPEN=EMPTY_DIR`` stops GDAL listing the bucket for
     sidecar files on every open (two ranged GETs per window instead of ~17).
+    ``CPL_VSIL_CURL_NON_CACHED`` keeps GDAL from serving an overwritten object's old
+    bytes from its process-wide cache (seen: a rerun in the same process read the
+    previous generation of a replaced scene).
     """
     if not is_gcs(uri):
         return {}
     options = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "CPL_VSIL_CURL_USE_HEAD": "NO",
+               "CPL_VSIL_CURL_NON_CACHED": "/vsigs/",
                "GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
     host = emulator_host()
     if host:
