@@ -1,14 +1,23 @@
 """Package definition for glcm-texture: GLCM (Haralick) texture at scale."""
 
+import os
+
 from setuptools import find_packages, setup
 
+TENSORFLOW_VERSION = "2.21.0"
 # TensorFlow: on Linux x86-64 the CPU-only wheel (no CUDA libraries downloaded on a
 # laptop or CI). The Dataflow GPU worker image starts from the TensorFlow GPU image,
-# which already carries the matching `tensorflow` build (see Dockerfile / README).
-TENSORFLOW = [
-    'tensorflow-cpu==2.21.0; sys_platform == "linux" and platform_machine == "x86_64"',
-    'tensorflow==2.21.0; sys_platform != "linux" or platform_machine != "x86_64"',
-]
+# which already carries the matching `tensorflow` build; it installs this package
+# with GLCM_TENSORFLOW=gpu so pip keeps that build (see Dockerfile / README).
+if os.environ.get("GLCM_TENSORFLOW") == "gpu":
+    TENSORFLOW = [f"tensorflow=={TENSORFLOW_VERSION}"]
+else:
+    TENSORFLOW = [
+        f'tensorflow-cpu=={TENSORFLOW_VERSION}; sys_platform == "linux" and '
+        f'platform_machine == "x86_64"',
+        f'tensorflow=={TENSORFLOW_VERSION}; sys_platform != "linux" or '
+        f'platform_machine != "x86_64"',
+    ]
 
 setup(
     name="glcm-texture",

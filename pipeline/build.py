@@ -16,7 +16,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 import glcm
-from pipeline.options import TextureOptions, TextureParams, params_from
+from pipeline.options import TextureOptions, TextureParams, is_dataflow, params_from
 from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms import storage
 from transforms.raster import (SceneInfo, check_bands, quantization_range, read_tile,
@@ -250,6 +250,12 @@ def inference_errors(failure) -> list:
             for task, _ in batch]
 
 
+def fail_if_any(records: list) -> None:
+    if records:
+        raise RuntimeError(f"{len(records)} scene(s) or tile(s) failed (--fail-on-error); "
+                           f"see errors.jsonl")
+
+
 def write_errors(records: list, uri: str) -> None:
     """The run's dead-letter file, one JSON object per line, sorted (committed whole;
     empty when nothing failed)."""
@@ -305,6 +311,10 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
          for uri, problem in missing])
     errors = ((planned.errors, read.errors, inference_failed, written.errors,
                finished.errors, missing_records) | "Errors" >> beam.Flatten())
-    _ = (errors | "AllErrors" >> beam.combiners.ToList()
-         | "WriteErrors" >> beam.Map(write_errors, storage.join(output, "errors.jsonl")))
+    all_errors = errors | "AllErrors" >> beam.combiners.ToList()
+    _ = all_errors | "WriteErrors" >> beam.Map(write_errors,
+                                               storage.join(output, "errors.jsonl"))
+    if o.fail_on_error and is_dataflow(options):
+        # No process exit code to set there: the job itself fails.
+        _ = all_errors | "FailOnError" >> beam.Map(fail_if_any)
     return {"done": finished.done, "skipped": planned.skipped, "errors": errors}

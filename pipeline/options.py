@@ -8,11 +8,25 @@ import json
 import math
 from typing import Optional, Tuple
 
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import glcm
 
 DEFAULT_FEATURES = "contrast,dissimilarity,homogeneity,asm,entropy,correlation,mean,variance"
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    """Whether the pipeline runs on Dataflow (no local exit code, no local files)."""
+    return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
+
+
+def _switch(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
 
 
 class TextureOptions(PipelineOptions):
@@ -48,10 +62,14 @@ class TextureOptions(PipelineOptions):
                             help="block size for --mode block (default 32)")
         parser.add_argument("--tile", type=int, default=1024,
                             help="tile core size in pixels; halo added (default 1024)")
-        parser.add_argument("--force", action="store_true",
+        # Switches also take =true/=false: Flex Templates pass every parameter that way.
+        parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
                             help="recompute scenes that are already finished")
-        parser.add_argument("--fail-on-error", dest="fail_on_error", action="store_true",
-                            help="exit non-zero when any scene or tile failed")
+        parser.add_argument("--fail-on-error", "--fail_on_error", dest="fail_on_error",
+                            type=_switch, nargs="?", const=True, default=False,
+                            help="exit non-zero when any scene or tile failed (on "
+                                 "Dataflow: the job fails, after errors.jsonl is "
+                                 "written)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,6 +167,9 @@ def params_from(options: TextureOptions) -> TextureParams:
             raise ValueError(f"--bands are 1-based, got {o.bands}")
     if o.tile < 16:
         raise ValueError(f"--tile must be >= 16, got {o.tile}")
+    if is_dataflow(options) and not str(o.output).startswith("gs://"):
+        raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
+                         f"write to Cloud Storage: use --output gs://BUCKET/prefix")
     if o.mode == "block" and not 2 <= o.block <= 4096:
         raise ValueError(f"--block must be in 2..4096, got {o.block}")
     return TextureParams(features, window, distances, angles, o.levels,

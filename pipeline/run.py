@@ -10,7 +10,7 @@ from typing import List, Optional
 import apache_beam as beam
 
 from pipeline.build import NAMESPACE, build
-from pipeline.options import TextureOptions, params_from
+from pipeline.options import TextureOptions, is_dataflow, params_from
 from transforms import storage
 
 
@@ -43,6 +43,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result = pipeline.run()
+    if is_dataflow(options):
+        # The launcher (Flex Template or shell) returns once the job is submitted;
+        # the summary is the job's counters and OUTPUT/errors.jsonl.
+        output = storage.normalize(options.view_as(TextureOptions).output)
+        print(f"submitted Dataflow job {result.job_id()}; outputs: "
+              f"{storage.join(output, '<scene_id>')}/, failures: "
+              f"{storage.join(output, 'errors.jsonl')}")
+        return 0
     result.wait_until_finish()
     seconds = time.time() - started
     output = storage.normalize(options.view_as(TextureOptions).output)

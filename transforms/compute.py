@@ -8,6 +8,31 @@ import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
 
+def accelerator() -> str:
+    """The device Keras computes on: the first GPU when there is one, else the CPU."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        return f"GPU ({gpus[0].name})" if gpus else "CPU"
+    if backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return f"GPU ({device})" if device.platform == "gpu" else device.platform.upper()
+    return backend
+
+
+def _loaded(model):
+    import sys
+
+    print(f"[glcm] texture model loaded on {accelerator()}", file=sys.stderr, flush=True)
+    return model
+
+
 class TextureModelHandler(ModelHandler):
     """Loads a Keras model around ``glcm.layers.TextureMap`` once per worker.
 
@@ -35,7 +60,7 @@ class TextureModelHandler(ModelHandler):
         codes = keras.Input((None, None), dtype="int32", name="codes")
         valid = keras.Input((None, None), dtype="bool", name="valid")
         maps = TextureMap(**self._config)(codes, mask=valid)
-        return keras.Model([codes, valid], maps)
+        return _loaded(keras.Model([codes, valid], maps))
 
     def run_inference(self, batch: Sequence[Dict[str, np.ndarray]], model: Any,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
@@ -71,7 +96,8 @@ class BlockModelHandler(TextureModelHandler):
 
         codes = keras.Input((self._block, self._block), dtype="int32", name="codes")
         valid = keras.Input((self._block, self._block), dtype="bool", name="valid")
-        return keras.Model([codes, valid], GLCMFeatures(**self._config)(codes, mask=valid))
+        return _loaded(keras.Model([codes, valid],
+                                   GLCMFeatures(**self._config)(codes, mask=valid)))
 
     def run_inference(self, batch, model, inference_args=None):
         b = self._block
