@@ -66,6 +66,18 @@ def open_raster(uri: str) -> Iterator[rasterio.io.DatasetReader]:
             yield src
 
 
+def read_band(src, uri: str, band: int, what: str, **kwargs) -> np.ma.MaskedArray:
+    """``src.read(band, masked=True, **kwargs)``, with a RasterError naming the file,
+    the band and GDAL's reason when the data cannot be decoded."""
+    try:
+        return src.read(band, masked=True, **kwargs)
+    except rasterio.errors.RasterioIOError as exc:
+        reason = f"{exc.__cause__ or exc}".strip()
+        raise RasterError(f"{uri} band {band}: reading {what} failed ({reason}); the "
+                          f"file is probably truncated or corrupt: copy or export it "
+                          f"again") from exc
+
+
 def scene_info(uri: str) -> SceneInfo:
     """Reads the header of ``uri``; raises ValueError for rasters we cannot process."""
     with open_raster(uri) as src:
@@ -114,7 +126,8 @@ def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
     with open_raster(uri) as src:
         scale = max(1.0, max(src.height, src.width) / STATS_SAMPLE_SIDE)
         shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
-        data = src.read(band, out_shape=shape, masked=True)
+        data = read_band(src, uri, band, "a decimated overview for the quantization "
+                         "range", out_shape=shape)
     valid = _valid(data.data, ~np.ma.getmaskarray(data))
     sample = data.data[valid].astype(np.float64)
     if sample.size == 0:
@@ -139,7 +152,10 @@ def read_tile(uri: str, band: int, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:
     """
     window = Window(tile.read_col, tile.read_row, tile.read_width, tile.read_height)
     with open_raster(uri) as src:
-        data = src.read(band, window=window, masked=True)
+        last_row = tile.read_row + tile.read_height - 1
+        last_col = tile.read_col + tile.read_width - 1
+        data = read_band(src, uri, band, f"rows {tile.read_row}..{last_row}, columns "
+                         f"{tile.read_col}..{last_col}", window=window)
     values = data.data.astype(np.float64)
     valid = _valid(values, ~np.ma.getmaskarray(data))
     pads = ((tile.pad_top, tile.pad_bottom), (tile.pad_left, tile.pad_right))
