@@ -23,11 +23,14 @@ from transforms.raster import (SceneInfo, check_bands, quantization_range, read_
                                scene_info)
 from transforms.scenes import Scene, discover
 from transforms.tiling import Tile, tiles_for
-from transforms.write import (band_names, read_manifest, tile_path, tiles_folder,
-                              versions, write_json, write_mosaic, write_quicklook,
-                              write_tile)
+from transforms.write import (TILES_PREFIX, band_names, read_manifest, tile_path,
+                              tiles_folder, versions, write_json, write_mosaic,
+                              write_quicklook, write_tile)
 
 NAMESPACE = "glcm_texture"
+# Scratch that killed runs left in a scene folder is removed when the scene is next
+# finished, once untouched this long (a run still at work keeps touching its own).
+STALE_SCRATCH_SECONDS = 6 * 3600
 ATTEMPTS = 3  # tries of a tile's read or write before it becomes an error record
 RETRY_DELAY_SECONDS = 0.5
 T = TypeVar("T")
@@ -231,7 +234,14 @@ class FinishScene(beam.DoFn):
                             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                          time.gmtime())},
             })
-            storage.delete_tree(tiles_folder(self.output, scene_id, self.run_id))
+            own = tiles_folder(self.output, scene_id, self.run_id)
+            storage.delete_tree(own)
+            stale = storage.remove_stale(
+                folder, (TILES_PREFIX, storage.WORKDIR_PREFIX, storage.TEMPORARY_PREFIX),
+                keep=own.rsplit("/", 1)[-1], older_than_seconds=STALE_SCRATCH_SECONDS)
+            if stale:
+                progress(f"{scene_id}: removed scratch of earlier interrupted runs: "
+                         f"{', '.join(sorted(stale))}")
         except Exception as exc:  # noqa: BLE001
             yield beam.pvalue.TaggedOutput("errors", error_record(
                 scene.uri, scene_id, "mosaic", exc))

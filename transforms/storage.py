@@ -104,10 +104,15 @@ def gdal_options(uri: str = GCS_PREFIX) -> Dict[str, str]:
 
 
 def _pattern_regex(pattern: str) -> "re.Pattern[str]":
-    """Glob to regex: ``*`` and ``?`` stay within one path segment, ``**`` crosses."""
+    """Glob to regex: ``*`` and ``?`` stay within one path segment, ``**/`` spans
+    zero or more folders, as in Python's ``glob(recursive=True)``."""
     out, i = [], 0
     while i < len(pattern):
         ch = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
         if pattern.startswith("**", i):
             out.append(".*")
             i += 2
@@ -155,7 +160,9 @@ def match(pattern: str) -> List[Tuple[str, str]]:
     regex = _pattern_regex(name)
     found = []
     for blob in client().list_blobs(bucket, prefix=literal):
-        if regex.match(blob.name):
+        # as glob does locally, wildcards skip hidden names (e.g. our own scratch)
+        hidden = any(part.startswith(".") for part in blob.name[len(literal):].split("/"))
+        if regex.match(blob.name) and not hidden:
             found.append((f"{GCS_PREFIX}{bucket}/{blob.name}",
                           f"{blob.size}-{blob.generation}"))
     return sorted(found)
@@ -183,9 +190,13 @@ def read_bytes(uri: str) -> bytes:
         raise FileNotFoundError(f"{uri} does not exist") from None
 
 
+TEMPORARY_PREFIX = ".tmp-"
+WORKDIR_PREFIX = ".work-"
+
+
 def _temporary_name(path: str) -> str:
     folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:12]}")
+    return os.path.join(folder, f"{TEMPORARY_PREFIX}{name}-{uuid.uuid4().hex[:12]}")
 
 
 def write_bytes(uri: str, data: bytes) -> None:
@@ -229,6 +240,39 @@ def delete_tree(uri: str) -> None:
         blob.delete()
 
 
+def remove_stale(folder: str, prefixes: Tuple[str, ...], keep: str,
+                 older_than_seconds: float) -> List[str]:
+    """Removes what killed runs left in ``folder``: entries whose names start with one
+    of ``prefixes``, other than ``keep``, untouched for ``older_than_seconds`` (a run
+    still at work keeps writing to its own). Returns the names removed."""
+    import time
+
+    limit = time.time() - older_than_seconds
+    removed = []
+    if not is_gcs(folder):
+        if not os.path.isdir(folder):
+            return removed
+        for entry in os.scandir(folder):
+            if (entry.name.startswith(prefixes) and entry.name != keep
+                    and entry.stat(follow_symlinks=False).st_mtime < limit):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.remove(entry.path)
+                removed.append(entry.name)
+        return removed
+    bucket, name = split_gcs(folder)
+    base = name.rstrip("/") + "/"
+    for blob in list(client().list_blobs(bucket, prefix=base + ".")):
+        top = blob.name[len(base):].split("/", 1)[0]
+        if (top.startswith(prefixes) and top != keep and blob.updated is not None
+                and blob.updated.timestamp() < limit):
+            blob.delete()
+            if top not in removed:
+                removed.append(top)
+    return removed
+
+
 def makedirs(uri: str) -> None:
     """Creates a local output folder; nothing to do on Cloud Storage."""
     if not is_gcs(uri):
@@ -245,7 +289,7 @@ def workdir(output_folder: str) -> Iterator[str]:
             yield work
         return
     os.makedirs(output_folder, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output_folder, prefix=".work-") as work:
+    with tempfile.TemporaryDirectory(dir=output_folder, prefix=WORKDIR_PREFIX) as work:
         yield work
 
 

@@ -1,0 +1,91 @@
+"""transforms.storage: the same behaviour on a local folder and on the GCS emulator."""
+
+import os
+import time
+
+import pytest
+
+from transforms import storage
+
+LAYOUT = ["in/a.tif", "in/b.TIF", "in/sub/c.tif", "in/notes.txt", "in2/d.tif"]
+
+
+@pytest.fixture(params=["local", "gcs"])
+def root(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path)
+    request.getfixturevalue("gcs_emulator")
+    bucket = request.getfixturevalue("bucket")
+    return f"gs://{bucket}"
+
+
+def names(root, found):
+    return [uri[len(root) + 1:] for uri, _ in found]
+
+
+def test_match_and_fingerprints(root):
+    for name in LAYOUT:
+        storage.write_bytes(storage.join(root, name), name.encode())
+    assert names(root, storage.match(storage.join(root, "in/*.tif"))) == ["in/a.tif"]
+    assert names(root, storage.match(storage.join(root, "in/*.[tT][iI][fF]"))) == [
+        "in/a.tif", "in/b.TIF"]
+    assert names(root, storage.match(storage.join(root, "in/**/*.tif"))) == [
+        "in/a.tif", "in/sub/c.tif"]
+    storage.write_bytes(storage.join(root, "in/.hidden.tif"), b"")
+    storage.write_bytes(storage.join(root, "in/.work-1/x.tif"), b"")
+    assert names(root, storage.match(storage.join(root, "in/**"))) == [
+        "in/a.tif", "in/b.TIF", "in/notes.txt", "in/sub/c.tif"]  # files only, not hidden
+    assert names(root, storage.match(storage.join(root, "in?/d.tif"))) == ["in2/d.tif"]
+    assert storage.match(storage.join(root, "in/missing.tif")) == []
+    assert storage.is_directory(storage.join(root, "in"))
+    assert not storage.is_directory(storage.join(root, "in/a.tif"))
+    [(uri, before)] = storage.match(storage.join(root, "in/a.tif"))
+    time.sleep(0.01)
+    storage.write_bytes(uri, b"other bytes")  # an overwrite changes the fingerprint
+    [(_, after)] = storage.match(uri)
+    assert after != before and after.startswith("11-")
+    assert storage.read_bytes(uri) == b"other bytes"
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(storage.join(root, "in/missing.tif"))
+
+
+def everything(folder):
+    """Every file under ``folder``, hidden ones too, relative names."""
+    if folder.startswith("gs://"):
+        bucket, name = storage.split_gcs(folder)
+        return sorted(b.name[len(name) + 1:] for b in
+                      storage.client().list_blobs(bucket, prefix=name + "/"))
+    return sorted(os.path.relpath(os.path.join(d, f), folder)
+                  for d, _, files in os.walk(folder) for f in files)
+
+
+def test_commits_leave_no_temporary_files_and_stale_scratch_is_removed(root, tmp_path):
+    folder = storage.join(root, "scene")
+    storage.write_bytes(storage.join(folder, "manifest.json"), b"{}")
+    local = tmp_path / "built.tif"
+    local.write_bytes(b"tif")
+    storage.upload(str(local), storage.join(folder, "features.tif"))
+    storage.save_npy(storage.join(folder, ".tiles-old", "r0_c0_b1.npy"), [1.0])
+    storage.save_npy(storage.join(folder, ".tiles-mine", "r0_c0_b1.npy"), [2.0])
+    assert everything(folder) == [".tiles-mine/r0_c0_b1.npy", ".tiles-old/r0_c0_b1.npy",
+                                  "features.tif", "manifest.json"]
+    assert storage.remove_stale(folder, (".tiles-",), keep=".tiles-mine",
+                                older_than_seconds=3600) == []  # too recent
+    time.sleep(0.05)
+    assert storage.remove_stale(folder, (".tiles-",), keep=".tiles-mine",
+                                older_than_seconds=0) == [".tiles-old"]
+    assert storage.load_npy(storage.join(folder, ".tiles-mine", "r0_c0_b1.npy")) == [2.0]
+    storage.delete_tree(storage.join(folder, ".tiles-mine"))
+    assert everything(folder) == ["features.tif", "manifest.json"]
+
+
+def test_gdal_options_follow_the_emulator_variable(monkeypatch):
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", "127.0.0.1:9999")
+    options = storage.gdal_options("gs://b/x.tif")
+    assert options["CPL_GS_ENDPOINT"] == "http://127.0.0.1:9999/"
+    assert options["GS_NO_SIGN_REQUEST"] == "YES"
+    assert storage.gdal_options("/local/x.tif") == {}
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    assert "CPL_GS_ENDPOINT" not in storage.gdal_options("gs://b/x.tif")
+    with pytest.raises(ValueError, match="names no bucket"):
+        storage.split_gcs("gs:///x")
