@@ -23,7 +23,7 @@ from transforms.compute import TextureModelHandler
 from transforms.scenes import scene_id_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=32"]
+FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=64"]
 OUTPUTS = ["features.tif", "manifest.json", "quicklook.png"]
 GEO = Affine(10, 0, 600000, 0, -10, 5000000)
 
@@ -248,7 +248,7 @@ def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_pa
     monkeypatch.setattr(pipeline.build, "RETRY_DELAY_SECONDS", 0.01)
     out = tmp_path / "out"
     assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
-    assert len(failed) >= 4  # good_a: 3 tile rows, good_b: 2 rows x 2 bands
+    assert len(failed) == 2  # good_a's 2 tiles in column 1 (2x2 tiles of 64)
     assert read_records(out) == []
     for sid in ("good_a", "good_b"):
         assert visible(out / sid) == OUTPUTS
@@ -261,7 +261,7 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
     calls = []
 
     def broken_read(uri, band, tile):
-        if uri.endswith("good_b.tif") and (band, tile.key.row, tile.key.col) == (2, 1, 0):
+        if uri.endswith("good_b.tif") and (band, tile.key.row, tile.key.col) == (2, 0, 0):
             calls.append(1)
             raise OSError("injected: disk unreadable")
         return original(uri, band, tile)
@@ -274,7 +274,7 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
     records = {r["stage"]: r for r in read_records(out)}
     assert sorted((r["scene_id"], stage, r["error"]) for stage, r in records.items()) == [
         ("good_b", "mosaic", "RuntimeError"), ("good_b", "read", "OSError")]
-    assert "1 of 8 tiles failed" in records["mosaic"]["message"]  # 2x2 tiles, 2 bands
+    assert "1 of 2 tiles failed" in records["mosaic"]["message"]  # 1 tile x 2 bands
     assert "injected: disk unreadable" in records["read"]["message"]
     assert visible(out / "good_b") == []  # no mosaic that looks finished
     np.testing.assert_array_equal(features(out, "good_a"), features(reference, "good_a"))
@@ -298,7 +298,7 @@ def test_inference_failure_is_recorded(good, tmp_path, monkeypatch):
 
     monkeypatch.setattr(TextureModelHandler, "run_inference", failing)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS, "--tile=64"]) == 0
+    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
     records = read_records(out)
     # both tiles (one per band) failed: a record each, and no mosaic was attempted
     assert sorted((r["scene_id"], r["stage"]) for r in records) == [("good_b", "texture")] * 2
