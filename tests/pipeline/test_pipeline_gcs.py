@@ -2,6 +2,9 @@
 DirectRunner pipeline reading gs:// scenes and writing its outputs back to gs://."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import rasterio
@@ -10,6 +13,7 @@ from rasterio.transform import Affine
 from pipeline.run import main
 from transforms import storage
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=40"]
 
 
@@ -100,8 +104,15 @@ def test_gcs_list_directory_and_missing_file(bucket, tmp_path, capsys):
     storage.write_bytes(f"{gs}/lists/run.txt",
                         f"# two scenes\n{gs}/scenes/x.tif\n{gs}/scenes/gone.tif\n".encode())
     out = f"{gs}/out"
-    assert main([f"--input=@{gs}/lists/run.txt", f"--output={out}", *FLAGS,
-                 "--fail-on-error"]) == 1
+    # the command line, in a fresh process that knows only STORAGE_EMULATOR_HOST
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run([sys.executable, "-m", "pipeline", f"--input=@{gs}/lists/run.txt",
+                           f"--output={out}", *FLAGS, "--fail-on-error"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert "scenes done: 1 (new: 1, changed: 0)" in done.stdout
+    assert "failure records: 1" in done.stdout
     records = [json.loads(line) for line in
                storage.read_bytes(f"{out}/errors.jsonl").decode().splitlines()]
     assert [(r["uri"], r["stage"]) for r in records] == [(f"{gs}/scenes/gone.tif",
