@@ -107,8 +107,11 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     rows = min(height, rows)
     if rows >= height:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
-    # Row chunks of one fixed shape (the last one padded), so the kernel compiles once.
+    # Row chunks of one fixed shape (the last one padded), so the kernel compiles once;
+    # as even as possible, so padding wastes less than one row per chunk (a 1032-row
+    # tile in chunks of 508 rows computed 1524 rows: 48 % more work).
     n_chunks = math.ceil(height / rows)
+    rows = math.ceil(height / n_chunks)
     codes = ops.pad(codes, [[0, 0], [0, n_chunks * rows - height], [0, 0]],
                     constant_values=-1)
     padded = _pad_for_windows(codes, window, offsets)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
+
+# One model call at a time per process: each call already uses every core (XLA's
+# thread pool) or the whole GPU; two at once only thrash (4096² scene on 2 cores:
+# 60-69 s with concurrent calls). Beam's other threads still read and write tiles.
+_COMPUTE = threading.Lock()
 
 
 def accelerator() -> str:
@@ -66,7 +72,8 @@ class TextureModelHandler(ModelHandler):
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
         codes = np.stack([e["codes"] for e in batch])
         valid = np.stack([e["valid"] for e in batch])
-        outputs = np.asarray(model([codes, valid]))
+        with _COMPUTE:
+            outputs = np.asarray(model([codes, valid]))
         return list(outputs)
 
     def batch_elements_kwargs(self):
@@ -109,5 +116,6 @@ class BlockModelHandler(TextureModelHandler):
         def blocks(x):
             return x.reshape(n, cells, b, cells, b).transpose(0, 1, 3, 2, 4).reshape(-1, b, b)
 
-        values = np.asarray(model([blocks(codes), blocks(valid)]))
+        with _COMPUTE:
+            values = np.asarray(model([blocks(codes), blocks(valid)]))
         return list(values.reshape(n, cells, cells, -1))

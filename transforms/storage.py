@@ -305,4 +305,6 @@ def save_npy(uri: str, array) -> None:
 def load_npy(uri: str):
     import numpy as np
 
+    if not is_gcs(uri):
+        return np.load(uri)  # no intermediate bytes copy
     return np.load(io.BytesIO(read_bytes(uri)))

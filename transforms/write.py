@@ -79,10 +79,12 @@ def write_mosaic(path: str, info: SceneInfo, bands: Sequence[int], features: Seq
                 dst.write(np.moveaxis(core, -1, 0),
                           indexes=list(range(first, first + len(features))), window=window)
         # Compressed once, here, with every core (the intermediate stays raw: a
-        # deflate pass over it doubled the mosaic time).
+        # deflate pass over it doubled the mosaic time). Level 1: float features
+        # barely compress (4096² x 8 bands: 454 MiB at the default level 6 in 14.0 s,
+        # 465 MiB at level 1 in 8.6 s).
         rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE",
-                             predictor="3", overviews="AUTO", BIGTIFF="IF_SAFER",
-                             num_threads="ALL_CPUS")
+                             predictor="3", level=1, overviews="AUTO",
+                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
     os.remove(plain)
 
 
