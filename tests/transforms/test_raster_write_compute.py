@@ -1,0 +1,151 @@
+"""transforms.raster, transforms.write and transforms.compute on their own, with real
+GeoTIFFs written here."""
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+import glcm
+from transforms.compute import BlockModelHandler, TextureModelHandler
+from transforms.raster import (RasterError, check_bands, quantization_range, read_tile,
+                               scene_info)
+from transforms.tiling import tiles_for
+from transforms.write import band_names, write_mosaic, write_quicklook, write_tile
+
+GEO = Affine(20, 0, 400000, 0, -30, 6000000)
+
+
+@pytest.fixture
+def masked_scene(tmp_path):
+    """Float32 2-band scene: nodata -9999 in band 1, an internal mask, NaN in band 2."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(100, 10, (2, 50, 60)).astype(np.float32)
+    data[0, :4] = -9999
+    data[1, 10:12, 20:30] = np.nan
+    path = tmp_path / "masked.tif"
+    with rasterio.open(path, "w", driver="GTiff", height=50, width=60, count=2,
+                       dtype="float32", crs="EPSG:3035", transform=GEO,
+                       nodata=-9999) as dst:
+        dst.write(data)
+    return str(path), data
+
+
+def test_scene_info_and_bands(masked_scene, tmp_path):
+    path, _ = masked_scene
+    info = scene_info(path)
+    assert (info.height, info.width, info.count, info.dtype) == (50, 60, 2, "float32")
+    assert info.transform == tuple(GEO)[:6] and info.nodata == -9999 and info.warnings == []
+    assert check_bands(path, info, None) == (1, 2)
+    assert check_bands(path, info, (2,)) == (2,)
+    with pytest.raises(ValueError, match=r"has 2 band\(s\); --bands asks for \[3\]"):
+        check_bands(path, info, (1, 3))
+    (tmp_path / "junk.tif").write_bytes(b"II*\x00junk")
+    with pytest.raises(RasterError, match="cannot be opened as a raster"):
+        scene_info(str(tmp_path / "junk.tif"))
+
+
+def test_quantization_range_ignores_invalid_pixels(masked_scene, tmp_path):
+    path, data = masked_scene
+    band1 = data[0][data[0] != -9999].astype(np.float64)
+    assert quantization_range(path, 1, ("minmax", ())) == (band1.min(), band1.max())
+    lo, hi = quantization_range(path, 1, ("percentile", (2.0, 98.0)))
+    np.testing.assert_allclose([lo, hi], np.percentile(band1, [2, 98]))
+    band2 = data[1][np.isfinite(data[1])].astype(np.float64)
+    assert quantization_range(path, 2, ("minmax", ())) == (band2.min(), band2.max())
+    assert quantization_range(path, 2, ("fixed", (0.0, 5.0))) == (0.0, 5.0)
+    const = tmp_path / "const.tif"
+    with rasterio.open(const, "w", driver="GTiff", height=5, width=5, count=1,
+                       dtype="uint8") as dst:
+        dst.write(np.full((1, 5, 5), 9, np.uint8))
+    assert quantization_range(str(const), 1, ("minmax", ())) == (9.0, 10.0)
+
+
+def test_read_tile_windows_masks_and_padding(masked_scene):
+    path, data = masked_scene
+    tiles = tiles_for("masked", 50, 60, 16, 3)
+    for tile in tiles:
+        values, valid = read_tile(path, 2, tile)
+        assert values.shape == valid.shape == (tile.core_height + 6, tile.core_width + 6)
+        # the scene's pixels, where they exist, at the core + halo position
+        for r in range(values.shape[0]):
+            for c in range(0, values.shape[1], 5):
+                sr, sc = tile.core_row - 3 + r, tile.core_col - 3 + c
+                inside = 0 <= sr < 50 and 0 <= sc < 60
+                if not inside:
+                    assert not valid[r, c]
+                elif np.isnan(data[1, sr, sc]):
+                    assert not valid[r, c]
+                else:
+                    assert valid[r, c] and values[r, c] == data[1, sr, sc]
+    values, valid = read_tile(path, 1, tiles[0])
+    assert not valid[3:7].any() and valid[7:, 3:].all()  # nodata rows 0-3 of band 1
+
+
+def test_internal_mask_is_honoured(tmp_path):
+    path = tmp_path / "mask.tif"
+    data = np.arange(400, dtype=np.uint16).reshape(1, 20, 20)
+    mask = np.full((20, 20), 255, np.uint8)
+    mask[5:8, 5:8] = 0
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(path, "w", driver="GTiff", height=20, width=20, count=1,
+                           dtype="uint16", crs="EPSG:4326",
+                           transform=Affine(0.1, 0, 0, 0, -0.1, 0)) as dst:
+            dst.write(data)
+            dst.write_mask(mask)
+    [tile] = tiles_for("mask", 20, 20, 20, 0)
+    _, valid = read_tile(str(path), 1, tile)
+    np.testing.assert_array_equal(valid, mask > 0)
+
+
+def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
+    path, _ = masked_scene
+    info = scene_info(path)
+    features = ["contrast", "mean"]
+    rng = np.random.default_rng(1)
+    full = rng.random((2, 50, 60, 2)).astype(np.float32)  # (band, H, W, F)
+    tiles = []
+    for tile in tiles_for("masked", 50, 60, 16, 0):
+        for b in range(2):
+            core = full[b, tile.core_row:tile.core_row + tile.core_height,
+                        tile.core_col:tile.core_col + tile.core_width]
+            uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy"), core)
+            tiles.append((tile.core_row, tile.core_col, b, None, uri))
+    mosaic = str(tmp_path / "features.tif")
+    write_mosaic(mosaic, info, (1, 2), features, tiles)
+    with rasterio.open(mosaic) as src:
+        assert src.descriptions == tuple(band_names((1, 2), features)) == (
+            "b1_contrast", "b1_mean", "b2_contrast", "b2_mean")
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.compression.name == "deflate" and np.isnan(src.nodata)
+        assert (src.crs.to_epsg(), src.transform) == (3035, GEO)
+        got = src.read()
+    np.testing.assert_array_equal(got, np.moveaxis(full, -1, 1).reshape(4, 50, 60))
+    png = str(tmp_path / "q.png")
+    write_quicklook(png, mosaic)
+    with rasterio.open(png) as q:
+        assert q.count == 4 and q.dtypes[0] == "uint8" and q.read(4).all()
+
+
+def test_model_handlers_equal_the_core(tmp_path):
+    rng = np.random.default_rng(2)
+    angles = [0.0, math.pi / 2]
+    codes = rng.integers(0, 8, (2, 40, 40)).astype(np.int32)
+    valid = rng.random((2, 40, 40)) > 0.1
+    examples = [{"codes": codes[k], "valid": valid[k]} for k in range(2)]
+    handler = TextureModelHandler(["contrast", "entropy"], 5, 8, [1], angles)
+    maps = handler.run_inference(examples, handler.load_model())
+    want = np.asarray(glcm.texture_map(codes, ["contrast", "entropy"], 5, levels=8,
+                                       angles=angles, mask=valid))
+    np.testing.assert_allclose(np.stack(maps), want, rtol=1e-6, atol=1e-6)
+
+    block = BlockModelHandler(["contrast"], 8, 8, [1], angles)
+    cells = block.run_inference(examples, block.load_model())
+    assert cells[0].shape == (5, 5, 1)
+    P = glcm.graycomatrix(codes[1, 8:16, 16:24][None], [1], angles, 8, symmetric=True,
+                          mask=valid[1, 8:16, 16:24][None])
+    np.testing.assert_allclose(cells[1][1, 2, 0],
+                               np.nanmean(np.asarray(glcm.graycoprops(P, "contrast"))),
+                               rtol=1e-6)
