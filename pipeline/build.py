@@ -17,8 +17,8 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 import glcm
 from pipeline.options import TextureOptions, TextureParams, is_dataflow, params_from
-from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms import storage
+from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms.raster import (SceneInfo, check_bands, quantization_range, read_tile,
                                scene_info)
 from transforms.scenes import Scene, discover
