@@ -64,10 +64,10 @@ class TextureOptions(PipelineOptions):
                             help="tile core size in pixels; halo added (default 1024)")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.
         parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
-                            help="recompute scenes that are already finished")
+                            metavar="true|false", help="recompute scenes that are already finished")
         parser.add_argument("--fail-on-error", "--fail_on_error", dest="fail_on_error",
                             type=_switch, nargs="?", const=True, default=False,
-                            help="exit non-zero when any scene or tile failed (on "
+                            metavar="true|false", help="exit non-zero when any scene or tile failed (on "
                                  "Dataflow: the job fails, after errors.jsonl is "
                                  "written)")
 
