@@ -154,6 +154,9 @@ experiments="use_runner_v2,no_use_multiple_sdk_containers"
 # Options of the Beam/Dataflow runner, passed like the pipeline's own parameters.
 runner_names=(sdk_container_image dataflow_service_options disk_size_gb
               number_of_worker_harness_threads)
+for name in "${runner_names[@]}"; do
+  [ -z "${params[$name]+x}" ] || die "--${name} is set by this script; use --image, --gpu-type/--gpu-count, --disk-size-gb or --harness-threads"
+done
 params[sdk_container_image]="$image"
 params[dataflow_service_options]="$accelerator"
 params[disk_size_gb]="$disk_size_gb"

@@ -179,6 +179,8 @@ def test_dockerfile_names_the_pinned_versions():
      "--gpu-count must be"),
     (["schedule", "--dry-run", *BASE, "--input", "gs://b/x.tif"], "needs --cron"),
     (["--dry-run", *BASE, "--input", "gs://b/x.tif", "stray"], "unexpected argument"),
+    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--sdk_container_image", "x"],
+     "is set by this script"),
 ])
 def test_launcher_rejects_bad_arguments(args, message):
     assert message in launcher(*args, expect=2).stderr
