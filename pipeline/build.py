@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 import uuid
@@ -197,8 +198,6 @@ class FinishScene(beam.DoFn):
         self.pixels = Metrics.counter(NAMESPACE, "pixels")
 
     def process(self, element):
-        import os
-
         scene_id, tiles = element
         tiles = sorted(tiles, key=lambda t: t[:3])
         task = tiles[0][3]
