@@ -270,15 +270,20 @@ def _cooccurrence(images, mask, *, offsets, grid, levels, symmetric, normed):
 
 # ----------------------------------------------------------------------- graycoprops
 class GLCMStatistics:
-    """Lazily computed statistics of normalized GLCMs laid out (..., L, L).
+    """Lazily computed statistics of GLCMs laid out (..., L, L).
 
     Each feature of FEATURES.md is a method; intermediates (marginals, means,
     entropies, sum/difference distributions) are computed once and shared.
+
+    Features linear in P are computed from the raw counts with matrix products and
+    scaled by 1 / total afterwards: on CPU, XLA runs a dot over the L² axis about
+    three times faster than the fused multiply-and-sum, and the normalized matrix
+    is then only built for the features that need it (entropies, max_correlation).
     """
 
-    def __init__(self, P):
-        self.P = P
-        self.levels = int(P.shape[-1])
+    def __init__(self, counts):
+        self.counts = ops.cast(counts, "float32")
+        self.levels = int(counts.shape[-1])
         self._cache: Dict[str, object] = {}
         L = self.levels
         index = np.arange(L, dtype=np.float32)
@@ -290,17 +295,59 @@ class GLCMStatistics:
             self._cache[key] = fn()
         return self._cache[key]
 
-    def weighted(self, weights: np.ndarray):
-        return ops.sum(self.P * ops.convert_to_tensor(weights.astype(np.float32)),
-                       axis=(-2, -1))
+    @property
+    def total(self):
+        return self._get("total", lambda: ops.sum(self.counts, axis=(-2, -1)))
+
+    @property
+    def has_pairs(self):
+        return self.total > 0
+
+    @property
+    def scale(self):
+        """1 / total (1 where a matrix has no pair, whose features are masked)."""
+        return self._get("scale", lambda: 1.0 / ops.where(self.has_pairs, self.total, 1.0))
+
+    @property
+    def P(self):
+        """The normalized matrices (sum 1)."""
+        return self._get("P", lambda: self.counts * self.scale[..., None, None])
+
+    def _flat_counts(self):
+        return ops.reshape(self.counts, (-1, self.levels * self.levels))
+
+    # Features Σ w(i - j) P(i, j): computed together by :meth:`linear`.
+    LINEAR_WEIGHTS = {
+        "contrast": lambda d: d ** 2,
+        "dissimilarity": np.abs,
+        "homogeneity": lambda d: 1.0 / (1.0 + d ** 2),
+        "inverse_difference": lambda d: 1.0 / (1.0 + np.abs(d)),
+    }
+
+    def linear(self, names: Sequence[str]):
+        """Σ_ij w(i - j) P(i, j) for several of :attr:`LINEAR_WEIGHTS` at once.
+
+        One matrix product of the flattened counts (M, L²) with the weight columns
+        (L², k): a single pass over the matrices for all k features.
+        """
+        missing = [name for name in dict.fromkeys(names) if name not in self._cache]
+        if missing:
+            columns = np.stack([self.LINEAR_WEIGHTS[name](self.diff).ravel()
+                                for name in missing], axis=1).astype(np.float32)
+            sums = ops.matmul(self._flat_counts(), ops.convert_to_tensor(columns))
+            for k, name in enumerate(missing):
+                self._cache[name] = ops.reshape(sums[:, k], ops.shape(self.total)) * self.scale
+        return [self._cache[name] for name in names]
 
     @property
     def px(self):
-        return self._get("px", lambda: ops.sum(self.P, axis=-1))
+        return self._get("px", lambda: ops.sum(self.counts, axis=-1)
+                         * self.scale[..., None])
 
     @property
     def py(self):
-        return self._get("py", lambda: ops.sum(self.P, axis=-2))
+        return self._get("py", lambda: ops.sum(self.counts, axis=-2)
+                         * self.scale[..., None])
 
     @property
     def mu_x(self):
@@ -322,9 +369,17 @@ class GLCMStatistics:
 
     @property
     def cov(self):
-        return self._get("cov", lambda: ops.sum(
-            self.P * (self.index - self.mu_x[..., None])[..., :, None]
-            * (self.index - self.mu_y[..., None])[..., None, :], axis=(-2, -1)))
+        """Σ_i (i - μx) Σ_j (j - μy) P(i, j).
+
+        The inner sum is Σ_j j P(i, j) - μy p_x(i): one matrix-vector product per
+        row, centred per row so that float32 keeps the precision of the centred
+        formula (the error scales with σ, not with μ² as E[ij] - μxμy would).
+        """
+        def fn():
+            row_moment = ops.matmul(self.counts, self.index) * self.scale[..., None]
+            centred_rows = row_moment - self.mu_y[..., None] * self.px
+            return ops.sum((self.index - self.mu_x[..., None]) * centred_rows, axis=-1)
+        return self._get("cov", fn)
 
     @property
     def single_level(self):
@@ -356,7 +411,7 @@ class GLCMStatistics:
     def p_sum(self):
         """p_{x+y}(k), k = 0..2L-2, by the pad-and-reshape skew (no gather)."""
         def fn():
-            return _anti_diagonal_sums(self.P)
+            return _anti_diagonal_sums(self.counts) * self.scale[..., None]
         return self._get("p_sum", fn)
 
     @property
@@ -364,7 +419,8 @@ class GLCMStatistics:
         """p_{x-y}(k) = Σ_{|i-j|=k} P, k = 0..L-1."""
         def fn():
             L = self.levels
-            q = _anti_diagonal_sums(ops.flip(self.P, axis=-1))  # index i - j + L - 1
+            q = _anti_diagonal_sums(ops.flip(self.counts, axis=-1))  # index i - j + L - 1
+            q = q * self.scale[..., None]
             upper = q[..., L - 1:]
             lower = ops.flip(q[..., :L], axis=-1)  # index L-1-k -> k
             zero_first = ops.concatenate(
@@ -374,19 +430,23 @@ class GLCMStatistics:
 
     # -- features ---------------------------------------------------------------
     def contrast(self):
-        return self.weighted(self.diff ** 2)
+        return self.linear(["contrast"])[0]
 
     def dissimilarity(self):
-        return self.weighted(np.abs(self.diff))
+        return self.linear(["dissimilarity"])[0]
 
     def homogeneity(self):
-        return self.weighted(1.0 / (1.0 + self.diff ** 2))
+        return self.linear(["homogeneity"])[0]
 
     def inverse_difference(self):
-        return self.weighted(1.0 / (1.0 + np.abs(self.diff)))
+        return self.linear(["inverse_difference"])[0]
 
     def asm(self):
-        return self._get("asm", lambda: ops.sum(ops.square(self.P), axis=(-2, -1)))
+        def fn():
+            flat = self._flat_counts()
+            squares = ops.reshape(ops.einsum("mk,mk->m", flat, flat), ops.shape(self.total))
+            return squares * ops.square(self.scale)
+        return self._get("asm", fn)
 
     def energy(self):
         return ops.sqrt(self.asm())
@@ -502,14 +562,6 @@ def nanmean(values, axis):
     return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
 
 
-def normalize_glcm(P):
-    """Normalizes (..., L, L) matrices to sum 1; returns (P_normalized, has_pairs)."""
-    P = ops.cast(P, "float32")
-    total = ops.sum(P, axis=(-2, -1))
-    has_pairs = total > 0
-    return P / ops.where(has_pairs, total, 1.0)[..., None, None], has_pairs
-
-
 def features_from_glcm(P, features: Iterable[str]):
     """Features of (..., L, L) GLCMs (not necessarily normalized).
 
@@ -521,10 +573,10 @@ def features_from_glcm(P, features: Iterable[str]):
 
 @jit_when_eager
 def _features_from_glcm(P, *, names):
-    Pn, has_pairs = normalize_glcm(P)
-    stats = GLCMStatistics(Pn)
+    stats = GLCMStatistics(P)
+    stats.linear([name for name in names if name in GLCMStatistics.LINEAR_WEIGHTS])
     values = ops.stack([stats.feature(n) for n in names], axis=-1)
-    return ops.where(has_pairs[..., None], values, float("nan"))
+    return ops.where(stats.has_pairs[..., None], values, float("nan"))
 
 
 def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
