@@ -57,6 +57,10 @@ def check_level_values(images, levels: int, mask=None, name: str = "images"):
     values = concrete_numpy(images)
     if values is None:
         return
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        if info.min >= 0 and info.max < levels:
+            return  # e.g. uint8 with 256 levels: every value the dtype holds is a level
     valid = np.ones(values.shape, bool) if mask is None else concrete_numpy(mask)
     if valid is not None:
         _check_level_values(values, valid, levels, name)
@@ -579,6 +583,14 @@ def _features_from_glcm(P, *, names):
     return ops.where(stats.has_pairs[..., None], values, float("nan"))
 
 
+@jit_when_eager
+def _graycoprops(P, *, names):
+    # The transpose runs inside the compiled function: eagerly it is a separate
+    # full copy of P (about half the time of six props on 32 x 256² x 4 matrices).
+    moved = ops.transpose(P, (0, 3, 4, 1, 2))  # (batch, D, A, L, L)
+    return _features_from_glcm(moved, names=names)
+
+
 def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
     """Texture properties of GLCMs, batched.
 
@@ -627,8 +639,7 @@ def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
     names = [prop] if isinstance(prop, str) else list(prop)
     if not names:
         raise ValueError("prop is empty: name at least one feature")
-    moved = ops.transpose(P, (0, 3, 4, 1, 2))  # (batch, D, A, L, L)
-    values = features_from_glcm(moved, names)
+    values = _graycoprops(P, names=resolve_features(names))
     if isinstance(prop, str):
         values = values[..., 0]
     return values[0] if single_image else values
