@@ -8,6 +8,7 @@ from skimage.feature import graycomatrix as sk_graycomatrix
 from skimage.feature import graycoprops as sk_graycoprops
 
 import glcm
+from glcm._compile import MIN_COMPILED_SIZE
 from tests.glcm.reference import feature_scale, numpy_features
 
 FOUR = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
@@ -46,6 +47,23 @@ def test_skimage_props_real_textures(name):
         got = np.asarray(glcm.graycoprops(P, prop))  # 4-D P: one image
         want = sk_graycoprops(P, prop)
         np.testing.assert_allclose(got, want, rtol=5e-5, atol=1e-6, err_msg=prop)
+
+
+def test_skimage_props_compiled_batch_and_float32_cancellation():
+    """A batch above the compile threshold (XLA on TensorFlow, as in the benchmark),
+    with images whose mean is large and variance small: correlation's covariance and
+    deviations would lose every digit to float32 cancellation as E[ij] - E[i]E[j]."""
+    rng = np.random.default_rng(7)
+    near_constant = 250 + rng.integers(0, 2, (128, 128))  # mean ~250.5, variance 0.25
+    ramps = np.cumsum(rng.integers(0, 2, (128, 128)), axis=1) % 3 + 200
+    images = [data.brick()[:128, :128], data.camera()[:128, :128], near_constant, ramps]
+    P = np.stack([sk_graycomatrix(im.astype(np.uint8), [1, 3], FOUR, 256, symmetric=True)
+                  for im in images])
+    assert P.size >= MIN_COMPILED_SIZE
+    got = np.asarray(glcm.graycoprops(P, SKIMAGE_PROPS))
+    for f, prop in enumerate(SKIMAGE_PROPS):
+        want = np.stack([sk_graycoprops(p, prop) for p in P])
+        np.testing.assert_allclose(got[..., f], want, rtol=5e-5, atol=1e-6, err_msg=prop)
 
 
 @pytest.mark.parametrize("seed", range(12))
