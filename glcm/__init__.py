@@ -3,20 +3,19 @@
 Public API (see DESIGN.md): :func:`quantize`, :func:`graycomatrix`,
 :func:`graycoprops`, :func:`texture_map`, and the Keras layers in :mod:`glcm.layers`.
 
-TensorFlow's CPU allocator is switched to its caching (BFC) allocator unless
-``TF_CPU_ALLOCATOR_USE_BFC`` is already set: see :data:`CPU_ALLOCATOR_NOTE`.
+CPU allocator: ``import glcm`` sets ``TF_CPU_ALLOCATOR_USE_BFC=true`` (TensorFlow's
+caching allocator) unless the variable is already set. TensorFlow's default CPU
+allocator hands every large buffer back to the OS when it is freed, so each call pays
+page faults on fresh memory again: on a 2-core VM that was half the time of
+graycomatrix + graycoprops on 32 x 512x512 images (0.51 s, 0.31 s with the caching
+allocator). TensorFlow reads the variable when it first allocates, hence here, before
+Keras imports TensorFlow. Set it to ``false`` before importing glcm to keep the
+default; memory the caching allocator holds is reused by later TensorFlow calls, not
+returned to the OS.
 """
 
 import os
 
-CPU_ALLOCATOR_NOTE = (
-    "TensorFlow's default CPU allocator hands every large buffer back to the OS when it "
-    "is freed, so each call pays page faults on fresh memory again: on a 2-core VM they "
-    "took half the time of graycomatrix + graycoprops on 32 x 512x512 images (0.51 s, "
-    "0.31 s with the caching allocator). TensorFlow reads the variable when it first "
-    "allocates, so it is set here, before Keras imports TensorFlow. Set "
-    "TF_CPU_ALLOCATOR_USE_BFC=false before importing glcm to keep the default; memory "
-    "the caching allocator holds is reused by later TensorFlow calls, not returned.")
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 from glcm.core import graycomatrix, graycoprops, quantize  # noqa: E402 (after the setting)
