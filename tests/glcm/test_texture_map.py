@@ -55,7 +55,17 @@ def border_and_random_pixels(H, W, rng, n=40):
     return edges + [(int(rng.integers(H)), int(rng.integers(W))) for _ in range(n)]
 
 
-@pytest.mark.parametrize("seed", range(6))
+# Under JAX every seed compiles its own program (15-35 s each on 2 cores): the JAX pass
+# runs the unmasked seed 0 and the masked seeds 3 (symmetric) and 4 (not symmetric);
+# seeds 1, 2 and 5 differ only in window and distances and run under TensorFlow.
+JAX_SEEDS = (0, 3, 4)
+
+
+@pytest.mark.parametrize("seed", [
+    pytest.param(seed, marks=pytest.mark.skipif(
+        keras.backend.backend() == "jax" and seed not in JAX_SEEDS,
+        reason="window/distance variant: run in the TensorFlow pass"))
+    for seed in range(6)])
 def test_every_feature_random_images(seed):
     rng = np.random.default_rng(seed)
     levels = int(rng.choice([4, 8, 16]))
