@@ -16,7 +16,11 @@ returned to the OS.
 
 import os
 
-os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+if "TF_CPU_ALLOCATOR_USE_BFC" not in os.environ:
+    os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "true"
+    # Child processes inherit the variable: the marker tells them it is glcm's default,
+    # not the user's choice (the pipeline, in transforms, replaces glcm's default).
+    os.environ["GLCM_DEFAULT_TF_ALLOCATOR"] = "1"
 
 from glcm.core import graycomatrix, graycoprops, quantize  # noqa: E402 (after the setting)
 from glcm.features import ALIASES, FEATURES, canonical_name, resolve_features  # noqa: E402
