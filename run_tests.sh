@@ -7,7 +7,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$root"
 bash scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
-# Tests must never reach real Google Cloud credentials (see CLOUD_NOTES.md).
+# Tests must never reach real Google Cloud credentials.
 unset GOOGLE_APPLICATION_CREDENTIALS
 echo "== KERAS_BACKEND=jax: tests/glcm"
 KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider tests/glcm "$@"

@@ -1,6 +1,6 @@
 """Feature names: canonical snake_case names, Earth Engine and scikit-image aliases.
 
-The formulas are documented in :func:`glcm.graycoprops` (and ``FEATURES.md``).
+The definitions, edge cases and references are in ``docs/features.md``.
 """
 
 from __future__ import annotations

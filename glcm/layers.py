@@ -10,10 +10,12 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from glcm._checks import DEFAULT_ANGLES, check_angles, check_distances, check_levels
-from glcm.core import features_from_glcm, graycomatrix, nanmean
+from glcm.cooccurrence import graycomatrix
 from glcm.features import resolve_features
-from glcm.texture import check_window, texture_map
+from glcm.properties import features_from_glcm, nanmean
+from glcm.texture import texture_map
+from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
+                             check_window)
 
 
 class _GLCMConfig(keras.layers.Layer):

@@ -1,4 +1,1 @@
-"""The Beam pipeline: options, graph, entry point (``python -m pipeline``)."""
-
-# Imported first: it chooses TensorFlow's CPU allocator, before glcm is imported.
-import transforms  # noqa: F401
+"""The Beam pipeline: options, graph wiring, entry point (``python -m pipeline``)."""

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
-from typing import Optional, Tuple
-
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-import glcm
-
-DEFAULT_FEATURES = "contrast,dissimilarity,homogeneity,asm,entropy,correlation,mean,variance"
+from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
@@ -30,7 +22,8 @@ def _switch(text: str) -> bool:
 
 
 class TextureOptions(PipelineOptions):
-    """The flags of DESIGN.md; any other Beam option (--runner, ...) passes through."""
+    """The pipeline's own flags (README "Flags"); any other Beam option (--runner, ...)
+    passes through."""
 
     @classmethod
     def _add_argparse_args(cls, parser):
@@ -49,10 +42,10 @@ class TextureOptions(PipelineOptions):
                             help="comma list of angles in degrees, scikit-image "
                                  "convention (default 0,45,90,135)")
         parser.add_argument("--levels", type=int, default=32,
-                            help="grey levels after quantization (default 32)")
+                            help="grey levels after quantization, 2..65536 (default 32)")
         parser.add_argument("--quantize", default="percentile:2,98",
-                            help="minmax, percentile:LO,HI or fixed:VMIN,VMAX; per scene "
-                                 "and band (default percentile:2,98)")
+                            help=f"{QUANTIZE_KINDS}; per scene and band (default "
+                                 f"percentile:2,98)")
         parser.add_argument("--bands", default=None,
                             help="comma list of 1-based band indexes (default all)")
         parser.add_argument("--mode", default="pixel", choices=["pixel", "block"],
@@ -70,107 +63,20 @@ class TextureOptions(PipelineOptions):
                             metavar="true|false", help="exit non-zero when any scene or tile failed (on "
                                  "Dataflow: the job fails, after errors.jsonl is "
                                  "written)")
+        parser.add_argument("--verbose", "-v", type=_switch, nargs="?", const=True,
+                            default=False, metavar="true|false",
+                            help="also show the log lines of Beam, TensorFlow and the "
+                                 "other libraries (default: only the pipeline's own)")
 
 
-@dataclasses.dataclass(frozen=True)
-class TextureParams:
-    """Validated parameters: everything that determines the numbers in the output."""
-
-    features: Tuple[str, ...]
-    window: int
-    distances: Tuple[int, ...]
-    angles_degrees: Tuple[float, ...]
-    levels: int
-    quantize: Tuple[str, Tuple[float, ...]]
-    bands: Optional[Tuple[int, ...]]
-    mode: str
-    block: int
-    tile: int
-
-    @property
-    def angles(self) -> Tuple[float, ...]:
-        return tuple(math.radians(a) for a in self.angles_degrees)
-
-    @property
-    def halo(self) -> int:
-        """Pixels read around a tile core: none in block mode (blocks do not overlap)."""
-        if self.mode == "block":
-            return 0
-        return self.window // 2 + max(self.distances)
-
-    @property
-    def scale(self) -> int:
-        """Output pixels per input pixel side: the block size in block mode."""
-        return self.block if self.mode == "block" else 1
-
-    @property
-    def tile_size(self) -> int:
-        """Tile core size; a multiple of the block in block mode."""
-        if self.mode == "block":
-            return max(self.block, self.tile // self.block * self.block)
-        return self.tile
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def digest(self) -> str:
-        """Hash of the parameters that change the output (not --tile: seamless)."""
-        values = self.to_json()
-        values.pop("tile")
-        blob = json.dumps(values, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def _numbers(text, flag, cast):
-    try:
-        values = tuple(cast(v) for v in str(text).split(",") if v.strip())
-    except ValueError:
-        raise ValueError(f"{flag} must be a comma list of numbers, got {text!r}") from None
-    if not values:
-        raise ValueError(f"{flag} is empty")
-    return values
-
-
-def _quantize(spec: str):
-    kind, _, rest = spec.partition(":")
-    if kind == "minmax" and not rest:
-        return ("minmax", ())
-    if kind in ("percentile", "fixed"):
-        values = _numbers(rest, f"--quantize {kind}", float)
-        if len(values) != 2 or values[0] >= values[1]:
-            raise ValueError(f"--quantize {kind}:LO,HI needs two numbers with LO < HI, "
-                             f"got {spec!r}")
-        if kind == "percentile" and not (0 <= values[0] < values[1] <= 100):
-            raise ValueError(f"--quantize percentiles must lie in 0..100, got {spec!r}")
-        return (kind, values)
-    raise ValueError(f"--quantize must be minmax, percentile:LO,HI or fixed:VMIN,VMAX, "
-                     f"got {spec!r}")
-
-
-def params_from(options: TextureOptions) -> TextureParams:
+def params_from(options: PipelineOptions) -> TextureParams:
     """Checks every flag before any work starts; raises ValueError saying what to fix."""
     o = options.view_as(TextureOptions)
-    features = glcm.resolve_features(o.features)
-    window = o.window
-    if window % 2 == 0 or not 3 <= window <= 63:
-        raise ValueError(f"--window must be an odd number in 3..63, got {window}")
-    if o.levels < 2 or o.levels > 256:
-        raise ValueError(f"--levels must be in 2..256, got {o.levels}")
-    distances = _numbers(o.distances, "--distances", int)
-    if min(distances) < 1:
-        raise ValueError(f"--distances must be positive, got {o.distances}")
-    angles = _numbers(o.angles, "--angles", float)
-    bands = None
-    if o.bands:
-        bands = _numbers(o.bands, "--bands", int)
-        if min(bands) < 1:
-            raise ValueError(f"--bands are 1-based, got {o.bands}")
-    if o.tile < 16:
-        raise ValueError(f"--tile must be >= 16, got {o.tile}")
+    params = TextureParams.from_flags(
+        features=o.features, window=o.window, distances=o.distances, angles=o.angles,
+        levels=o.levels, quantize=o.quantize, bands=o.bands, mode=o.mode, block=o.block,
+        tile=o.tile)
     if is_dataflow(options) and not str(o.output).startswith("gs://"):
         raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
                          f"write to Cloud Storage: use --output gs://BUCKET/prefix")
-    if o.mode == "block" and not 2 <= o.block <= 4096:
-        raise ValueError(f"--block must be in 2..4096, got {o.block}")
-    return TextureParams(features, window, distances, angles, o.levels,
-                         _quantize(o.quantize), bands, o.mode, o.block, o.tile)
+    return params

@@ -1,39 +1,100 @@
-"""Entry point: validate flags, run the pipeline, print a summary."""
+"""Entry point: validate flags, run the pipeline, report a summary."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import sys
 import time
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import apache_beam as beam
 
-from pipeline.build import NAMESPACE, build
+from pipeline.build import ERRORS_FILE, build
 from pipeline.options import TextureOptions, is_dataflow, params_from
 from transforms import storage
+from transforms.errors import ErrorRecord, read_errors
+from transforms.metrics import counter_value
+
+log = logging.getLogger("glcm")
+# Libraries whose start-up chatter a user should not see unless they ask (-v).
+NOISY_LOGGERS = ("apache_beam", "absl", "tensorflow", "keras", "jax", "rasterio",
+                 "google", "urllib3")
 
 
-def _counter(result, name) -> int:
-    from apache_beam.metrics.metric import MetricsFilter
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """What a run did; ``exit_code`` is what ``python -m pipeline`` exits with.
 
-    found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE)
-                                   .with_name(name))["counters"]
-    return int(sum(c.committed or 0 for c in found))
+    Attributes:
+      exit_code: 0; 1 with --fail-on-error and a failure; 2 for bad flags.
+      error: why the flags were refused (exit code 2), else None.
+      done, new, changed, skipped: scenes finished by this run (new + changed +
+        forced = done), and scenes skipped as already finished.
+      failures: the run's error records (also in ``OUTPUT/errors.jsonl``).
+      pixels, seconds: input pixels (x bands) of the finished scenes, wall time.
+      output: the output folder or prefix.
+      job_id: on Dataflow, the submitted job (None when only a job graph or a
+        template was written); the counts are then unknown (zero).
+    """
+
+    exit_code: int
+    error: Optional[str] = None
+    done: int = 0
+    new: int = 0
+    changed: int = 0
+    skipped: int = 0
+    failures: Tuple[ErrorRecord, ...] = ()
+    pixels: int = 0
+    seconds: float = 0.0
+    output: str = ""
+    job_id: Optional[str] = None
+
+    def describe(self) -> str:
+        """The summary line printed at the end of a local run."""
+        rate = self.pixels / max(self.seconds, 1e-9)
+        return (f"scenes done: {self.done} (new: {self.new}, changed: {self.changed}), "
+                f"skipped (already finished): {self.skipped}, failure records: "
+                f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def configure_logging(verbose: bool) -> None:
+    """``[glcm] ...`` progress lines on stderr; other libraries' INFO and WARNING
+    lines only with ``verbose``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[glcm] %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+    # Some libraries log to the root logger (Beam's RunInference memory warning).
+    for name in ("",) + NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def print_help() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline",
+        description="GLCM texture features for a raster collection (Apache Beam). Any "
+                    "Beam pipeline option (--runner, --direct_num_workers, ...) is "
+                    "accepted too.")
+    TextureOptions._add_argparse_args(parser)
+    parser.print_help()
+
+
+def main(argv: Optional[List[str]] = None) -> RunSummary:
+    """Runs the pipeline with the command line ``argv`` (default: sys.argv[1:]).
+
+    Returns:
+      a :class:`RunSummary`; its summary line is printed on stdout.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
-        parser = argparse.ArgumentParser(
-            prog="python -m pipeline",
-            description="GLCM texture features for a raster collection (Apache Beam). "
-                        "Any Beam pipeline option (--runner, --direct_num_workers, ...) "
-                        "is accepted too.")
-        TextureOptions._add_argparse_args(parser)
-        parser.print_help()
-        return 0
+        print_help()
+        return RunSummary(exit_code=0)
     options = TextureOptions(argv)
+    o = options.view_as(TextureOptions)
+    configure_logging(o.verbose)
     try:
         params = params_from(options)  # every flag checked before any work
         started = time.time()
@@ -41,29 +102,35 @@ def main(argv: Optional[List[str]] = None) -> int:
         build(pipeline, options, params)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return RunSummary(exit_code=2, error=str(exc))
+    output = storage.normalize(o.output)
     result = pipeline.run()
     if is_dataflow(options):
-        # The launcher (Flex Template or shell) returns once the job is submitted;
-        # the summary is the job's counters and OUTPUT/errors.jsonl.
-        output = storage.normalize(options.view_as(TextureOptions).output)
-        print(f"submitted Dataflow job {result.job_id()}; outputs: "
-              f"{storage.join(output, '<scene_id>')}/, failures: "
-              f"{storage.join(output, 'errors.jsonl')}")
-        return 0
+        return _submitted(result, output)
     result.wait_until_finish()
-    seconds = time.time() - started
-    output = storage.normalize(options.view_as(TextureOptions).output)
-    errors_file = storage.join(output, "errors.jsonl")
-    failures = [line for line in storage.read_bytes(errors_file).decode().splitlines()
-                if line.strip()]
-    done, skipped = _counter(result, "scenes_done"), _counter(result, "scenes_skipped")
-    new, changed = _counter(result, "scenes_new"), _counter(result, "scenes_changed")
-    pixels = _counter(result, "pixels")
-    print(f"scenes done: {done} (new: {new}, changed: {changed}), skipped (already "
-          f"finished): {skipped}, failure records: {len(failures)}; "
-          f"{pixels / max(seconds, 1e-9):,.0f} pixels/s over {seconds:.1f} s")
+    failures = tuple(read_errors(storage.join(output, ERRORS_FILE)))
+    summary = RunSummary(
+        exit_code=1 if (o.fail_on_error and failures) else 0,
+        done=counter_value(result, "scenes_done"), new=counter_value(result, "scenes_new"),
+        changed=counter_value(result, "scenes_changed"),
+        skipped=counter_value(result, "scenes_skipped"), failures=failures,
+        pixels=counter_value(result, "pixels"), seconds=time.time() - started,
+        output=output)
+    print(summary.describe())
     print(f"outputs: {storage.join(output, '<scene_id>')}/features.tif, quicklook.png, "
-          f"manifest.json; failures: {errors_file}")
-    fail = options.view_as(TextureOptions).fail_on_error
-    return 1 if (fail and failures) else 0
+          f"manifest.json; failures: {storage.join(output, ERRORS_FILE)}")
+    return summary
+
+
+def _submitted(result, output: str) -> RunSummary:
+    """On Dataflow the launcher returns once the job is submitted (or, in template
+    mode, once the job graph is written); the job's counters and errors.jsonl then
+    tell the rest."""
+    where = (f"outputs: {storage.join(output, '<scene_id>')}/, failures: "
+             f"{storage.join(output, ERRORS_FILE)}")
+    if not getattr(result, "has_job", True):
+        print(f"job graph written for Dataflow (template mode): no job started; {where}")
+        return RunSummary(exit_code=0, output=output)
+    job_id = result.job_id()
+    print(f"submitted Dataflow job {job_id}; {where}")
+    return RunSummary(exit_code=0, output=output, job_id=job_id)

@@ -1,18 +1,14 @@
-"""Beam-free building blocks of the pipeline: storage, scenes, rasters, tiles, compute,
-outputs.
+"""Beam steps of the texture pipeline and the Beam-free code they wrap.
 
-Importing this package keeps TensorFlow's default CPU allocator, where ``import glcm``
-alone would switch to the caching one (see glcm's module docstring): a pipeline worker
-holds tiles, GDAL's cache and the model at once, and the memory the caching allocator
-keeps on top raised the pipeline's peak RSS from 2.23 to 2.46 GiB on a 4096x4096 scene
-and from 2.69 to 2.89 GiB on 16384x16384, for no gain in pixels/s. A value the user
-set is kept; glcm's default, also when inherited from a parent process that imported
-glcm, is replaced. TensorFlow reads the variable at its first allocation, so this
-must run before it.
+One module per step, each a plain function plus a thin DoFn or PTransform:
+:mod:`~transforms.plan` (skip finished scenes, quantization ranges, tile tasks),
+:mod:`~transforms.read` (read and quantize a tile), :mod:`~transforms.compute`
+(RunInference model handlers), :mod:`~transforms.save_tile` (keep a tile's core),
+:mod:`~transforms.finish` (COG mosaic, quicklook, manifest) and
+:mod:`~transforms.errors` (error records, retries, the dead-letter file). Under them:
+:mod:`~transforms.storage` (local and ``gs://``), :mod:`~transforms.scenes`,
+:mod:`~transforms.raster`, :mod:`~transforms.tiling`, :mod:`~transforms.write`,
+:mod:`~transforms.manifest`, :mod:`~transforms.params`.
+
+GLCM math comes from :mod:`glcm` only; nothing here changes the environment.
 """
-
-import os
-
-if ("TF_CPU_ALLOCATOR_USE_BFC" not in os.environ
-        or os.environ.pop("GLCM_DEFAULT_TF_ALLOCATOR", None)):
-    os.environ["TF_CPU_ALLOCATOR_USE_BFC"] = "false"

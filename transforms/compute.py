@@ -1,16 +1,19 @@
-"""Texture computation per tile with Beam's RunInference and the Keras TextureMap."""
+"""Compute: texture maps per tile with Beam's RunInference and the glcm Keras layers."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
+from transforms.errors import ErrorRecord
+
 # One model call at a time per process: each call already uses every core (XLA's
-# thread pool) or the whole GPU; two at once only thrash (4096² scene on 2 cores:
-# 60-69 s with concurrent calls). Beam's other threads still read and write tiles.
+# thread pool) or the whole GPU; two at once only thrash. Beam's other threads
+# still read and write tiles meanwhile.
 _COMPUTE = threading.Lock()
 
 
@@ -33,10 +36,16 @@ def accelerator() -> str:
 
 
 def _loaded(model):
-    import sys
-
-    print(f"[glcm] texture model loaded on {accelerator()}", file=sys.stderr, flush=True)
+    logging.getLogger("glcm").info("texture model loaded on %s", accelerator())
     return model
+
+
+def inference_errors(failure) -> list:
+    """Error records for a batch RunInference could not compute."""
+    batch, exc = failure
+    exc = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
+    return [ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id, "texture", exc)
+            for task, _ in batch]
 
 
 class TextureModelHandler(ModelHandler):
@@ -47,8 +56,7 @@ class TextureModelHandler(ModelHandler):
     Predictions are float32 (S, S, n_features) maps.
 
     ``max_batch_size`` defaults to 1: on a CPU a batch brings no speed, and every new
-    batch size compiles the kernel again (measured: 4096² scene, 16 tiles of 1024,
-    the pipeline kept 29 % of the direct pixels/s with batches of up to 4).
+    batch size compiles the kernel again.
     """
 
     def __init__(self, features: Sequence[str], window: int, levels: int,
@@ -119,3 +127,13 @@ class BlockModelHandler(TextureModelHandler):
         with _COMPUTE:
             values = np.asarray(model([blocks(codes), blocks(valid)]))
         return list(values.reshape(n, cells, cells, -1))
+
+
+def model_handler(params) -> TextureModelHandler:
+    """The model handler for a run's :class:`~transforms.params.TextureParams`:
+    per-pixel texture maps, or per-block features in block mode."""
+    if params.mode == "block":
+        return BlockModelHandler(params.features, params.block, params.levels,
+                                 params.distances, params.angles)
+    return TextureModelHandler(params.features, params.window, params.levels,
+                               params.distances, params.angles)

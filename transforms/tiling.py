@@ -44,11 +44,6 @@ class Tile:
     pad_right: int
 
 
-def halo_for(window: int, distances) -> int:
-    """Halo that makes tiles seamless: window radius + the largest pair distance."""
-    return window // 2 + max(int(d) for d in distances)
-
-
 def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> List[Tile]:
     """Splits a height x width scene into tile x tile cores (smaller at the edges).
 
@@ -56,7 +51,8 @@ def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> L
       scene_id: scene the tiles belong to.
       height, width: scene size in pixels (>= 1).
       tile: core size (>= 1).
-      halo: pixels read around each core (>= 0).
+      halo: pixels read around each core (>= 0): ``glcm.texture_halo(window,
+        distances)`` makes per-tile texture maps join seamlessly.
 
     Returns:
       Tiles in row-major order; their cores cover the scene exactly once.

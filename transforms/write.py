@@ -1,4 +1,4 @@
-"""Outputs: per-tile results, the per-scene COG mosaic, quicklook PNG and manifest.
+"""Outputs: per-tile results, the per-scene COG mosaic and the quicklook PNG.
 
 Local folders and ``gs://`` prefixes alike (through :mod:`transforms.storage`). Files
 are built in a private scratch folder and then committed whole (a rename, or an
@@ -8,11 +8,10 @@ upload that becomes visible only when complete), so a reader never sees a partia
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import warnings
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence
 
 import numpy as np
 import rasterio
@@ -23,6 +22,7 @@ from rasterio.windows import Window
 
 from transforms import storage
 from transforms.raster import SceneInfo
+from transforms.records import TileResult
 
 TILES_PREFIX = ".tiles-"
 
@@ -50,15 +50,15 @@ def band_names(bands: Sequence[int], features: Sequence[str]) -> List[str]:
 
 
 def write_mosaic(path: str, info: SceneInfo, bands: Sequence[int], features: Sequence[str],
-                 tiles: Iterable[Tuple[int, int, int, object, str]]) -> None:
+                 tiles: Iterable[TileResult]) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
       path: the local file to write (in a scratch folder; the caller commits it).
       info: the input's size, CRS and transform (kept as they are).
       bands, features: output band order is (band, feature), named b<band>_<feature>.
-      tiles: (core_row, core_col, band_index, task, tile uri) for every tile and
-        band, in output pixels (block units in block mode).
+      tiles: every tile and band's saved core, placed at its (row, col) in output
+        pixels (block cells in block mode).
     """
     names = band_names(bands, features)
     plain = path + ".plain.tif"
@@ -72,16 +72,14 @@ def write_mosaic(path: str, info: SceneInfo, bands: Sequence[int], features: Seq
         with rasterio.open(plain, "w", **profile) as dst:
             for index, name in enumerate(names, start=1):
                 dst.set_band_description(index, name)
-            for row, col, band_index, _, tile_uri in tiles:
-                core = storage.load_npy(tile_uri)  # (h, w, F)
-                window = Window(col, row, core.shape[1], core.shape[0])
-                first = band_index * len(features) + 1
+            for result in tiles:
+                core = storage.load_npy(result.path)  # (h, w, F)
+                window = Window(result.col, result.row, core.shape[1], core.shape[0])
+                first = result.task.band_index * len(features) + 1
                 dst.write(np.moveaxis(core, -1, 0),
                           indexes=list(range(first, first + len(features))), window=window)
-        # Compressed once, here, with every core (the intermediate stays raw: a
-        # deflate pass over it doubled the mosaic time). Level 1: float features
-        # barely compress (4096² x 8 bands: 454 MiB at the default level 6 in 14.0 s,
-        # 465 MiB at level 1 in 8.6 s).
+        # Compressed once, here, with every core (the intermediate stays raw).
+        # Level 1: float features barely compress, and level 6 took 60 % longer.
         rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE",
                              predictor="3", level=1, overviews="AUTO",
                              BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
@@ -130,16 +128,3 @@ def versions() -> Dict[str, str]:
     except ImportError:
         pass
     return out
-
-
-def write_json(uri: str, content: dict) -> None:
-    """A JSON file, committed atomically."""
-    storage.write_bytes(uri, json.dumps(content, indent=2, sort_keys=True).encode())
-
-
-def read_manifest(uri: str):
-    """The manifest at ``uri``, or None if there is none or it is unreadable."""
-    try:
-        return json.loads(storage.read_bytes(uri))
-    except (OSError, ValueError):
-        return None

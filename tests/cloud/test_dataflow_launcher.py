@@ -197,5 +197,5 @@ def test_launcher_quotes_hostile_names_and_help():
 def test_pipeline_on_dataflow_refuses_local_output(tmp_path, capsys):
     (tmp_path / "a.tif").write_bytes(b"")
     assert main([f"--input={tmp_path}/a.tif", f"--output={tmp_path}/out",
-                 "--runner=DataflowRunner", "--project=p", "--region=r"]) == 2
+                 "--runner=DataflowRunner", "--project=p", "--region=r"]).exit_code == 2
     assert "Dataflow workers can only write to Cloud Storage" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def feature_scale(P, name):
 
 
 def numpy_features(P):
-    """Every FEATURES.md quantity of one (L, L) GLCM, straight from the formulas."""
+    """Every quantity of docs/features.md for one (L, L) GLCM, straight from the formulas."""
     P = normalized(P)
     L = P.shape[0]
     i, j = np.meshgrid(np.arange(L), np.arange(L), indexing="ij")

@@ -188,3 +188,29 @@ def test_errors():
         glcm.texture_map(image, ["contrast", "nope"], 3, levels=4)
     with pytest.raises(ValueError, match="outside \\[0, 4\\)"):
         glcm.texture_map(image + 5, ["contrast"], 3, levels=4)
+
+
+def test_every_feature_has_a_mechanism_that_implements_it():
+    from glcm.texture import IMPLEMENTATIONS
+
+    assert set(glcm.MECHANISMS) == set(glcm.FEATURES)
+    for name, mechanism in glcm.MECHANISMS.items():
+        implementation = IMPLEMENTATIONS[mechanism]
+        assert name in implementation.FEATURES, (name, mechanism)
+    for mechanism, implementation in IMPLEMENTATIONS.items():
+        assert {n for n, m in glcm.MECHANISMS.items() if m == mechanism} == set(
+            implementation.FEATURES)
+        # box sums and gathered windows answer each feature with a method of that name
+        if mechanism != "sliding_histograms":
+            assert all(callable(getattr(implementation, n, None))
+                       for n in implementation.FEATURES)
+
+
+def test_import_glcm_gives_the_layers_and_leaves_the_environment_alone():
+    import subprocess
+    import sys
+
+    probe = ("import os; before = dict(os.environ); import glcm; "
+             "assert glcm.layers.TextureMap and glcm.layers.GLCM; "
+             "assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())")
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=300)

@@ -46,10 +46,12 @@ def run(inputs, output, *extra):
 
 def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run([str(scenes)], out) == 0
-    printed = capsys.readouterr().out
+    summary = run([str(scenes)], out)
+    assert (summary.exit_code, summary.done, summary.new, summary.changed,
+            summary.skipped, summary.failures) == (0, 3, 3, 0, 0, ())
+    # the printed line says the same
     assert ("scenes done: 3 (new: 3, changed: 0), skipped (already finished): 0, "
-            "failure records: 0") in printed
+            "failure records: 0") in capsys.readouterr().out
     assert (out / "errors.jsonl").read_text() == ""
     for name, sid in [("u8.tif", "u8"), ("f32 nodata.tif", "f32_nodata"),
                       ("multi.tif", "multi")]:
@@ -81,19 +83,18 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
                                               "quicklook.png"]  # no scratch left
 
     # rerun: everything skipped; --force recomputes
-    assert run([str(scenes)], out) == 0
-    assert ("scenes done: 0 (new: 0, changed: 0), skipped (already finished): 3"
-            in capsys.readouterr().out)
-    assert run([str(scenes / "u8.tif")], out, "--force") == 0
-    assert ("scenes done: 1 (new: 0, changed: 0), skipped (already finished): 0"
-            in capsys.readouterr().out)
+    summary = run([str(scenes)], out)
+    assert (summary.exit_code, summary.done, summary.skipped) == (0, 0, 3)
+    summary = run([str(scenes / "u8.tif")], out, "--force")
+    assert (summary.exit_code, summary.done, summary.new, summary.changed,
+            summary.skipped) == (0, 1, 0, 0, 0)
 
 
 def test_missing_file_is_recorded_and_fail_on_error(scenes, tmp_path, capsys):
     listing = tmp_path / "list.txt"
     listing.write_text(f"{scenes / 'u8.tif'}\n{scenes / 'nope.tif'}\n")
     out = tmp_path / "out"
-    assert run([f"@{listing}"], out, "--fail-on-error") == 1
+    assert run([f"@{listing}"], out, "--fail-on-error").exit_code == 1
     records = [json.loads(x) for x in (out / "errors.jsonl").read_text().splitlines()]
     assert records == [{"uri": str(scenes / "nope.tif"), "scene_id": None,
                         "stage": "discover", "error": "FileNotFoundError",
@@ -102,15 +103,18 @@ def test_missing_file_is_recorded_and_fail_on_error(scenes, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--window=4", "--window must be an odd number"),
-    ("--levels=1", "--levels must be in 2..256"),
+    ("--window=4", "--window: window must be an odd integer in 3..63"),
+    ("--levels=1", "--levels: levels must be >= 2"),
+    ("--levels=65537", "--levels: levels must be <= 65536"),
+    ("--distances=1.5", "--distances: distances must be positive integers"),
     ("--features=contrast,nope", "unknown GLCM feature 'nope'"),
     ("--quantize=percentile:98,2", "LO < HI"),
     ("--bands=0", "1-based"),
 ])
 def test_bad_flags_rejected_before_work(scenes, tmp_path, capsys, flag, message):
     out = tmp_path / "never"
-    assert main([f"--input={scenes}", f"--output={out}", flag]) == 2
+    summary = main([f"--input={scenes}", f"--output={out}", flag])
+    assert summary.exit_code == 2 and message in summary.error
     assert message in capsys.readouterr().err
     assert not out.exists()
 
@@ -119,8 +123,8 @@ def test_sample_job(tmp_path, capsys):
     paths = make_sample(str(tmp_path / "sample"))
     assert len(paths) == 4
     out = tmp_path / "out"
-    assert main([f"--input={tmp_path / 'sample'}", f"--output={out}", "--tile=512"]) == 0
-    assert "scenes done: 4" in capsys.readouterr().out
+    summary = main([f"--input={tmp_path / 'sample'}", f"--output={out}", "--tile=512"])
+    assert (summary.exit_code, summary.done, summary.failures) == (0, 4, ())
     for sid in ["brick", "grass", "gravel_nodata", "camera_2band"]:
         assert (out / sid / "features.tif").exists() and (out / sid / "quicklook.png").exists()
     with rasterio.open(out / "gravel_nodata" / "features.tif") as dst:
@@ -131,7 +135,8 @@ def test_sample_job(tmp_path, capsys):
 def test_block_mode(scenes, tmp_path):
     out = tmp_path / "out"
     block = 8
-    assert run([str(scenes / "f32 nodata.tif")], out, "--mode=block", f"--block={block}") == 0
+    assert run([str(scenes / "f32 nodata.tif")], out, "--mode=block",
+               f"--block={block}").exit_code == 0
     manifest = json.loads((out / "f32_nodata" / "manifest.json").read_text())
     with rasterio.open(scenes / "f32 nodata.tif") as src, \
             rasterio.open(out / "f32_nodata" / "features.tif") as dst:
@@ -147,7 +152,7 @@ def test_block_mode(scenes, tmp_path):
     for r in range(got.shape[0]):
         for c in range(got.shape[1]):
             cell = (slice(r * block, (r + 1) * block), slice(c * block, (c + 1) * block))
-            P = glcm.graycomatrix(q[cell][None], [1, 2], glcm._checks.DEFAULT_ANGLES, 16,
+            P = glcm.graycomatrix(q[cell][None], [1, 2], glcm.DEFAULT_ANGLES, 16,
                                   symmetric=True, mask=ok[cell][None])
             values = np.asarray(glcm.graycoprops(P, FEATURES))[0]  # (D, A, F)
             want = np.nanmean(values.reshape(-1, len(FEATURES)), axis=0) \

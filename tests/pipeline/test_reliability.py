@@ -16,7 +16,9 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-import pipeline.build
+import transforms.errors
+import transforms.finish
+import transforms.read
 from pipeline.run import main
 from transforms.compute import TextureModelHandler
 from transforms.scenes import scene_id_for
@@ -84,7 +86,7 @@ def good(tmp_path_factory):
 def reference(good, tmp_path_factory):
     """The good scenes alone, run once: what they must look like in every other run."""
     out = tmp_path_factory.mktemp("reference")
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
+    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
     return out
 
 
@@ -221,19 +223,20 @@ def test_bad_inputs_are_recorded_and_the_rest_is_untouched(good, reference, tmp_
     assert len(read_records(out)) == n_failed
 
 
-def test_band_that_does_not_exist(good, tmp_path, capsys):
+def test_band_that_does_not_exist(good, tmp_path):
     out = tmp_path / "out"
-    assert main([f"--input={good / 'good_a.tif'}", f"--output={out}", *FLAGS,
-                 "--bands=2"]) == 0
+    summary = main([f"--input={good / 'good_a.tif'}", f"--output={out}", *FLAGS,
+                    "--bands=2"])
+    assert summary.exit_code == 0 and len(summary.failures) == 1
     [record] = read_records(out)
+    assert summary.failures[0].to_json() == record
     assert record["stage"] == "plan" and record["scene_id"] == "good_a"
     assert "has 1 band(s); --bands asks for [2]: choose bands in 1..1" in record["message"]
-    assert "failure records: 1" in capsys.readouterr().out
 
 
 def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_path,
                                                          monkeypatch):
-    original = pipeline.build.read_tile
+    original = transforms.read.read_tile
     failed = set()
 
     def flaky_read(uri, band, tile):
@@ -243,10 +246,10 @@ def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_pa
             raise OSError(f"injected: connection reset reading {uri}")
         return original(uri, band, tile)
 
-    monkeypatch.setattr(pipeline.build, "read_tile", flaky_read)
-    monkeypatch.setattr(pipeline.build, "RETRY_DELAY_SECONDS", 0.01)
+    monkeypatch.setattr(transforms.read, "read_tile", flaky_read)
+    monkeypatch.setattr(transforms.errors, "RETRY_DELAY_SECONDS", 0.01)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
+    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
     assert len(failed) == 2  # good_a's 2 tiles in column 1 (2x2 tiles of 64)
     assert read_records(out) == []
     for sid in ("good_a", "good_b"):
@@ -255,8 +258,8 @@ def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_pa
 
 
 def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
-        good, reference, tmp_path, monkeypatch, capsys):
-    original = pipeline.build.read_tile
+        good, reference, tmp_path, monkeypatch):
+    original = transforms.read.read_tile
     calls = []
 
     def broken_read(uri, band, tile):
@@ -265,11 +268,11 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
             raise OSError("injected: disk unreadable")
         return original(uri, band, tile)
 
-    monkeypatch.setattr(pipeline.build, "read_tile", broken_read)
-    monkeypatch.setattr(pipeline.build, "RETRY_DELAY_SECONDS", 0.01)
+    monkeypatch.setattr(transforms.read, "read_tile", broken_read)
+    monkeypatch.setattr(transforms.errors, "RETRY_DELAY_SECONDS", 0.01)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
-    assert len(calls) == pipeline.build.ATTEMPTS
+    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
+    assert len(calls) == transforms.errors.ATTEMPTS
     records = {r["stage"]: r for r in read_records(out)}
     assert sorted((r["scene_id"], stage, r["error"]) for stage, r in records.items()) == [
         ("good_b", "mosaic", "RuntimeError"), ("good_b", "read", "OSError")]
@@ -278,11 +281,10 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
     assert visible(out / "good_b") == []  # no mosaic that looks finished
     np.testing.assert_array_equal(features(out, "good_a"), features(reference, "good_a"))
 
-    monkeypatch.setattr(pipeline.build, "read_tile", original)
-    capsys.readouterr()
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
-    assert "scenes done: 1 (new: 1, changed: 0), skipped (already finished): 1" in \
-        capsys.readouterr().out
+    monkeypatch.setattr(transforms.read, "read_tile", original)
+    summary = main([f"--input={good}", f"--output={out}", *FLAGS])
+    assert (summary.exit_code, summary.done, summary.new, summary.changed,
+            summary.skipped) == (0, 1, 1, 0, 1)
     assert read_records(out) == []
     np.testing.assert_array_equal(features(out, "good_b"), features(reference, "good_b"))
 
@@ -297,7 +299,7 @@ def test_inference_failure_is_recorded(good, tmp_path, monkeypatch):
 
     monkeypatch.setattr(TextureModelHandler, "run_inference", failing)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]) == 0
+    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
     records = read_records(out)
     # both tiles (one per band) failed: a record each, and no mosaic was attempted
     assert sorted((r["scene_id"], r["stage"]) for r in records) == [("good_b", "texture")] * 2
@@ -312,7 +314,7 @@ def larger(tmp_path_factory):
     for k in range(4):
         write_tif(folder / f"scene{k}.tif", texture(10 + k, (320, 300)))
     out = tmp_path_factory.mktemp("larger_ref")
-    assert main([f"--input={folder}", f"--output={out}", *FLAGS]) == 0
+    assert main([f"--input={folder}", f"--output={out}", *FLAGS]).exit_code == 0
     return folder, out
 
 
@@ -353,8 +355,8 @@ def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypat
     assert any(name.startswith(".tiles-") for name in left)  # the killed run's scratch
 
     # the rerun finishes what was missing; here it may treat any scratch as stale
-    monkeypatch.setattr(pipeline.build, "STALE_SCRATCH_SECONDS", 0)
-    assert main([f"--input={folder}", f"--output={out}", *FLAGS]) == 0
+    monkeypatch.setattr(transforms.finish, "STALE_SCRATCH_SECONDS", 0)
+    assert main([f"--input={folder}", f"--output={out}", *FLAGS]).exit_code == 0
     check_complete(out, ref, 4)
     for k in range(4):
         assert sorted(os.listdir(out / f"scene{k}")) == OUTPUTS

@@ -7,7 +7,7 @@ import pytest
 
 import glcm
 from transforms.scenes import Scene, discover, scene_id_for, unique_scene_ids
-from transforms.tiling import TileKey, halo_for, tiles_for
+from transforms.tiling import TileKey, tiles_for
 
 
 @pytest.mark.parametrize("uri, expected", [
@@ -87,7 +87,7 @@ def test_tiled_texture_map_is_seamless(tile):
     names = ["contrast", "entropy", "correlation"]
     whole = np.asarray(glcm.texture_map(image[None], names, window, levels=8,
                                         distances=distances, mask=valid[None]))[0]
-    halo = halo_for(window, distances)
+    halo = glcm.texture_halo(window, distances)
     mosaic = np.full(whole.shape, -1.0, np.float32)
     for t in tiles_for("s", 45, 38, tile, halo):
         read = (slice(t.read_row, t.read_row + t.read_height),

@@ -1,0 +1,193 @@
+"""Sliding histograms: count features of every window (asm, entropies, imc) from
+histograms of the window's keys that are updated as the window moves along a row."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from keras import ops
+
+from glcm._box_sums import anchor_kernels
+
+
+def _m_log_m_step(m):
+    """(m+1) ln(m+1) - m ln m, written without cancellation: ln(m+1) + m ln(1+1/m)."""
+    safe = ops.maximum(m, 1.0)
+    return ops.log(m + 1.0) + ops.where(m > 0, safe * ops.log1p(1.0 / safe), 0.0)
+
+
+class SlidingCounts:
+    """Σ m² and Σ m ln m of every window's key histograms.
+
+    For each output row and offset, histograms of the window's keys (joint pair
+    codes, i + j, |i - j|, grey levels) live in one table. Moving one column right
+    removes the anchors of the column that leaves and adds those of the column that
+    enters, one element at a time (repeated keys need no special care): adding to a
+    key of count m changes Σ m² by 2m + 1 and Σ m ln m by (m+1) ln(m+1) - m ln m.
+    The loop runs over columns (a backend ``fori_loop``), vectorized over rows,
+    offsets and key kinds: O(window) per pixel, independent of the number of levels.
+    The table holds rows x offsets x (levels² + 5 levels) floats; texture_map sizes
+    its row chunks for it.
+
+    Args:
+      reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair.
+      valid: bool (B, rh, rw, K).
+      names: the count features asked for (a subset of FEATURES).
+    """
+
+    FEATURES = ("asm", "energy", "entropy", "sum_entropy", "difference_entropy", "imc1",
+                "imc2")
+
+    def __init__(self, reference, neighbour, valid, window, offsets, levels, symmetric,
+                 names):
+        self.window, self.offsets = window, offsets
+        L = levels
+        i = ops.maximum(reference, 0) + ops.zeros_like(neighbour)  # (B, rh, rw, K)
+        j = ops.maximum(neighbour, 0)
+        lo, hi = ops.minimum(i, j), ops.maximum(i, j)
+        wanted = set()
+        if set(names) & {"asm", "energy", "entropy", "imc1", "imc2"}:
+            wanted.add("joint")
+        if "sum_entropy" in names:
+            wanted.add("sum")
+        if "difference_entropy" in names:
+            wanted.add("diff")
+        if set(names) & {"imc1", "imc2"}:
+            wanted.update({"x", "y"})
+        ones = ops.ones_like(ops.cast(i, "float32"))
+        # asm of a symmetric GLCM: an off-diagonal key is split over two cells.
+        joint_factor = ops.where(ops.equal(lo, hi), 1.0, 0.5) if symmetric else ones
+        candidates = [("joint", lo * L + hi if symmetric else i * L + j, L * L, joint_factor),
+                      ("sum", i + j, 2 * L - 1, ones), ("diff", hi - lo, L, ones),
+                      ("x", i, L, ones), ("y", j, L, ones)]
+        self.stats = [c[0] for c in candidates if c[0] in wanted]
+        phases = ([], [])  # (stat slot, keys, asm factor) per stream
+        bases = {}
+        base = 0
+        for name, keys, size, factor in candidates:
+            if name not in wanted:
+                continue
+            if name == "y" and symmetric:
+                # p_x = p_y: j joins i's histogram, in a second phase so that one
+                # update never touches the same cell twice.
+                phases[1].append((self.stats.index("x"), keys + bases["x"], factor))
+                continue
+            bases[name] = base
+            phases[0].append((self.stats.index(name), keys + base, factor))
+            base += size
+        self.table_size = base
+        self.phases = [p for p in phases if p]
+        self.weight = ops.cast(valid, "float32")
+        self.sums = self._run()
+
+    def _aligned_columns(self, maps, x, back):
+        """Column ``x - back[k]`` of offset k's map, 0 outside: (B, rh, K, ...)."""
+        rw, k = maps.shape[2], len(self.offsets)
+        col = x - ops.convert_to_tensor(back.astype("int32"))
+        inside = ops.logical_and(col >= 0, col < rw)
+        flat = ops.reshape(maps, tuple(maps.shape[:2]) + (rw * k,) + tuple(maps.shape[4:]))
+        index = ops.where(inside, col, 0) * k + ops.arange(k, dtype="int32")
+        taken = ops.take(flat, index, axis=2)
+        inside = ops.reshape(inside, (1, 1, k) + (1,) * (len(maps.shape) - 4))
+        return ops.where(inside, taken, ops.zeros_like(taken))
+
+    def _run(self):
+        window, K = self.window, len(self.offsets)
+        rows_k, cols_k = anchor_kernels(window, self.offsets)
+        hi_col = np.array([np.nonzero(cols_k[:, k])[0].max() for k in range(K)])
+        width = cols_k.sum(axis=0).astype(np.int64)
+        # Shift offset k's columns so every offset's window ends at step x.
+        shift = (window - 1) - hi_col
+        batch, rh, rw = self.weight.shape[0], self.weight.shape[1], self.weight.shape[2]
+        out_h = rh - window + 1
+        n_stats = len(self.stats)
+        vector = (batch, out_h, K)
+        row_base = ops.reshape(ops.arange(batch * out_h * K, dtype="int32"),
+                               vector)[..., None] * self.table_size
+        phases = []
+        for streams in self.phases:
+            keys = ops.stack([s[1] for s in streams], axis=-1)  # (B, rh, rw, K, S)
+            w = ops.stack([self.weight] * len(streams), axis=-1)
+            factor = ops.stack([s[2] for s in streams], axis=-1)
+            phases.append(([s[0] for s in streams], keys, w, factor))
+        row_mask = [rows_k[t][:, None] for t in range(window)]  # (K, 1) per window row
+
+        def update(table, sq, ml, comp, keys, w, factor, slots, sign):
+            idx = ops.reshape(row_base + keys, (-1,))
+            m = ops.reshape(ops.take(table, idx), keys.shape)
+            if sign > 0:
+                d_sq, d_ml = 2.0 * m + 1.0, _m_log_m_step(m)
+            else:
+                d_sq, d_ml = 1.0 - 2.0 * m, -_m_log_m_step(ops.maximum(m - 1.0, 0.0))
+            table = ops.scatter_update(table, idx[:, None], ops.reshape(m + sign * w, (-1,)))
+            d_sq, d_ml = d_sq * w * factor, d_ml * w
+            for s, slot in enumerate(slots):
+                sq[slot] = sq[slot] + d_sq[..., s]
+                # Kahan summation: thousands of steps must not drift
+                y = d_ml[..., s] - comp[slot]
+                total = ml[slot] + y
+                comp[slot] = (total - ml[slot]) - y
+                ml[slot] = total
+            return table
+
+        def body(x, state):
+            table, sq, ml, comp, out = state
+            sq, ml, comp = list(sq), list(ml), list(comp)
+            for slots, keys, w, factor in phases:
+                for sign, back in ((-1.0, shift + width), (1.0, shift)):
+                    keys_x = self._aligned_columns(keys, x, back)
+                    w_x = self._aligned_columns(w, x, back)
+                    f_x = self._aligned_columns(factor, x, back)
+                    for t in range(window):  # window rows, static
+                        rows = slice(t, t + out_h)
+                        table = update(table, sq, ml, comp, keys_x[:, rows],
+                                       w_x[:, rows] * row_mask[t], f_x[:, rows], slots, sign)
+            values = ops.stack(sq + ml, axis=-1)[None]
+            out = ops.slice_update(out, (x, 0, 0, 0, 0), values)
+            return table, sq, ml, comp, out
+
+        zeros = ops.zeros(vector, "float32")
+        state = (ops.zeros((batch * out_h * K * self.table_size,), "float32"),
+                 [zeros] * n_stats, [zeros] * n_stats, [zeros] * n_stats,
+                 ops.zeros((rw,) + vector + (2 * n_stats,), "float32"))
+        out = ops.fori_loop(0, rw, body, state)[-1]
+        out = ops.moveaxis(out[window - 1:], 0, 2)  # (B, out_h, out_w, K, 2 S)
+        return {name: (out[..., s], out[..., n_stats + s])
+                for s, name in enumerate(self.stats)}
+
+    def entropy_of(self, stat, total):
+        """ln(total) - Σ m ln m / total; exactly 0 where one key holds every element
+        (Σ m² > total² - total happens only then)."""
+        sq, m_log_m = self.sums[stat]
+        h = ops.maximum(ops.log(total) - m_log_m / total, 0.0)
+        return ops.where(sq > total * total - total, 0.0, h)
+
+    def features(self, box, names, symmetric):
+        """The count features ``names`` (a dict), with the pair count and the
+        off-diagonal fraction from the window's :class:`BoxMoments` ``box``."""
+        n = box.n_safe
+        out = {}
+        if "joint" in self.stats:
+            h_joint = self.entropy_of("joint", n)
+            if symmetric:
+                # an unordered off-diagonal pair splits over two cells: + ln 2 each
+                h_joint = h_joint + math.log(2.0) * box.off_diagonal_fraction()
+            asm = self.sums["joint"][0] / (n * n)
+            out.update(entropy=h_joint, asm=asm, energy=ops.sqrt(asm))
+        if "sum" in self.stats:
+            out["sum_entropy"] = self.entropy_of("sum", n)
+        if "diff" in self.stats:
+            out["difference_entropy"] = self.entropy_of("diff", n)
+        if "x" in self.stats:
+            if symmetric:
+                hx = hy = self.entropy_of("x", 2.0 * n)
+            else:
+                hx, hy = self.entropy_of("x", n), self.entropy_of("y", n)
+            mutual = ops.maximum(hx + hy - out["entropy"], 0.0)
+            hmax = ops.maximum(hx, hy)
+            # below float32 resolution of the entropies a window counts as one level
+            positive = hmax > 1e-6
+            out["imc1"] = ops.where(positive, -mutual / ops.where(positive, hmax, 1.0), 0.0)
+            out["imc2"] = ops.sqrt(ops.maximum(-ops.expm1(-2.0 * mutual), 0.0))
+        return {name: out[name] for name in names}

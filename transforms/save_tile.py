@@ -1,0 +1,49 @@
+"""Save a tile: keep the core of its texture maps (the halo only fed the windows)
+where its scene's mosaic step will read it."""
+
+from __future__ import annotations
+
+import logging
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.errors import ErrorRecord, with_retries
+from transforms.params import TextureParams
+from transforms.records import TileResult, TileTask
+from transforms.write import tile_path, write_tile
+
+log = logging.getLogger("glcm")
+
+
+def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
+              run_id: str) -> TileResult:
+    """Saves the core of ``maps`` (the model's output for ``task``); writes are
+    retried. In block mode the core is in cells of ``block`` pixels, with a partial
+    cell at the scene's edge."""
+    t, h, scale = task.tile, params.halo, params.scale
+    height, width = -(-t.core_height // scale), -(-t.core_width // scale)
+    path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col, task.band)
+    with_retries(lambda: write_tile(path, maps[h:h + height, h:h + width]))
+    log.info("%s: tile row %d col %d band %d computed", task.scene.scene_id, t.key.row,
+             t.key.col, task.band)
+    return TileResult(task, t.core_row // scale, t.core_col // scale, path)
+
+
+class SaveTiles(beam.DoFn):
+    """:func:`save_tile` for each (task, maps): (scene_id, TileResult) out, ready to
+    group by scene; failures to ``errors``."""
+
+    def __init__(self, params: TextureParams, output: str, run_id: str):
+        self.params, self.output, self.run_id = params, output, run_id
+
+    def process(self, element):
+        task, maps = element
+        try:
+            result = save_tile(task, maps, self.params, self.output, self.run_id)
+        except Exception as exc:  # noqa: BLE001
+            yield ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id,
+                                             "write_tile", exc).tagged()
+            return
+        yield task.scene.scene_id, result
+
