@@ -1,7 +1,7 @@
 """graycomatrix + graycoprops: this project vs scikit-image vs the seed layer.
 
 Batch of 512x512 uint8 images, levels 256, distance 1, four angles, six props.
-Usage: python benchmarks/bench_glcm.py [--batch 32] [--size 512]
+Usage: python -m benchmarks.bench_glcm [--batch 32] [--size 512]
 """
 
 import argparse
@@ -47,7 +47,7 @@ def main():
             for p in PROPS:
                 sk_graycoprops(P, p)
 
-    # Best of 5 for both: the workplace's shared cores make single runs vary by ~30 %.
+    # Best of 5 for both: single runs vary by about 30 % on busy cores.
     results = {"glcm (this project)": best_of(ours, repeat=5),
                "scikit-image loop": best_of(skimage_loop, repeat=5)}
     P = glcm.graycomatrix(x, [1], ANGLES, 256, symmetric=True)

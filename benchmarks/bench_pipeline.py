@@ -55,8 +55,11 @@ def main():
     command = [sys.executable, "-m", "pipeline", f"--input={path}",
                f"--output={os.path.join(work, 'out')}", f"--tile={args.tile}",
                "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
+    # The pipeline's own allocator, as run_local.sh and the worker image set it.
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env=env)
     pipe_s = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     print(f"scene {size}x{size} uint8, tile {args.tile}, features {DEFAULT_FEATURES}")

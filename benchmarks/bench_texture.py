@@ -3,7 +3,7 @@
 1024x1024 image, window 7, levels 32, distance 1, four angles averaged, eight
 features. The alternatives run on crops and are scaled to the full image (their
 cost is linear in pixels). Then scaling with window size and levels.
-Usage: python benchmarks/bench_texture.py [--size 1024] [--no-scaling]
+Usage: python -m benchmarks.bench_texture [--size 1024] [--no-scaling]
 """
 
 import argparse

@@ -1,5 +1,6 @@
-"""The GLCM_Multiple_Offsets_Layer of the question this project started from, fixed only as far as
-needed to run under tf.function: a baseline to compare against, not product code.
+"""The GLCM_Multiple_Offsets_Layer of the question this project started from, fixed
+only as far as needed to run under tf.function: a baseline to compare against, not
+product code.
 It wraps around image borders (tf.roll) and loops over offsets and the batch."""
 
 import tensorflow as tf

@@ -10,6 +10,12 @@ import time
 import pytest
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: a pipeline in a subprocess or another runner mode (skip them "
+                   "with ./run_tests.sh -m 'not slow')")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

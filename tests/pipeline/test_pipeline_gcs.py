@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.transform import Affine
 
@@ -90,6 +91,7 @@ def test_gcs_end_to_end_and_incremental(bucket, tmp_path):
     assert counts(main(argv[:-1] + ["--tile=40", "--window=3"])) == (0, 4, 0, 4, 0, 0)
 
 
+@pytest.mark.slow  # a subprocess pipeline
 def test_gcs_list_directory_and_missing_file(bucket, tmp_path):
     gs = f"gs://{bucket}"
     upload(tif_bytes(tmp_path, "x.tif", 7, shape=(2, 30, 41)), f"{gs}/scenes/x.tif")

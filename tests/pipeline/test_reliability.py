@@ -144,6 +144,7 @@ def make_bad_inputs(folder):
     return cases
 
 
+@pytest.mark.slow  # subprocess pipelines
 def test_bad_inputs_are_recorded_and_the_rest_is_untouched(good, reference, tmp_path):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -329,6 +330,7 @@ def check_complete(out, ref, n):
         assert manifest["scene_id"] == sid
 
 
+@pytest.mark.slow  # subprocess pipelines
 def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypatch):
     folder, ref = larger
     out = tmp_path / "out"
@@ -362,6 +364,7 @@ def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypat
         assert sorted(os.listdir(out / f"scene{k}")) == OUTPUTS
 
 
+@pytest.mark.slow  # subprocess pipelines
 def test_two_runs_at_once_on_the_same_output(larger, tmp_path):
     folder, ref = larger
     out = tmp_path / "out"
@@ -380,6 +383,7 @@ def test_two_runs_at_once_on_the_same_output(larger, tmp_path):
         assert sorted(os.listdir(out / f"scene{k}")) == OUTPUTS
 
 
+@pytest.mark.slow  # subprocess pipelines
 def test_run_local_quotes_hostile_file_names(tmp_path):
     folder = tmp_path / "in $(touch pwned)"
     folder.mkdir()

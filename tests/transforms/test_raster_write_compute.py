@@ -12,6 +12,7 @@ import glcm
 from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms.raster import (RasterError, check_bands, quantization_range, read_tile,
                                scene_info)
+from transforms.records import TileResult, TileTask
 from transforms.tiling import tiles_for
 from transforms.write import band_names, write_mosaic, write_quicklook, write_tile
 
@@ -112,7 +113,8 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
             core = full[b, tile.core_row:tile.core_row + tile.core_height,
                         tile.core_col:tile.core_col + tile.core_width]
             uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy"), core)
-            tiles.append((tile.core_row, tile.core_col, b, None, uri))
+            task = TileTask(None, info, (1, 2), b, tile, 0.0, 1.0, 0)
+            tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
     write_mosaic(mosaic, info, (1, 2), features, tiles)
     with rasterio.open(mosaic) as src:

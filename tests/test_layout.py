@@ -1,0 +1,69 @@
+"""The house rules that code review alone would let slip: the import graph is
+pipeline -> transforms -> glcm, and no package writes the process environment."""
+
+import ast
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What each package may not import (its own dependants, and for glcm the I/O stack).
+FORBIDDEN = {
+    "glcm": {"transforms", "pipeline", "apache_beam", "rasterio", "google", "gcsfs"},
+    "transforms": {"pipeline"},
+    "pipeline": {"glcm"},
+}
+
+
+def modules(package):
+    folder = os.path.join(ROOT, package)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                yield path, ast.parse(f.read(), path)
+
+
+def imported(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            yield node.module
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_import_graph(package):
+    found = [(os.path.relpath(path, ROOT), name) for path, tree in modules(package)
+             for name in imported(tree) if name.split(".")[0] in FORBIDDEN[package]]
+    assert found == []
+
+
+def writes_environment(tree):
+    """Assignments to os.environ[...] and calls of its mutating methods."""
+    for node in ast.walk(tree):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        for target in targets:
+            if isinstance(target, ast.Subscript) and ast.unparse(target.value) == "os.environ":
+                yield node.lineno
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                ast.unparse(node.func.value) == "os.environ" and node.func.attr in (
+                    "setdefault", "update", "pop", "clear", "popitem"):
+            yield node.lineno
+        if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.putenv",
+                                                                    "os.unsetenv"):
+            yield node.lineno
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_package_writes_the_environment(package):
+    found = [(os.path.relpath(path, ROOT), line) for path, tree in modules(package)
+             for line in writes_environment(tree)]
+    assert found == []
+
+
+def test_the_checks_see_what_they_look_for():
+    tree = ast.parse("import os\nimport glcm.texture\nos.environ['A'] = '1'\n"
+                     "os.environ.setdefault('B', '2')\n")
+    assert list(imported(tree)) == ["os", "glcm.texture"]
+    assert list(writes_environment(tree)) == [3, 4]
