@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from transforms.compute import ACCELERATOR_CHOICES
 from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
 
 
@@ -63,6 +64,12 @@ class TextureOptions(PipelineOptions):
                             metavar="true|false", help="exit non-zero when any scene or tile failed (on "
                                  "Dataflow: the job fails, after errors.jsonl is "
                                  "written)")
+        parser.add_argument("--accelerator", default="optional",
+                            choices=list(ACCELERATOR_CHOICES),
+                            help="required: fail at start-up on a worker whose TensorFlow "
+                                 "sees no GPU (run_dataflow.sh sets it with --gpu-type); "
+                                 "optional: the GPU when there is one (default); none: "
+                                 "compute on the CPU")
         parser.add_argument("--verbose", "-v", type=_switch, nargs="?", const=True,
                             default=False, metavar="true|false",
                             help="also show the log lines of Beam, TensorFlow and the "

@@ -14,6 +14,7 @@ import apache_beam as beam
 from pipeline.build import ERRORS_FILE, build
 from pipeline.options import TextureOptions, is_dataflow, params_from
 from transforms import storage
+from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import ErrorRecord, read_errors
 from transforms.metrics import counter_value
 
@@ -28,8 +29,9 @@ class RunSummary:
     """What a run did; ``exit_code`` is what ``python -m pipeline`` exits with.
 
     Attributes:
-      exit_code: 0; 1 with --fail-on-error and a failure; 2 for bad flags.
-      error: why the flags were refused (exit code 2), else None.
+      exit_code: 0; 1 with --fail-on-error and a failure; 2 for bad flags or an
+        input that matched no raster.
+      error: why (exit code 2), else None.
       done, new, changed, skipped: scenes finished by this run (new + changed +
         forced = done), and scenes skipped as already finished.
       failures: the run's error records (also in ``OUTPUT/errors.jsonl``).
@@ -109,8 +111,12 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
         return _submitted(result, output)
     result.wait_until_finish()
     failures = tuple(read_errors(storage.join(output, ERRORS_FILE)))
+    nothing = [f for f in failures if f.error == NO_MATCH_ERROR]
+    if nothing:
+        print(f"error: {nothing[0].message}", file=sys.stderr)
     summary = RunSummary(
-        exit_code=1 if (o.fail_on_error and failures) else 0,
+        exit_code=2 if nothing else (1 if (o.fail_on_error and failures) else 0),
+        error=nothing[0].message if nothing else None,
         done=counter_value(result, "scenes_done"), new=counter_value(result, "scenes_new"),
         changed=counter_value(result, "scenes_changed"),
         skipped=counter_value(result, "scenes_skipped"), failures=failures,

@@ -17,27 +17,76 @@ from transforms.errors import ErrorRecord
 _COMPUTE = threading.Lock()
 
 
-def accelerator() -> str:
-    """The device Keras computes on: the first GPU when there is one, else the CPU."""
+ACCELERATOR_CHOICES = ("required", "optional", "none")
+
+
+def visible_gpus() -> list:
+    """The GPUs the Keras backend sees (names); empty on a CPU-only machine."""
     import keras
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
-        return f"GPU ({gpus[0].name})" if gpus else "CPU"
+        return [d.name for d in tf.config.list_physical_devices("GPU")]
     if backend == "jax":
         import jax
 
-        device = jax.devices()[0]
-        return f"GPU ({device})" if device.platform == "gpu" else device.platform.upper()
-    return backend
+        return [str(d) for d in jax.devices() if d.platform == "gpu"]
+    return []
 
 
-def _loaded(model):
-    logging.getLogger("glcm").info("texture model loaded on %s", accelerator())
-    return model
+def compute_device(accelerator: str) -> str:
+    """Where the model runs: "GPU (name)" or "CPU".
+
+    Raises:
+      RuntimeError: ``accelerator`` is "required" and the backend sees no GPU, so the
+        worker fails at start-up instead of quietly computing on its CPU.
+    """
+    if accelerator not in ACCELERATOR_CHOICES:
+        raise ValueError(f"accelerator must be one of {', '.join(ACCELERATOR_CHOICES)}, "
+                         f"got {accelerator!r}")
+    gpus = visible_gpus()
+    if accelerator == "required" and not gpus:
+        import keras
+
+        build = ""
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            info = tf.sysconfig.get_build_info()
+            build = (f" This TensorFlow was built for CUDA {info.get('cuda_version')} and "
+                     f"cuDNN {info.get('cudnn_version')}: the image must carry those "
+                     f"libraries (see dataflow/check_gpu_image.py).")
+        raise RuntimeError(
+            "--accelerator=required, but the Keras backend "
+            f"({keras.backend.backend()}) sees no GPU on this worker. Check that the job "
+            "requested one (worker_accelerator experiment, a GPU machine type) and "
+            "that the worker image's CUDA and cuDNN match its TensorFlow." + build +
+            " Use --accelerator=optional to allow the CPU.")
+    if gpus and accelerator != "none":
+        return f"GPU ({gpus[0]})"
+    return "CPU"
+
+
+def device_scope(device: str):
+    """A context that places the model's computation on ``device`` ("CPU" forces the
+    CPU even where a GPU is visible)."""
+    import contextlib
+
+    import keras
+
+    if not device.startswith("CPU"):
+        return contextlib.nullcontext()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device("/CPU:0")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.default_device(jax.devices("cpu")[0])
+    return contextlib.nullcontext()
 
 
 def inference_errors(failure) -> list:
@@ -61,28 +110,39 @@ class TextureModelHandler(ModelHandler):
 
     def __init__(self, features: Sequence[str], window: int, levels: int,
                  distances: Sequence[int], angles: Sequence[float],
-                 max_batch_size: int = 1):
+                 max_batch_size: int = 1, accelerator: str = "optional"):
         self._config = dict(features=list(features), window=window, levels=levels,
                             distances=list(distances), angles=list(angles))
         self._max_batch_size = max_batch_size
+        self._accelerator = accelerator
+        self._device = None
 
-    def load_model(self):
-        import keras
-
+    def _layer(self, shape):
         from glcm.layers import TextureMap
 
-        codes = keras.Input((None, None), dtype="int32", name="codes")
-        valid = keras.Input((None, None), dtype="bool", name="valid")
-        maps = TextureMap(**self._config)(codes, mask=valid)
-        return _loaded(keras.Model([codes, valid], maps))
+        return TextureMap(**self._config), shape
+
+    def load_model(self):
+        """The Keras model, on the device ``accelerator`` allows (checked first)."""
+        import keras
+
+        self._device = compute_device(self._accelerator)
+        layer, shape = self._layer((None, None))
+        codes = keras.Input(shape, dtype="int32", name="codes")
+        valid = keras.Input(shape, dtype="bool", name="valid")
+        model = keras.Model([codes, valid], layer(codes, mask=valid))
+        logging.getLogger("glcm").info("texture model loaded on %s", self._device)
+        return model
+
+    def _predict(self, model, codes, valid):
+        with _COMPUTE, device_scope(self._device or "GPU"):
+            return np.asarray(model([codes, valid]))
 
     def run_inference(self, batch: Sequence[Dict[str, np.ndarray]], model: Any,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
         codes = np.stack([e["codes"] for e in batch])
         valid = np.stack([e["valid"] for e in batch])
-        with _COMPUTE:
-            outputs = np.asarray(model([codes, valid]))
-        return list(outputs)
+        return list(self._predict(model, codes, valid))
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
@@ -99,20 +159,16 @@ class BlockModelHandler(TextureModelHandler):
     """
 
     def __init__(self, features, block: int, levels: int, distances, angles,
-                 max_batch_size: int = 1):
-        super().__init__(features, 3, levels, distances, angles, max_batch_size)
+                 max_batch_size: int = 1, accelerator: str = "optional"):
+        super().__init__(features, 3, levels, distances, angles, max_batch_size,
+                         accelerator)
         self._config.pop("window")
         self._block = block
 
-    def load_model(self):
-        import keras
-
+    def _layer(self, shape):
         from glcm.layers import GLCMFeatures
 
-        codes = keras.Input((self._block, self._block), dtype="int32", name="codes")
-        valid = keras.Input((self._block, self._block), dtype="bool", name="valid")
-        return _loaded(keras.Model([codes, valid],
-                                   GLCMFeatures(**self._config)(codes, mask=valid)))
+        return GLCMFeatures(**self._config), (self._block, self._block)
 
     def run_inference(self, batch, model, inference_args=None):
         b = self._block
@@ -124,16 +180,15 @@ class BlockModelHandler(TextureModelHandler):
         def blocks(x):
             return x.reshape(n, cells, b, cells, b).transpose(0, 1, 3, 2, 4).reshape(-1, b, b)
 
-        with _COMPUTE:
-            values = np.asarray(model([blocks(codes), blocks(valid)]))
+        values = self._predict(model, blocks(codes), blocks(valid))
         return list(values.reshape(n, cells, cells, -1))
 
 
-def model_handler(params) -> TextureModelHandler:
+def model_handler(params, accelerator: str = "optional") -> TextureModelHandler:
     """The model handler for a run's :class:`~transforms.params.TextureParams`:
     per-pixel texture maps, or per-block features in block mode."""
     if params.mode == "block":
         return BlockModelHandler(params.features, params.block, params.levels,
-                                 params.distances, params.angles)
+                                 params.distances, params.angles, accelerator=accelerator)
     return TextureModelHandler(params.features, params.window, params.levels,
-                               params.distances, params.angles)
+                               params.distances, params.angles, accelerator=accelerator)

@@ -3,6 +3,7 @@ last, the manifest that marks it finished; then the run's scratch is removed."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import os
@@ -72,6 +73,7 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         size=[info.height, info.width], pixels=info.height * info.width, crs=info.crs,
         transform=list(info.transform), warnings=info.warnings, tiles=len(results),
         outputs=list(OUTPUTS), versions=versions(),
+        workers=dict(collections.Counter(r.worker for r in results)),
         timings={"mosaic_seconds": round(time.time() - started, 3),
                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     manifest.write(manifest_uri(output, scene_id))

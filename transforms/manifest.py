@@ -18,7 +18,8 @@ MANIFEST_NAME = "manifest.json"
 
 @dataclasses.dataclass(frozen=True)
 class Manifest:
-    """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names)."""
+    """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names;
+    ``workers``: tiles computed per ``host:pid``)."""
 
     scene_id: str
     input: str
@@ -37,6 +38,7 @@ class Manifest:
     outputs: List[str]
     versions: Dict[str, str]
     timings: Dict[str, object]
+    workers: Dict[str, int] = dataclasses.field(default_factory=dict)
 
     def is_finished(self, fingerprint: str, params_digest: str) -> bool:
         """True when this manifest describes the same input computed with the same
@@ -57,7 +59,9 @@ class Manifest:
         another layout (the scene is then computed again)."""
         try:
             content = json.loads(storage.read_bytes(uri))
-            return cls(**{f.name: content[f.name] for f in dataclasses.fields(cls)})
+            # fields with a default were added later: older manifests lack them
+            return cls(**{f.name: content[f.name] for f in dataclasses.fields(cls)
+                          if f.name in content or f.default_factory is dataclasses.MISSING})
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

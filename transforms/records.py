@@ -47,12 +47,15 @@ class TileResult:
       row, col: where the core starts in the output raster (output pixels: block
         cells in block mode).
       path: the saved (h, w, n_features) float32 array.
+      worker: ``host:pid`` of the process that computed it (the manifest counts
+        tiles per worker: how the work spread).
     """
 
     task: TileTask
     row: int
     col: int
     path: str
+    worker: str = ""
 
     @property
     def order(self) -> Tuple[int, int, int]:

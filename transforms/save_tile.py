@@ -4,6 +4,8 @@ where its scene's mosaic step will read it."""
 from __future__ import annotations
 
 import logging
+import os
+import socket
 
 import apache_beam as beam
 import numpy as np
@@ -27,7 +29,8 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     with_retries(lambda: write_tile(path, maps[h:h + height, h:h + width]))
     log.info("%s: tile row %d col %d band %d computed", task.scene.scene_id, t.key.row,
              t.key.col, task.band)
-    return TileResult(task, t.core_row // scale, t.core_col // scale, path)
+    return TileResult(task, t.core_row // scale, t.core_col // scale, path,
+                      worker=f"{socket.gethostname()}:{os.getpid()}")
 
 
 class SaveTiles(beam.DoFn):

@@ -67,22 +67,27 @@ def unique_scene_ids(uris: Sequence[str]) -> List[str]:
     return [ids[u] for u in uris]
 
 
-def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
-    """Matches one pattern. Returns ([(uri, fingerprint)], [(uri, problem)])."""
-    if pattern.startswith("@"):
-        listing = pattern[1:]
-        try:
-            lines = storage.read_bytes(listing).decode("utf-8").splitlines()
-        except Exception as exc:  # noqa: BLE001 - report any I/O failure by name
-            raise ValueError(f"cannot read the input list {listing!r}: {exc}") from exc
-        found, problems = [], []
-        for line in lines:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                f, p = _expand(line)
-                found += f
-                problems += p
-        return found, problems
+def list_entries(listing: str) -> List[str]:
+    """The URIs or patterns an ``@file`` list names: one per line, blank lines and
+    ``#`` comments skipped.
+
+    Raises:
+      ValueError: the list cannot be read.
+    """
+    try:
+        lines = storage.read_bytes(listing).decode("utf-8").splitlines()
+    except Exception as exc:  # noqa: BLE001 - report any I/O failure by name
+        raise ValueError(f"cannot read the input list {listing!r}: {exc}") from exc
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def match_pattern(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:
+    """Matches one glob, directory or file (not an ``@`` list).
+
+    Returns:
+      ([(uri, fingerprint)], [(uri, problem)]): a named file that does not exist is a
+      problem; a glob or directory that matches nothing is not.
+    """
     if storage.is_glob(pattern):
         return storage.match(pattern), []
     if not pattern.endswith("/"):
@@ -97,8 +102,32 @@ def _expand(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]
     return found, []
 
 
+def expand_lists(pattern: str) -> List[str]:
+    """``pattern`` itself, or the entries of an ``@list`` (lists in lists expanded)."""
+    if not pattern.startswith("@"):
+        return [pattern]
+    return [p for entry in list_entries(pattern[1:]) for p in expand_lists(entry)]
+
+
+def scenes_for(matches: Iterable[Tuple[str, str]]) -> List[Scene]:
+    """Scenes for (uri, fingerprint) matches: duplicates dropped, ids unique, sorted
+    by URI."""
+    found = {}
+    for uri, fingerprint in matches:
+        found.setdefault(uri, fingerprint)
+    uris = sorted(found)
+    return [Scene(sid, uri, found[uri]) for sid, uri in zip(unique_scene_ids(uris), uris)]
+
+
+def no_match_message(patterns: Sequence[str], problems=()) -> str:
+    detail = f" ({'; '.join(f'{u}: {p}' for u, p in problems)})" if problems else ""
+    return (f"no raster matched --input {', '.join(patterns)}{detail}; check the paths, "
+            f"or give a directory of .tif files")
+
+
 def discover(patterns: Iterable[str]) -> Tuple[List[Scene], List[Tuple[str, str]]]:
-    """Finds the scenes named by ``patterns``.
+    """Finds the scenes named by ``patterns``, here and now (the pipeline does the
+    same on its workers, see :class:`transforms.discover.DiscoverScenes`).
 
     Args:
       patterns: globs (``data/*.tif``, ``gs://b/in/*.tif``), directories (their
@@ -115,17 +144,11 @@ def discover(patterns: Iterable[str]) -> Tuple[List[Scene], List[Tuple[str, str]
     patterns = [p for p in patterns if p]
     if not patterns:
         raise ValueError("no input given: pass --input with a glob, directory or @list")
-    found, problems = {}, []
-    for pattern in patterns:
-        matches, missing = _expand(pattern)
+    matches, problems = [], []
+    for entry in (e for p in patterns for e in expand_lists(p)):
+        found, missing = match_pattern(entry)
+        matches += found
         problems += missing
-        for uri, fingerprint in matches:
-            found.setdefault(uri, fingerprint)
-    if not found:
-        detail = f" ({'; '.join(f'{u}: {p}' for u, p in problems)})" if problems else ""
-        raise ValueError(
-            f"no raster matched --input {', '.join(patterns)}{detail}; check the paths, "
-            f"or give a directory of .tif files")
-    uris = sorted(found)
-    return ([Scene(sid, uri, found[uri]) for sid, uri in zip(unique_scene_ids(uris), uris)],
-            problems)
+    if not matches:
+        raise ValueError(no_match_message(patterns, problems))
+    return scenes_for(matches), problems

@@ -1,0 +1,97 @@
+"""The Dataflow launch path for real, up to the service: Beam's DataflowRunner in
+template mode builds and stages the job graph on a storage emulator and writes the
+job request where the Flex Template launcher would hand it to Dataflow.
+
+No fake Dataflow API: the only thing not exercised is the service itself.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from apache_beam.portability.api import beam_runner_api_pb2
+
+from transforms import storage
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+IMAGE = "europe-west4-docker.pkg.dev/my-proj/glcm/glcm-worker:0123abc"
+ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+GROUP_BY_KEY = "beam:transform:group_by_key:v1"
+
+
+def launch(bucket, listing, template):
+    """``python -m pipeline`` in template mode, as the Flex Template launcher runs it
+    (the launcher's --additional-experiments arrive as --experiments)."""
+    gs = f"gs://{bucket}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "--runner=DataflowRunner",
+         "--project=my-proj-123", "--region=europe-west4",
+         f"--temp_location={gs}/temp", f"--staging_location={gs}/staging",
+         f"--template_location={gs}/templates/{template}",
+         f"--sdk_container_image={IMAGE}", "--sdk_location=container",
+         "--experiments=use_runner_v2", f"--experiments={ACCELERATOR}",
+         "--machine_type=g2-standard-8", f"--input=@{gs}/lists/{listing}",
+         f"--output={gs}/texture", "--accelerator=required", "--window=9"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def staged_graph(bucket, template):
+    """The job request at the template location and the pipeline proto it names."""
+    job = json.loads(storage.read_bytes(f"gs://{bucket}/templates/{template}"))
+    url = job["environment"]["sdkPipelineOptions"]["options"]["pipelineUrl"]
+    graph = beam_runner_api_pb2.Pipeline()
+    graph.ParseFromString(storage.read_bytes(url))
+    return job, graph, len(storage.read_bytes(url))
+
+
+def leaves(graph, transform_id):
+    t = graph.components.transforms[transform_id]
+    if not t.subtransforms:
+        return [t]
+    return [leaf for sub in t.subtransforms for leaf in leaves(graph, sub)]
+
+
+@pytest.mark.slow  # Beam's credential lookup alone takes ~25 s without an account
+def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket):
+    gs = f"gs://{bucket}"
+    # 10 and 100,000 listed scenes (that need not exist: nothing is listed at launch)
+    for name, count in (("list-000010.txt", 10), ("list-100000.txt", 100_000)):
+        lines = "".join(f"{gs}/scenes/s{k:06d}.tif\n" for k in range(count))
+        storage.write_bytes(f"{gs}/lists/{name}", lines.encode())
+    runs = {count: launch(bucket, f"list-{count:06d}.txt", f"t{count:06d}.json")
+            for count in (10, 100_000)}
+    for run in runs.values():
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr[-3000:]
+        assert "job graph written for Dataflow (template mode): no job started" in stdout
+
+    staged = {count: staged_graph(bucket, f"t{count:06d}.json") for count in runs}
+    job, graph, size = staged[10]
+    # the job graph does not grow with the collection: only the names differ
+    assert abs(staged[100_000][2] - size) < 64, (size, staged[100_000][2])
+    environment = job["environment"]
+    assert "use_runner_v2" in environment["experiments"]
+    assert ACCELERATOR in environment["experiments"]  # the GPU request Dataflow reads
+    [pool] = environment["workerPools"]
+    assert pool["machineType"] == "g2-standard-8"
+    assert pool["workerHarnessContainerImage"] == IMAGE
+    assert [c["containerImage"] for c in pool["sdkHarnessContainerImages"]] == [IMAGE]
+    options = environment["sdkPipelineOptions"]["options"]
+    assert options["input"] == [f"@{gs}/lists/list-000010.txt"]
+    assert (options["accelerator"], options["window"]) == ("required", 9)
+    assert options["staging_location"].startswith(f"{gs}/staging/")
+
+    # the steps are the pipeline's, and tiles are spread after planning (a shuffle
+    # breaks fusion there)
+    names = {t.unique_name: tid for tid, t in graph.components.transforms.items()}
+    for step in ("Discover", "Plan", "SpreadTiles", "Read", "Texture", "WriteTile",
+                 "ByScene", "Finish", "WriteErrors"):
+        assert step in names, step
+    assert any(leaf.spec.urn == GROUP_BY_KEY for leaf in leaves(graph, names["SpreadTiles"]))
+    plan_outputs = set(graph.components.transforms[names["Plan"]].outputs.values())
+    spread_inputs = set(graph.components.transforms[names["SpreadTiles"]].inputs.values())
+    assert spread_inputs and spread_inputs <= plan_outputs
