@@ -1,48 +1,53 @@
 # Dataflow worker image (also the Flex Template launcher image) for glcm-texture.
 #
-# GPU when the worker has one, CPU otherwise: the TensorFlow GPU build falls back to
-# the CPU by itself. Built by ./run_dataflow.sh with Cloud Build; see README "Cloud".
+# Base: the Apache Beam SDK image of the pinned Beam and Python versions (its SDK
+# harness, its Python), plus TensorFlow with the NVIDIA CUDA and cuDNN wheels that
+# match its build (tensorflow[and-cuda]). The TensorFlow GPU images are not used:
+# they carry CUDA 12.3 / cuDNN 8.9 system libraries, while TensorFlow 2.18 and later
+# need cuDNN 9, so TensorFlow would skip the GPU and quietly run on the CPU.
+# dataflow/check_gpu_image.py fails the build when versions do not match.
+# Built by ./run_dataflow.sh with Cloud Build; see the README, "Dataflow".
 #
 # Versions: they must match setup.py (a test reads this file).
-#   TensorFlow 2.21.0 (GPU base image, Python 3.11)
-#   Apache Beam 2.77.0 (SDK harness copied from the Beam SDK image of the same version
-#   and Python: the documented way to build a custom container)
 ARG TENSORFLOW_VERSION=2.21.0
 ARG BEAM_VERSION=2.77.0
 ARG PYTHON_VERSION=3.11
 ARG PYTHON_TAG=311
+# A dated release of Google's Flex Template launcher base image, not :latest.
+ARG LAUNCHER_TAG=20260122_RC00
 
-FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION} AS beam_sdk
-FROM gcr.io/dataflow-templates-base/python${PYTHON_TAG}-template-launcher-base:latest AS launcher
+FROM gcr.io/dataflow-templates-base/python${PYTHON_TAG}-template-launcher-base:${LAUNCHER_TAG} AS launcher
 
-FROM tensorflow/tensorflow:${TENSORFLOW_VERSION}-gpu
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
+ARG TENSORFLOW_VERSION
 ARG BEAM_VERSION
 ARG PYTHON_VERSION
 
-# The Beam SDK harness entrypoint, and the Flex Template launcher.
-COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
+# The Flex Template launcher (the SDK harness entrypoint comes with the base image).
 COPY --from=launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
-
-# The worker's Python must be the SDK image's.
-RUN python3 -c "import sys; want = tuple(map(int, '${PYTHON_VERSION}'.split('.'))); \
-assert sys.version_info[:2] == want, f'base image has Python {sys.version}, need ${PYTHON_VERSION}'"
 
 WORKDIR /template
 COPY setup.py README.md ./
 COPY glcm ./glcm
 COPY transforms ./transforms
 COPY pipeline ./pipeline
-# GLCM_TENSORFLOW=gpu: depend on `tensorflow` (the base image's GPU build), not the
-# CPU wheel a laptop gets.
-RUN GLCM_TENSORFLOW=gpu pip install --no-cache-dir "apache-beam[gcp]==${BEAM_VERSION}" . \
- && python3 -c "import tensorflow as tf, apache_beam, glcm; \
-assert tf.__version__ == '2.21.0', tf.__version__; \
-assert apache_beam.__version__ == '${BEAM_VERSION}', apache_beam.__version__"
+COPY dataflow/check_gpu_image.py ./dataflow/check_gpu_image.py
+# GLCM_TENSORFLOW=gpu: depend on `tensorflow`, whose [and-cuda] extra brings the
+# NVIDIA libraries, not on the CPU-only wheel a laptop gets. Beam stays the base
+# image's version (pinned again so pip cannot move it).
+RUN GLCM_TENSORFLOW=gpu pip install --no-cache-dir "apache-beam[gcp]==${BEAM_VERSION}" \
+      "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" . \
+ && python3 dataflow/check_gpu_image.py --tensorflow "${TENSORFLOW_VERSION}" \
+      --beam "${BEAM_VERSION}" --python "${PYTHON_VERSION}"
 
-# Flex Template: the launcher runs the same entry point as `python -m pipeline`.
+# Process start is where settings of this kind belong (the package changes none):
+# the pipeline's TensorFlow keeps its default CPU allocator; GDAL uses the worker VM's
+# service account for gs:// reads (inside a container it may not detect the VM).
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/__main__.py \
     KERAS_BACKEND=tensorflow \
     TF_CPP_MIN_LOG_LEVEL=2 \
-    TF_FORCE_GPU_ALLOW_GROWTH=true
+    TF_FORCE_GPU_ALLOW_GROWTH=true \
+    TF_CPU_ALLOCATOR_USE_BFC=false \
+    CPL_MACHINE_IS_GCE=YES
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -14,6 +14,7 @@ import apache_beam as beam
 from pipeline.build import ERRORS_FILE, build
 from pipeline.options import TextureOptions, is_dataflow, params_from
 from transforms import storage
+from transforms.compute import AcceleratorError, compute_device
 from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import ErrorRecord, read_errors
 from transforms.metrics import counter_value
@@ -99,10 +100,12 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
     configure_logging(o.verbose)
     try:
         params = params_from(options)  # every flag checked before any work
+        if not is_dataflow(options):
+            compute_device(o.accelerator)  # this machine computes: is its GPU there?
         started = time.time()
         pipeline = beam.Pipeline(options=options)
         build(pipeline, options, params)
-    except ValueError as exc:
+    except (ValueError, AcceleratorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunSummary(exit_code=2, error=str(exc))
     output = storage.normalize(o.output)

@@ -20,6 +20,10 @@ _COMPUTE = threading.Lock()
 ACCELERATOR_CHOICES = ("required", "optional", "none")
 
 
+class AcceleratorError(RuntimeError):
+    """A GPU was required (--accelerator=required) and the backend sees none."""
+
+
 def visible_gpus() -> list:
     """The GPUs the Keras backend sees (names); empty on a CPU-only machine."""
     import keras
@@ -40,8 +44,8 @@ def compute_device(accelerator: str) -> str:
     """Where the model runs: "GPU (name)" or "CPU".
 
     Raises:
-      RuntimeError: ``accelerator`` is "required" and the backend sees no GPU, so the
-        worker fails at start-up instead of quietly computing on its CPU.
+      AcceleratorError: ``accelerator`` is "required" and the backend sees no GPU, so
+        the worker fails at start-up instead of quietly computing on its CPU.
     """
     if accelerator not in ACCELERATOR_CHOICES:
         raise ValueError(f"accelerator must be one of {', '.join(ACCELERATOR_CHOICES)}, "
@@ -55,10 +59,13 @@ def compute_device(accelerator: str) -> str:
             import tensorflow as tf
 
             info = tf.sysconfig.get_build_info()
-            build = (f" This TensorFlow was built for CUDA {info.get('cuda_version')} and "
-                     f"cuDNN {info.get('cudnn_version')}: the image must carry those "
-                     f"libraries (see dataflow/check_gpu_image.py).")
-        raise RuntimeError(
+            if info.get("is_cuda_build"):
+                build = (f" This TensorFlow was built for CUDA {info.get('cuda_version')} "
+                         f"and cuDNN {info.get('cudnn_version')}: the image must carry "
+                         f"those libraries (see dataflow/check_gpu_image.py).")
+            else:
+                build = " This TensorFlow is a CPU-only build."
+        raise AcceleratorError(
             "--accelerator=required, but the Keras backend "
             f"({keras.backend.backend()}) sees no GPU on this worker. Check that the job "
             "requested one (worker_accelerator experiment, a GPU machine type) and "

@@ -99,7 +99,10 @@ def gdal_options(uri: str = GCS_PREFIX) -> Dict[str, str]:
                "GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
     host = emulator_host()
     if host:
-        options.update(CPL_GS_ENDPOINT=host.rstrip("/") + "/", GS_NO_SIGN_REQUEST="YES")
+        # The worker image sets CPL_MACHINE_IS_GCE=YES (credentials from the VM):
+        # never on an emulator.
+        options.update(CPL_GS_ENDPOINT=host.rstrip("/") + "/", GS_NO_SIGN_REQUEST="YES",
+                       CPL_MACHINE_IS_GCE="NO")
     return options
 
 

@@ -161,3 +161,18 @@ def test_block_mode(scenes, tmp_path):
     # the first block row saw only 3 valid rows (5 are nodata), the last column of
     # blocks only 7 pixels: both were compared above
     assert got.shape[:2] == (7, 6)
+
+
+def test_required_gpu_missing_is_refused_before_work(scenes, tmp_path, capsys):
+    out = tmp_path / "never"
+    summary = run([str(scenes / "u8.tif")], out, "--accelerator=required")
+    assert summary.exit_code == 2 and "sees no GPU" in summary.error
+    assert "sees no GPU" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_input_that_matches_nothing(tmp_path, capsys):
+    summary = run([str(tmp_path / "nothing" / "*.tif")], tmp_path / "out")
+    assert summary.exit_code == 2 and "no raster matched --input" in summary.error
+    [record] = summary.failures
+    assert (record.stage, record.error) == ("discover", "NoRasterMatched")

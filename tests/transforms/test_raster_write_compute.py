@@ -151,3 +151,17 @@ def test_model_handlers_equal_the_core(tmp_path):
     np.testing.assert_allclose(cells[1][1, 2, 0],
                                np.nanmean(np.asarray(glcm.graycoprops(P, "contrast"))),
                                rtol=1e-6)
+
+
+def test_a_required_gpu_that_is_missing_fails_at_start_up():
+    # this machine has no GPU: "required" must refuse, the others compute on the CPU
+    from transforms.compute import AcceleratorError, compute_device
+
+    with pytest.raises(AcceleratorError, match="--accelerator=required, but"):
+        compute_device("required")
+    assert compute_device("optional") == compute_device("none") == "CPU"
+    with pytest.raises(ValueError, match="accelerator must be one of"):
+        compute_device("sometimes")
+    handler = TextureModelHandler(["contrast"], 3, 8, [1], [0.0], accelerator="required")
+    with pytest.raises(AcceleratorError):
+        handler.load_model()
