@@ -185,6 +185,10 @@ def test_dockerfile_names_the_pinned_versions():
     assert "-template-launcher-base:${LAUNCHER_TAG} AS launcher" in text
     assert not re.search(r"^FROM \S+:latest", text, re.M)
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text
+    # process settings belong to the image: the package sets none
+    for setting in ("TF_CPU_ALLOCATOR_USE_BFC=false", "CPL_MACHINE_IS_GCE=YES",
+                    "KERAS_BACKEND=tensorflow"):
+        assert setting in text
 
 
 @pytest.mark.parametrize("args, message", [

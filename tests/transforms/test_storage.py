@@ -84,8 +84,10 @@ def test_gdal_options_follow_the_emulator_variable(monkeypatch):
     options = storage.gdal_options("gs://b/x.tif")
     assert options["CPL_GS_ENDPOINT"] == "http://127.0.0.1:9999/"
     assert options["GS_NO_SIGN_REQUEST"] == "YES"
+    assert options["CPL_MACHINE_IS_GCE"] == "NO"  # the worker image says YES
     assert storage.gdal_options("/local/x.tif") == {}
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     assert "CPL_GS_ENDPOINT" not in storage.gdal_options("gs://b/x.tif")
+    assert "CPL_MACHINE_IS_GCE" not in storage.gdal_options("gs://b/x.tif")
     with pytest.raises(ValueError, match="names no bucket"):
         storage.split_gcs("gs:///x")
