@@ -19,6 +19,13 @@ else:
         f'platform_machine != "x86_64"',
     ]
 
+XARRAY = [
+    "xarray==2026.9.0",
+    "dask[distributed]==2026.8.0",
+    "rioxarray==0.19.0",
+    "zarr==3.1.6",
+]
+
 setup(
     name="glcm-texture",
     version="0.1.0",
@@ -34,12 +41,14 @@ setup(
         "google-cloud-storage==3.17.1",
     ],
     extras_require={
+        # glcm.xarray: xarray / Dask in, xarray out; `import glcm` needs none of it.
+        "xarray": XARRAY,
         "test": [
             "pytest==9.2.0",
             "scikit-image==0.26.0",
             "mahotas==1.4.19",
             "jax[cpu]==0.10.2",
             "gcp-storage-emulator==2026.7.19",
-        ],
+        ] + XARRAY,
     },
 )

@@ -36,15 +36,18 @@ class BoxMoments:
     """
 
     FEATURES = ("contrast", "dissimilarity", "homogeneity", "inverse_difference", "mean",
-                "variance", "std", "correlation", "sum_average", "sum_variance")
+                "variance", "std", "correlation", "sum_average", "sum_variance",
+                "autocorrelation", "cluster_tendency", "inverse_difference_normalized",
+                "inverse_difference_moment_normalized", "inverse_variance")
 
     def __init__(self, reference, neighbour, valid, centre_value, window, offsets,
-                 symmetric):
+                 symmetric, levels):
         self.valid = ops.cast(valid, "float32")
         self.i = ops.cast(ops.maximum(reference, 0), "float32") * self.valid
         self.j = ops.cast(ops.maximum(neighbour, 0), "float32") * self.valid
         self.c = ops.cast(ops.maximum(centre_value, 0), "float32")[..., None]
         self.symmetric = symmetric
+        self.levels = float(levels)
         self.rows, self.cols = anchor_kernels(window, offsets)
         self.n = self.box(self.valid)
         self.n_safe = ops.where(self.n > 0, self.n, 1.0)
@@ -104,6 +107,25 @@ class BoxMoments:
 
     def inverse_difference(self):
         return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j)))
+
+    def inverse_difference_normalized(self):
+        return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j) / self.levels))
+
+    def inverse_difference_moment_normalized(self):
+        d = (self.i - self.j) / self.levels
+        return self._mean_of(self.valid / (1.0 + d * d))
+
+    def inverse_variance(self):
+        d = self.i - self.j
+        off = ops.not_equal(d, 0.0)
+        return self._mean_of(ops.where(off, self.valid / ops.where(off, d * d, 1.0), 0.0))
+
+    def autocorrelation(self):
+        # E[ij]: integer products, so the window sums are exact in float32
+        return self._mean_of(self.i * self.j)
+
+    def cluster_tendency(self):
+        return self.sum_variance()
 
     def off_diagonal_fraction(self):
         """The fraction of the window's pairs with i != j."""

@@ -63,7 +63,7 @@ class WindowStatistics:
     """
 
     FEATURES = ("difference_variance", "cluster_shade", "cluster_prominence",
-                "max_correlation")
+                "max_correlation", "joint_max")
 
     def __init__(self, i, j, w, n, levels, symmetric):
         self.i, self.j, self.w, self.n = i, j, w, n
@@ -90,6 +90,21 @@ class WindowStatistics:
         d = ops.abs(self.i - self.j)
         mu = self.expect(d)[..., None]
         return self.expect(ops.square(d - mu))
+
+    def joint_max(self):
+        """The largest entry of the window's normalized GLCM, from the number of
+        pairs that share each pair's key (window² comparisons per pair)."""
+        L = float(self.levels)
+        if self.symmetric:
+            # (i, j) and (j, i) share a key; an off-diagonal key's count splits over
+            # two cells of P, a diagonal one's does not
+            lo, hi = ops.minimum(self.i, self.j), ops.maximum(self.i, self.j)
+            key, factor = lo * L + hi, ops.where(ops.equal(lo, hi), 1.0, 0.5)
+        else:
+            key, factor = self.i * L + self.j, 1.0
+        same = ops.cast(ops.equal(key[..., :, None], key[..., None, :]), "float32")
+        count = ops.sum(same * self.w[..., None, :], axis=-1)
+        return ops.max(count * factor * self.w, axis=-1) / self.n
 
     def max_correlation(self):
         """Builds each window's GLCM (levels² per pixel: slow) for the exact value."""

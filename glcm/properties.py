@@ -9,15 +9,20 @@ import numpy as np
 from keras import ops
 
 from glcm._compile import jit_when_eager
-from glcm.features import canonical_name, resolve_features
+from glcm.features import check_convention, resolve_features
 
-# Features Σ w(i - j) P(i, j): one matrix product computes all of them.
+# Features Σ w(i - j) P(i, j), weights of (d = i - j, L): one matrix product
+# computes all of them.
 LINEAR_WEIGHTS = {
-    "contrast": lambda d: d ** 2,
-    "dissimilarity": np.abs,
-    "homogeneity": lambda d: 1.0 / (1.0 + d ** 2),
-    "inverse_difference": lambda d: 1.0 / (1.0 + np.abs(d)),
+    "contrast": lambda d, L: d ** 2,
+    "dissimilarity": lambda d, L: np.abs(d),
+    "homogeneity": lambda d, L: 1.0 / (1.0 + d ** 2),
+    "inverse_difference": lambda d, L: 1.0 / (1.0 + np.abs(d)),
+    "inverse_difference_normalized": lambda d, L: 1.0 / (1.0 + np.abs(d) / L),
+    "inverse_difference_moment_normalized": lambda d, L: 1.0 / (1.0 + (d / L) ** 2),
+    "inverse_variance": lambda d, L: np.where(d != 0, 1.0 / np.where(d != 0, d, 1) ** 2, 0.0),
 }
+LN2 = float(np.log(2.0))
 
 
 def entropy_of(q, axis):
@@ -38,9 +43,17 @@ class GLCMStatistics:
       counts: co-occurrence counts or normalized matrices (..., L, L).
       names: the features that will be asked for: the linear ones among them are
         computed together in one product. Default: all of them.
+      convention: "skimage" (grey levels from 0, natural log: the default) or
+        "ibsi" (grey levels from 1, log2 in entropies and in imc2).
     """
 
-    def __init__(self, counts, names: Optional[Sequence[str]] = None):
+    def __init__(self, counts, names: Optional[Sequence[str]] = None,
+                 convention: str = "skimage"):
+        self.ibsi = check_convention(convention) == "ibsi"
+        # IBSI counts grey levels from 1: the level-dependent averages shift by one.
+        self.first_level = 1.0 if self.ibsi else 0.0
+        # Entropies in bits under IBSI, nats otherwise.
+        self.entropy_unit = LN2 if self.ibsi else 1.0
         self.counts = ops.cast(counts, "float32")
         self.levels = int(counts.shape[-1])
         index = np.arange(self.levels, dtype=np.float32)
@@ -75,8 +88,8 @@ class GLCMStatistics:
         on CPU, XLA's dot is about three times faster than a fused multiply-and-sum.
         """
         names = self.linear_names or tuple(LINEAR_WEIGHTS)
-        columns = np.stack([LINEAR_WEIGHTS[name](self.diff).ravel() for name in names],
-                           axis=1).astype(np.float32)
+        columns = np.stack([LINEAR_WEIGHTS[name](self.diff, self.levels).ravel()
+                            for name in names], axis=1).astype(np.float32)
         flat = ops.reshape(self.counts, (-1, self.levels * self.levels))
         sums = ops.matmul(flat, ops.convert_to_tensor(columns))
         return {name: ops.reshape(sums[:, k], ops.shape(self.total)) * self.scale
@@ -177,6 +190,30 @@ class GLCMStatistics:
     def inverse_difference(self):
         return self.linear["inverse_difference"]
 
+    def inverse_difference_normalized(self):
+        return self.linear["inverse_difference_normalized"]
+
+    def inverse_difference_moment_normalized(self):
+        return self.linear["inverse_difference_moment_normalized"]
+
+    def inverse_variance(self):
+        return self.linear["inverse_variance"]
+
+    def joint_max(self):
+        return ops.max(self.counts, axis=(-2, -1)) * self.scale
+
+    def autocorrelation(self):
+        # Σ_i i Σ_j j P(i, j), row by row (one L² dot loses float32 precision);
+        # IBSI's levels from 1: Σ (i+1)(j+1) P = Σ ij P + μx + μy + 1.
+        rows = ops.einsum("...ij,j->...i", self.counts, self.index)
+        value = ops.sum(rows * self.index, axis=-1) * self.scale
+        if self.ibsi:
+            value = value + self.mu_x + self.mu_y + 1.0
+        return value
+
+    def cluster_tendency(self):
+        return self._sum_moment(2)
+
     @functools.cached_property
     def _asm(self):
         # Row by row, then over rows: one dot over the L² axis accumulates
@@ -196,7 +233,7 @@ class GLCMStatistics:
         return ops.where(self.single_level, 1.0, value)
 
     def mean(self):
-        return self.mu_x
+        return self.mu_x + self.first_level
 
     def variance(self):
         return self.var_x
@@ -205,16 +242,16 @@ class GLCMStatistics:
         return ops.sqrt(self.var_x)
 
     def entropy(self):
-        return self.hxy
+        return self.hxy / self.entropy_unit
 
     def sum_average(self):
-        return self.mu_x + self.mu_y
+        return self.mu_x + self.mu_y + 2.0 * self.first_level
 
     def sum_variance(self):
         return self._sum_moment(2)
 
     def sum_entropy(self):
-        return entropy_of(self.p_sum, -1)
+        return entropy_of(self.p_sum, -1) / self.entropy_unit
 
     def difference_variance(self):
         k = ops.arange(self.levels, dtype="float32")
@@ -222,7 +259,7 @@ class GLCMStatistics:
         return ops.sum(ops.square(k - mu_d[..., None]) * self.p_diff, axis=-1)
 
     def difference_entropy(self):
-        return entropy_of(self.p_diff, -1)
+        return entropy_of(self.p_diff, -1) / self.entropy_unit
 
     def imc1(self):
         # HXY1 = -Σ P ln(p_x p_y) = HX + HY exactly, so HXY - HXY1 = -(mutual information).
@@ -231,9 +268,10 @@ class GLCMStatistics:
         return ops.where(hmax > 0, value, 0.0)
 
     def imc2(self):
-        # HXY2 = HX + HY as well: HXY2 - HXY is the mutual information; expm1 keeps
-        # precision where it is tiny.
-        return ops.sqrt(ops.maximum(-ops.expm1(-2.0 * self.mutual_information), 0.0))
+        # HXY2 = HX + HY as well: HXY2 - HXY is the mutual information (in bits under
+        # IBSI); expm1 keeps precision where it is tiny.
+        mutual = self.mutual_information / self.entropy_unit
+        return ops.sqrt(ops.maximum(-ops.expm1(-2.0 * mutual), 0.0))
 
     def max_correlation(self):
         # Q = D_x^-1 P D_y^-1 P^T is similar to A A^T with A = D_x^-1/2 P D_y^-1/2, so
@@ -254,13 +292,14 @@ class GLCMStatistics:
         return self._sum_moment(4)
 
     def _sum_moment(self, power):
-        # Over p_{x+y} (2L-1 terms, not L²): i + j - μx - μy = k - sum_average.
+        # Over p_{x+y} (2L-1 terms, not L²): i + j - μx - μy = k - (μx + μy).
         k = ops.arange(2 * self.levels - 1, dtype="float32")
-        centred = k - self.sum_average()[..., None]
+        centred = k - (self.mu_x + self.mu_y)[..., None]
         return ops.sum(centred ** power * self.p_sum, axis=-1)
 
     def feature(self, name: str):
-        return getattr(self, canonical_name(name))()
+        """The feature with canonical name ``name``."""
+        return getattr(self, name)()
 
 
 def anti_diagonal_sums(P):
@@ -287,31 +326,32 @@ def nanmean(values, axis):
     return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
 
 
-def features_from_glcm(P, features: Iterable[str]):
+def features_from_glcm(P, features: Iterable[str], convention: str = "skimage"):
     """Features of (..., L, L) GLCMs (not necessarily normalized).
 
     Returns:
       float32 (..., n_features); NaN where a matrix has no pair.
     """
-    return _features_from_glcm(P, names=resolve_features(features))
+    return _features_from_glcm(P, names=resolve_features(features, convention),
+                               convention=convention)
 
 
 @jit_when_eager
-def _features_from_glcm(P, *, names):
-    stats = GLCMStatistics(P, names)
+def _features_from_glcm(P, *, names, convention="skimage"):
+    stats = GLCMStatistics(P, names, convention)
     values = ops.stack([stats.feature(n) for n in names], axis=-1)
     return ops.where(stats.has_pairs[..., None], values, float("nan"))
 
 
 @jit_when_eager
-def _graycoprops(P, *, names):
+def _graycoprops(P, *, names, convention):
     # The transpose runs inside the compiled function: eagerly it is a separate
     # full copy of P.
     moved = ops.transpose(P, (0, 3, 4, 1, 2))  # (batch, D, A, L, L)
-    return _features_from_glcm(moved, names=names)
+    return _features_from_glcm(moved, names=names, convention=convention)
 
 
-def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
+def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast", convention="skimage"):
     """Texture properties of GLCMs, batched.
 
     Every scikit-image prop name gives scikit-image's value wherever the GLCM has at
@@ -325,7 +365,11 @@ def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
     - sum_average, sum_variance, sum_entropy of p_{x+y}; difference_variance,
       difference_entropy of p_{x-y}
     - imc1 (HXY-HXY1)/max(HX,HY), imc2 √(1-exp(-2(HXY2-HXY))), max_correlation √λ₂(Q)
-    - cluster_shade Σ(i+j-μx-μy)³P, cluster_prominence Σ(i+j-μx-μy)⁴P
+    - cluster_shade Σ(i+j-μx-μy)³P, cluster_prominence Σ(i+j-μx-μy)⁴P,
+      cluster_tendency Σ(i+j-μx-μy)²P
+    - joint_max max P, autocorrelation Σ ij P, inverse_variance Σ_{i≠j} P/(i-j)²,
+      inverse_difference_normalized ΣP/(1+|i-j|/L),
+      inverse_difference_moment_normalized ΣP/(1+(i-j)²/L²)
 
     ``docs/features.md`` gives every definition, the edge cases and the references
     each feature is tested against.
@@ -335,7 +379,14 @@ def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
     P : array (batch, L, L, n_distances, n_angles), or (L, L, n_distances, n_angles)
         Co-occurrence counts or normalized matrices (each is normalized here).
     prop : str or sequence of str
-        A canonical name, an Earth Engine alias or a scikit-image name (``"ASM"``).
+        A canonical name, an Earth Engine alias, a scikit-image name (``"ASM"``) or
+        an IBSI name (``"joint_avg"``).
+    convention : {"skimage", "ibsi"}
+        ``"skimage"`` (default): grey levels from 0, natural log, scikit-image's
+        values. ``"ibsi"``: the Image Biomarker Standardisation Initiative's
+        definitions: grey levels from 1 (mean, sum_average and autocorrelation
+        shift), log2 in the entropies and in imc2, and IBSI's names first (its
+        ``energy`` is Σ P², our asm).
 
     Returns
     -------
@@ -349,6 +400,8 @@ def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
            Classification", IEEE Trans. SMC-3(6), 1973.
     .. [2] R. W. Conners, M. M. Trivedi, C. A. Harlow, "Segmentation of a
            high-resolution urban scene using texture operators", CVGIP 25, 1984.
+    .. [3] A. Zwanenburg et al., "The Image Biomarker Standardization Initiative",
+           Radiology 295(2), 2020 (IBSI-1 reference manual, GLCM features).
     """
     P = ops.convert_to_tensor(P)
     single_image = len(P.shape) == 4
@@ -360,7 +413,8 @@ def graycoprops(P, prop: Union[str, Sequence[str]] = "contrast"):
     names = [prop] if isinstance(prop, str) else list(prop)
     if not names:
         raise ValueError("prop is empty: name at least one feature")
-    values = _graycoprops(P, names=resolve_features(names))
+    values = _graycoprops(P, names=resolve_features(names, convention),
+                          convention=convention)
     if isinstance(prop, str):
         values = values[..., 0]
     return values[0] if single_image else values

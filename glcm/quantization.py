@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 from keras import ops
 
@@ -57,3 +59,55 @@ def quantize(x, levels: int, vmin, vmax, mask=None):
     scaled = ops.where(valid, scaled, 0.0)
     q = ops.cast(ops.clip(scaled, 0.0, float(levels - 1)), "int32")
     return q, valid
+
+
+QUANTIZE_KINDS = "minmax, percentile:LO,HI or fixed:VMIN,VMAX"
+
+
+def parse_quantize(spec: str) -> Tuple[str, Tuple[float, ...]]:
+    """Parses a quantization range rule, as the pipeline's ``--quantize`` takes it.
+
+    ``minmax`` -> ("minmax", ()); ``percentile:2,98`` -> ("percentile", (2.0, 98.0));
+    ``fixed:0,255`` -> ("fixed", (0.0, 255.0)).
+
+    Raises:
+      ValueError: another form, LO >= HI, or percentiles outside 0..100.
+    """
+    kind, _, rest = str(spec).partition(":")
+    if kind == "minmax" and not rest:
+        return ("minmax", ())
+    if kind in ("percentile", "fixed"):
+        try:
+            values = tuple(float(v) for v in rest.split(",") if v.strip())
+        except ValueError:
+            values = ()
+        if len(values) != 2 or not values[0] < values[1]:
+            raise ValueError(f"--quantize {kind}:LO,HI needs two numbers with LO < HI, "
+                             f"got {spec!r}")
+        if kind == "percentile" and not (0 <= values[0] < values[1] <= 100):
+            raise ValueError(f"--quantize percentiles must lie in 0..100, got {spec!r}")
+        return (kind, values)
+    raise ValueError(f"--quantize must be {QUANTIZE_KINDS}, got {spec!r}")
+
+
+def range_from_sample(sample: np.ndarray, rule: Tuple[str, Tuple[float, ...]]
+                      ) -> Tuple[float, float]:
+    """(vmin, vmax) of a parsed rule over the valid values ``sample`` (1-D, finite).
+
+    A constant sample gets vmax = vmin + 1.
+
+    Raises:
+      ValueError: ``sample`` is empty (no valid value) for minmax or percentile.
+    """
+    kind, values = rule
+    if kind == "fixed":
+        return float(values[0]), float(values[1])
+    if sample.size == 0:
+        raise ValueError("no valid pixel: nothing to quantize")
+    if kind == "minmax":
+        vmin, vmax = float(sample.min()), float(sample.max())
+    else:
+        vmin, vmax = (float(v) for v in np.percentile(sample, values))
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    return vmin, vmax

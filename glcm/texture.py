@@ -11,8 +11,8 @@ only for the features that need it:
   up to date as the window moves along a row, O(window) per pixel;
 - ``gathered_windows`` (:class:`glcm._gathered_windows.WindowStatistics`): third and
   fourth moments and difference_variance (two passes over the window's pairs,
-  O(window²)), and max_correlation (the window's GLCM, levels² per pixel: slow, but
-  exact).
+  O(window²)), joint_max (every pair's key against every other's, O(window⁴)) and
+  max_correlation (the window's GLCM, levels² per pixel: slow, but exact).
 
 Apart from max_correlation, cost grows with pixels x window, never with levels² per
 pixel. ``docs/features.md`` gives the definitions.
@@ -50,6 +50,11 @@ MECHANISMS = {
     "correlation": BOX_SUMS,
     "sum_average": BOX_SUMS,
     "sum_variance": BOX_SUMS,
+    "autocorrelation": BOX_SUMS,
+    "cluster_tendency": BOX_SUMS,
+    "inverse_difference_normalized": BOX_SUMS,
+    "inverse_difference_moment_normalized": BOX_SUMS,
+    "inverse_variance": BOX_SUMS,
     "asm": SLIDING_HISTOGRAMS,
     "energy": SLIDING_HISTOGRAMS,
     "entropy": SLIDING_HISTOGRAMS,
@@ -61,6 +66,7 @@ MECHANISMS = {
     "cluster_shade": GATHERED_WINDOWS,
     "cluster_prominence": GATHERED_WINDOWS,
     "max_correlation": GATHERED_WINDOWS,
+    "joint_max": GATHERED_WINDOWS,
 }
 # The class that implements each mechanism's features (its FEATURES attribute).
 IMPLEMENTATIONS = {BOX_SUMS: BoxMoments, SLIDING_HISTOGRAMS: SlidingCounts,
@@ -143,13 +149,18 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
 def _chunk_rows(names, batch, width, window, levels, n_offsets):
     """Output rows per chunk so that the largest temporaries hold about
     CHUNK_ELEMENTS values: window² gathered pairs per pixel and offset for the
-    gathered features (levels² more for max_correlation), a dozen box-filtered maps
+    gathered features (levels² for max_correlation, window⁴ for joint_max), a
+    dozen box-filtered maps
     otherwise, and one histogram table of ~levels² + 5 levels per row and offset for
     the count features."""
     mechanisms = {MECHANISMS[n] for n in names}
     per_pixel = window * window if GATHERED_WINDOWS in mechanisms else 16
+    growth = [1]
     if "max_correlation" in names:
-        per_pixel *= max(1, levels * levels // (window * window))
+        growth.append(levels * levels // (window * window))  # a GLCM per window
+    if "joint_max" in names:
+        growth.append(window * window)  # every pair's key against every other's
+    per_pixel *= max(growth)
     per_row = batch * width * per_pixel * n_offsets
     if SLIDING_HISTOGRAMS in mechanisms:
         per_row = max(per_row, batch * n_offsets * (levels * levels + 5 * levels))
@@ -191,7 +202,7 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
               for mechanism in IMPLEMENTATIONS}
     # Box sums always run: their pair count n says where a window has no pair.
     box = BoxMoments(reference, neighbour, valid, centre_value, window, offsets_np,
-                     symmetric)
+                     symmetric, levels)
     values = {name: getattr(box, name)() for name in wanted[BOX_SUMS]}
     if wanted[SLIDING_HISTOGRAMS]:
         counts = SlidingCounts(reference, neighbour, valid, window, offsets_np, levels,

@@ -47,7 +47,9 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     # Tile results of this run live under their own folder (see tiles_folder).
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
-    discovered = p | "Discover" >> DiscoverScenes(o.input)
+    assets = [name.strip() for value in o.asset or () for name in value.split(",")
+              if name.strip()]
+    discovered = p | "Discover" >> DiscoverScenes(o.input, assets)
     planned = discovered["scenes"] | "Plan" >> beam.ParDo(
         PlanScenes(params, output, o.force)).with_outputs(ERRORS_TAG, SKIPPED_TAG,
                                                           main="tasks")

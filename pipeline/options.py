@@ -29,8 +29,12 @@ class TextureOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
         parser.add_argument("--input", action="append", default=None,
-                            help="glob, directory, or @file listing URIs; local or gs://; "
+                            help="glob, directory, @file listing URIs, or a STAC Item / "
+                                 "ItemCollection JSON (with --asset); local or gs://; "
                                  "repeatable (default: the built-in sample, run_local.sh)")
+        parser.add_argument("--asset", action="append", default=None,
+                            help="STAC asset(s) to read as bands of each item (e.g. nir, "
+                                 "B08, or nir,red); repeatable, in output order")
         parser.add_argument("--output", default="./output",
                             help="local directory or gs:// prefix (default ./output)")
         parser.add_argument("--features", default=DEFAULT_FEATURES,

@@ -10,8 +10,9 @@ import apache_beam as beam
 
 from transforms.errors import ERRORS_TAG, ErrorRecord
 from transforms.metrics import counter
-from transforms.scenes import (expand_lists, match_pattern, no_match_message, scene_id_for,
-                               scenes_for)
+from transforms.scenes import (Scene, expand_lists, match_pattern, no_match_message,
+                               scene_id_for, scenes_for)
+from transforms.stac import is_stac_file, read_items, scene_for_item
 
 NO_MATCH_ERROR = "NoRasterMatched"
 
@@ -28,23 +29,42 @@ class ExpandLists(beam.DoFn):
 
 
 class MatchEntries(beam.DoFn):
-    """(uri, fingerprint) for every raster an entry matches; a named file that does
-    not exist becomes an error record."""
+    """A Scene (not named yet) for every raster an entry matches, or for every item
+    of a STAC file; a named file that does not exist, a STAC file without --asset
+    and an item that lacks an asset become error records."""
+
+    def __init__(self, assets: Sequence[str] = ()):
+        self.assets = tuple(assets)
 
     def process(self, entry: str):
         try:
+            if is_stac_file(entry):
+                yield from self._items(entry)
+                return
             found, missing = match_pattern(entry)
         except Exception as exc:  # noqa: BLE001
             yield ErrorRecord.from_exception(entry, None, "discover", exc).tagged()
             return
-        yield from found
+        yield from (Scene("", uri, fingerprint) for uri, fingerprint in found)
         for uri, problem in missing:
             yield ErrorRecord(uri, None, "discover", "FileNotFoundError",
                               f"{problem}: check the path in the input list").tagged()
 
+    def _items(self, uri: str):
+        if not self.assets:
+            raise ValueError(f"{uri} is a STAC file: name the assets to read as bands "
+                             f"with --asset (e.g. --asset nir)")
+        for item in read_items(uri):
+            try:
+                yield scene_for_item(item, uri, self.assets)
+            except Exception as exc:  # noqa: BLE001 - one bad item, not the others
+                yield ErrorRecord.from_exception(f"{uri}#{item['id']}",
+                                                 scene_id_for(f"{uri}#{item['id']}"),
+                                                 "discover", exc).tagged()
+
 
 class NameScenes(beam.DoFn):
-    """Scenes for the matches that share a base name: ids made unique exactly as
+    """The scenes found that share a base name, named: ids made unique exactly as
     :func:`transforms.scenes.unique_scene_ids` does for the whole collection (only
     inputs with the same base name can collide)."""
 
@@ -52,8 +72,8 @@ class NameScenes(beam.DoFn):
         self.matched = counter("scenes_matched")
 
     def process(self, element):
-        _, matches = element
-        for scene in scenes_for(matches):
+        _, found = element
+        for scene in scenes_for(found):
             self.matched.inc()
             yield scene
 
@@ -62,16 +82,19 @@ class DiscoverScenes(beam.PTransform):
     """``--input`` patterns -> Scenes.
 
     Args:
-      patterns: globs, directories, files or ``@lists``, local or ``gs://``.
+      patterns: globs, directories, files, ``@lists`` or STAC JSON files, local or
+        ``gs://``.
+      assets: the STAC assets to read, in order, as the bands of each item.
 
     Returns:
       {"scenes": Scene, "errors": ErrorRecord}: unreadable lists and named files that
       do not exist are records; so is an input that matched no raster at all.
     """
 
-    def __init__(self, patterns: Sequence[str]):
+    def __init__(self, patterns: Sequence[str], assets: Sequence[str] = ()):
         super().__init__()
         self.patterns = tuple(p for p in patterns if p)
+        self.assets = tuple(assets)
         if not self.patterns:
             raise ValueError("no input given: pass --input with a glob, directory or @list")
 
@@ -80,10 +103,10 @@ class DiscoverScenes(beam.PTransform):
                   | "ExpandLists" >> beam.ParDo(ExpandLists()).with_outputs(
                       ERRORS_TAG, main="entries"))
         matched = (listed.entries | "SpreadEntries" >> beam.Reshuffle()
-                   | "Match" >> beam.ParDo(MatchEntries()).with_outputs(
+                   | "Match" >> beam.ParDo(MatchEntries(self.assets)).with_outputs(
                        ERRORS_TAG, main="matches"))
         scenes = (matched.matches
-                  | "ByName" >> beam.Map(lambda match: (scene_id_for(match[0]), match))
+                  | "ByName" >> beam.Map(lambda scene: (scene_id_for(scene.uri), scene))
                   | "SameName" >> beam.GroupByKey()
                   | "Name" >> beam.ParDo(NameScenes()))
         nothing = (scenes | "Count" >> beam.combiners.Count.Globally()

@@ -60,20 +60,23 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
     info = task.info
     with storage.workdir(folder) as work:  # built locally, then committed whole
         mosaic, quicklook = (os.path.join(work, name) for name in OUTPUTS)
-        write_mosaic(mosaic, output_grid(info, params.scale), task.bands, params.features,
-                     results)
+        write_mosaic(mosaic, output_grid(info, params.scale), task.sources,
+                     params.features, results)
         write_quicklook(quicklook, mosaic)
         for name in OUTPUTS:
             storage.upload(os.path.join(work, name), storage.join(folder, name))
     manifest = Manifest(
         scene_id=scene_id, input=task.scene.uri, fingerprint=task.scene.fingerprint,
-        params=params.to_json(), params_digest=params.digest(), bands=list(task.bands),
-        quantization={str(r.task.band): [r.task.vmin, r.task.vmax] for r in results},
-        band_names=band_names(task.bands, params.features),
+        params=params.to_json(), params_digest=params.digest(),
+        bands=[s.band for s in task.sources],
+        quantization={r.task.source.label: [r.task.vmin, r.task.vmax] for r in results},
+        band_names=band_names(task.sources, params.features),
         size=[info.height, info.width], pixels=info.height * info.width, crs=info.crs,
         transform=list(info.transform), warnings=info.warnings, tiles=len(results),
         outputs=list(OUTPUTS), versions=versions(),
         workers=dict(collections.Counter(r.worker for r in results)),
+        item=dict(task.scene.item, assets=dict(task.scene.assets)) if task.scene.assets
+        else {},
         timings={"mosaic_seconds": round(time.time() - started, 3),
                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     manifest.write(manifest_uri(output, scene_id))

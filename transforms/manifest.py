@@ -19,7 +19,8 @@ MANIFEST_NAME = "manifest.json"
 @dataclasses.dataclass(frozen=True)
 class Manifest:
     """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names;
-    ``workers``: tiles computed per ``host:pid``)."""
+    ``workers``: tiles computed per ``host:pid``; ``item``: for a STAC item, its id,
+    datetime, collection and the hrefs of the assets read)."""
 
     scene_id: str
     input: str
@@ -39,6 +40,7 @@ class Manifest:
     versions: Dict[str, str]
     timings: Dict[str, object]
     workers: Dict[str, int] = dataclasses.field(default_factory=dict)
+    item: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def is_finished(self, fingerprint: str, params_digest: str) -> bool:
         """True when this manifest describes the same input computed with the same

@@ -9,10 +9,11 @@ import math
 from typing import Optional, Tuple
 
 import glcm
+from glcm.quantization import QUANTIZE_KINDS, parse_quantize
 from glcm.validation import check_distances, check_levels, check_window
 
 DEFAULT_FEATURES = "contrast,dissimilarity,homogeneity,asm,entropy,correlation,mean,variance"
-QUANTIZE_KINDS = "minmax, percentile:LO,HI or fixed:VMIN,VMAX"
+__all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "TextureParams", "parse_quantize"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,24 +113,3 @@ def _numbers(text, flag, cast):
     if not values:
         raise ValueError(f"{flag} is empty")
     return values
-
-
-def parse_quantize(spec: str) -> Tuple[str, Tuple[float, ...]]:
-    """``minmax`` -> ("minmax", ()); ``percentile:2,98`` -> ("percentile", (2.0, 98.0));
-    ``fixed:0,255`` -> ("fixed", (0.0, 255.0)).
-
-    Raises:
-      ValueError: another form, LO >= HI, or percentiles outside 0..100.
-    """
-    kind, _, rest = str(spec).partition(":")
-    if kind == "minmax" and not rest:
-        return ("minmax", ())
-    if kind in ("percentile", "fixed"):
-        values = _numbers(rest, f"--quantize {kind}", float)
-        if len(values) != 2 or not values[0] < values[1]:
-            raise ValueError(f"--quantize {kind}:LO,HI needs two numbers with LO < HI, "
-                             f"got {spec!r}")
-        if kind == "percentile" and not (0 <= values[0] < values[1] <= 100):
-            raise ValueError(f"--quantize percentiles must lie in 0..100, got {spec!r}")
-        return (kind, values)
-    raise ValueError(f"--quantize must be {QUANTIZE_KINDS}, got {spec!r}")

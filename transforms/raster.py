@@ -11,6 +11,7 @@ import rasterio
 import rasterio.errors
 from rasterio.windows import Window
 
+from glcm.quantization import range_from_sample
 from transforms import storage
 from transforms.tiling import Tile
 
@@ -120,9 +121,8 @@ def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
     Raises:
       ValueError: the band has no valid pixel.
     """
-    kind, values = quantize
-    if kind == "fixed":
-        return float(values[0]), float(values[1])
+    if quantize[0] == "fixed":
+        return range_from_sample(np.empty(0), quantize)
     with open_raster(uri) as src:
         scale = max(1.0, max(src.height, src.width) / STATS_SAMPLE_SIDE)
         shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
@@ -134,13 +134,7 @@ def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
         raise ValueError(f"{uri} band {band} has no valid pixel (all nodata/NaN): "
                          f"nothing to compute; with --quantize fixed:VMIN,VMAX it would "
                          f"give an all-NaN output")
-    if kind == "minmax":
-        vmin, vmax = float(sample.min()), float(sample.max())
-    else:
-        vmin, vmax = (float(v) for v in np.percentile(sample, values))
-    if not vmax > vmin:
-        vmax = vmin + 1.0
-    return vmin, vmax
+    return range_from_sample(sample, quantize)
 
 
 def read_tile(uri: str, band: int, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:

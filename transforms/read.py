@@ -18,7 +18,8 @@ from transforms.records import TileTask
 def read_example(task: TileTask, params: TextureParams) -> Dict[str, np.ndarray]:
     """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both
     (tile + 2 halo) square, invalid outside the scene. Reads are retried."""
-    values, valid = with_retries(lambda: read_tile(task.scene.uri, task.band, task.tile))
+    source = task.source
+    values, valid = with_retries(lambda: read_tile(source.uri, source.band, task.tile))
     side = params.tile_size + 2 * params.halo
     pad = ((0, side - values.shape[0]), (0, side - values.shape[1]))
     codes, ok = glcm.quantize(values, params.levels, task.vmin, task.vmax, mask=valid)

@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Tuple
+from typing import Optional, Tuple
 
 from transforms.raster import SceneInfo
 from transforms.scenes import Scene
 from transforms.tiling import Tile
+
+
+@dataclasses.dataclass(frozen=True)
+class BandSource:
+    """One band of a scene's output: which file and band it is read from.
+
+    Attributes:
+      uri: the raster (the scene itself, or one asset of a STAC item).
+      band: the 1-based band in that raster.
+      asset: the STAC asset name, None for a plain raster.
+      single: the asset has one band (its name alone then names the output band).
+    """
+
+    uri: str
+    band: int
+    asset: Optional[str] = None
+    single: bool = True
+
+    @property
+    def name(self) -> str:
+        """Prefix of the output band names: ``b2``, ``nir`` or ``visual_b2``."""
+        if self.asset is None:
+            return f"b{self.band}"
+        return self.asset if self.single else f"{self.asset}_b{self.band}"
+
+    @property
+    def label(self) -> str:
+        """Key of the manifest's quantization ranges: ``2``, ``nir`` or ``visual:2``."""
+        if self.asset is None:
+            return str(self.band)
+        return self.asset if self.single else f"{self.asset}:{self.band}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,8 +48,8 @@ class TileTask:
     Attributes:
       scene: the input scene.
       info: its header (size, CRS, transform).
-      bands: every 1-based band the scene's output holds, in output order.
-      band_index: which of ``bands`` this task computes.
+      sources: every band the scene's output holds, in output order.
+      band_index: which of ``sources`` this task computes.
       tile: the tile's core and read window.
       vmin, vmax: the band's quantization range (one per scene and band).
       n_tasks: tasks of the scene in all (tiles x bands): its mosaic waits for them.
@@ -26,7 +57,7 @@ class TileTask:
 
     scene: Scene
     info: SceneInfo
-    bands: Tuple[int, ...]
+    sources: Tuple[BandSource, ...]
     band_index: int
     tile: Tile
     vmin: float
@@ -34,8 +65,8 @@ class TileTask:
     n_tasks: int
 
     @property
-    def band(self) -> int:
-        return self.bands[self.band_index]
+    def source(self) -> BandSource:
+        return self.sources[self.band_index]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,10 +25,11 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     cell at the scene's edge."""
     t, h, scale = task.tile, params.halo, params.scale
     height, width = -(-t.core_height // scale), -(-t.core_width // scale)
-    path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col, task.band)
+    path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
+                     task.band_index)
     with_retries(lambda: write_tile(path, maps[h:h + height, h:h + width]))
-    log.info("%s: tile row %d col %d band %d computed", task.scene.scene_id, t.key.row,
-             t.key.col, task.band)
+    log.info("%s: tile row %d col %d band %s computed", task.scene.scene_id, t.key.row,
+             t.key.col, task.source.label)
     return TileResult(task, t.core_row // scale, t.core_col // scale, path,
                       worker=f"{socket.gethostname()}:{os.getpid()}")
 

@@ -19,31 +19,41 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclasses.dataclass(frozen=True)
 class Scene:
-    """One input raster.
+    """One input: a raster, or a STAC item whose assets are read as its bands.
 
     Attributes:
       scene_id: output folder name, safe and unique within the run.
-      uri: local path or ``gs://`` URI.
+      uri: local path or ``gs://`` URI of the raster; for a STAC item, the JSON
+        file's URI and ``#`` and the item id.
       fingerprint: size and modification time of a local input, size and
-        generation of a Cloud Storage object; a rerun recomputes a scene whose
-        fingerprint changed.
+        generation of a Cloud Storage object (of every asset for an item); a rerun
+        recomputes a scene whose fingerprint changed.
+      assets: for a STAC item, (asset name, href) of the assets to read, in order.
+      item: for a STAC item, ("id", ...), ("datetime", ...), ("collection", ...).
     """
 
     scene_id: str
     uri: str
     fingerprint: str
+    assets: Tuple[Tuple[str, str], ...] = ()
+    item: Tuple[Tuple[str, str], ...] = ()
 
 
 def scene_id_for(uri: str) -> str:
-    """The file name without its last extension, made safe for a folder name.
+    """The file name without its last extension (a STAC item: its id, after the
+    ``#``), made safe for a folder name.
 
     Every character other than letters, digits, ``.``, ``-``, ``_`` becomes ``_``;
     leading dots are dropped (no hidden folders, no ``..``).
-    ``RGB.byte.tif`` -> ``RGB.byte``.
+    ``RGB.byte.tif`` -> ``RGB.byte``; ``items.json#S2B_T33UUP`` -> ``S2B_T33UUP``.
     """
-    name = uri.rstrip("/").rsplit("/", 1)[-1]
-    stem, dot, _ = name.rpartition(".")
-    base = stem if dot else name
+    uri, hash_sign, item_id = uri.partition("#")
+    if hash_sign:
+        base = item_id
+    else:
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        stem, dot, _ = name.rpartition(".")
+        base = stem if dot else name
     safe = _UNSAFE.sub("_", base).lstrip(".")
     return safe or "scene"
 
@@ -109,14 +119,15 @@ def expand_lists(pattern: str) -> List[str]:
     return [p for entry in list_entries(pattern[1:]) for p in expand_lists(entry)]
 
 
-def scenes_for(matches: Iterable[Tuple[str, str]]) -> List[Scene]:
-    """Scenes for (uri, fingerprint) matches: duplicates dropped, ids unique, sorted
-    by URI."""
-    found = {}
-    for uri, fingerprint in matches:
-        found.setdefault(uri, fingerprint)
-    uris = sorted(found)
-    return [Scene(sid, uri, found[uri]) for sid, uri in zip(unique_scene_ids(uris), uris)]
+def scenes_for(found: Iterable[Scene]) -> List[Scene]:
+    """The scenes found, named: duplicates (same URI) dropped, ids unique, sorted by
+    URI."""
+    by_uri = {}
+    for scene in found:
+        by_uri.setdefault(scene.uri, scene)
+    uris = sorted(by_uri)
+    return [dataclasses.replace(by_uri[uri], scene_id=sid)
+            for sid, uri in zip(unique_scene_ids(uris), uris)]
 
 
 def no_match_message(patterns: Sequence[str], problems=()) -> str:
@@ -147,7 +158,7 @@ def discover(patterns: Iterable[str]) -> Tuple[List[Scene], List[Tuple[str, str]
     matches, problems = [], []
     for entry in (e for p in patterns for e in expand_lists(p)):
         found, missing = match_pattern(entry)
-        matches += found
+        matches += [Scene("", uri, fingerprint) for uri, fingerprint in found]
         problems += missing
     if not matches:
         raise ValueError(no_match_message(patterns, problems))

@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from transforms import storage
 from transforms.raster import SceneInfo
-from transforms.records import TileResult
+from transforms.records import BandSource, TileResult
 
 TILES_PREFIX = ".tiles-"
 
@@ -34,9 +34,9 @@ def tiles_folder(output: str, scene_id: str, run_id: str) -> str:
 
 
 def tile_path(output: str, scene_id: str, run_id: str, row: int, col: int,
-              band: int) -> str:
+              band_index: int) -> str:
     return storage.join(tiles_folder(output, scene_id, run_id),
-                        f"r{row}_c{col}_b{band}.npy")
+                        f"r{row}_c{col}_i{band_index}.npy")
 
 
 def write_tile(uri: str, core: np.ndarray) -> str:
@@ -45,22 +45,24 @@ def write_tile(uri: str, core: np.ndarray) -> str:
     return uri
 
 
-def band_names(bands: Sequence[int], features: Sequence[str]) -> List[str]:
-    return [f"b{b}_{f}" for b in bands for f in features]
+def band_names(sources: Sequence[BandSource], features: Sequence[str]) -> List[str]:
+    """Output band names, ``<source>_<feature>``: ``b1_contrast``, ``nir_contrast``."""
+    return [f"{s.name}_{f}" for s in sources for f in features]
 
 
-def write_mosaic(path: str, info: SceneInfo, bands: Sequence[int], features: Sequence[str],
-                 tiles: Iterable[TileResult]) -> None:
+def write_mosaic(path: str, info: SceneInfo, sources: Sequence[BandSource],
+                 features: Sequence[str], tiles: Iterable[TileResult]) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
       path: the local file to write (in a scratch folder; the caller commits it).
       info: the input's size, CRS and transform (kept as they are).
-      bands, features: output band order is (band, feature), named b<band>_<feature>.
+      sources, features: output band order is (band, feature), named as
+        :func:`band_names`.
       tiles: every tile and band's saved core, placed at its (row, col) in output
         pixels (block cells in block mode).
     """
-    names = band_names(bands, features)
+    names = band_names(sources, features)
     plain = path + ".plain.tif"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
                    count=len(names), dtype="float32", nodata=float("nan"),

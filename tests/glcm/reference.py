@@ -79,4 +79,10 @@ def numpy_features(P):
         "max_correlation": maxcorr,
         "cluster_shade": (s ** 3 * P).sum(),
         "cluster_prominence": (s ** 4 * P).sum(),
+        "joint_max": P.max(),
+        "autocorrelation": (i * j * P).sum(),
+        "cluster_tendency": (s ** 2 * P).sum(),
+        "inverse_difference_normalized": (P / (1 + np.abs(i - j) / L)).sum(),
+        "inverse_difference_moment_normalized": (P / (1 + ((i - j) / L) ** 2)).sum(),
+        "inverse_variance": (P[i != j] / ((i - j)[i != j] ** 2)).sum(),
     }

@@ -12,7 +12,7 @@ import glcm
 from transforms.compute import BlockModelHandler, TextureModelHandler
 from transforms.raster import (RasterError, check_bands, quantization_range, read_tile,
                                scene_info)
-from transforms.records import TileResult, TileTask
+from transforms.records import BandSource, TileResult, TileTask
 from transforms.tiling import tiles_for
 from transforms.write import band_names, write_mosaic, write_quicklook, write_tile
 
@@ -107,18 +107,19 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
     features = ["contrast", "mean"]
     rng = np.random.default_rng(1)
     full = rng.random((2, 50, 60, 2)).astype(np.float32)  # (band, H, W, F)
+    sources = (BandSource(path, 1), BandSource(path, 2))
     tiles = []
     for tile in tiles_for("masked", 50, 60, 16, 0):
         for b in range(2):
             core = full[b, tile.core_row:tile.core_row + tile.core_height,
                         tile.core_col:tile.core_col + tile.core_width]
             uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy"), core)
-            task = TileTask(None, info, (1, 2), b, tile, 0.0, 1.0, 0)
+            task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
             tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, (1, 2), features, tiles)
+    write_mosaic(mosaic, info, sources, features, tiles)
     with rasterio.open(mosaic) as src:
-        assert src.descriptions == tuple(band_names((1, 2), features)) == (
+        assert src.descriptions == tuple(band_names(sources, features)) == (
             "b1_contrast", "b1_mean", "b2_contrast", "b2_mean")
         assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         assert src.compression.name == "deflate" and np.isnan(src.nodata)
@@ -165,3 +166,12 @@ def test_a_required_gpu_that_is_missing_fails_at_start_up():
     handler = TextureModelHandler(["contrast"], 3, 8, [1], [0.0], accelerator="required")
     with pytest.raises(AcceleratorError):
         handler.load_model()
+
+
+def test_band_sources_name_the_output_bands():
+    assert [(s.name, s.label) for s in (
+        BandSource("a.tif", 2), BandSource("nir.tif", 1, "nir"),
+        BandSource("visual.tif", 3, "visual", single=False))] == [
+            ("b2", "2"), ("nir", "nir"), ("visual_b3", "visual:3")]
+    assert band_names([BandSource("nir.tif", 1, "nir")], ["contrast", "mean"]) == [
+        "nir_contrast", "nir_mean"]
