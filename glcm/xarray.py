@@ -1,0 +1,220 @@
+"""Texture maps of xarray DataArrays, in memory or lazily with Dask.
+
+Needs the optional extra (``pip install glcm-texture[xarray]``); ``import glcm``
+does not import this module. Georeferencing travels with the coordinates: the
+``y``/``x`` coordinates and a ``spatial_ref`` coordinate (rioxarray's) are kept, so
+``result.rio.crs`` and ``result.rio.transform()`` work when rioxarray is imported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import xarray as xr
+
+from glcm.features import resolve_features
+from glcm.quantization import parse_quantize, quantize, range_from_sample
+from glcm.texture import MECHANISMS, SLIDING_HISTOGRAMS
+from glcm.texture import texture_map as _texture_map
+from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
+                             check_window, texture_halo)
+
+# Percentiles come from a regular sample of at most about SAMPLE_SIDE² pixels per
+# band: the same sample whatever the chunking, so the ranges never depend on it.
+SAMPLE_SIDE = 1024
+# Attributes of the input that describe its values, not the texture output.
+VALUE_ATTRS = ("_FillValue", "missing_value", "nodata", "scale_factor", "add_offset",
+               "units", "long_name", "standard_name", "valid_range", "valid_min",
+               "valid_max")
+
+
+def texture_map(da: xr.DataArray, features, *, window: int = 7, levels: int = 32,
+                distances: Sequence[int] = (1,), angles: Sequence[float] = DEFAULT_ANGLES,
+                quantize: str = "percentile:2,98", symmetric: bool = True,
+                nodata: Optional[float] = None) -> xr.DataArray:
+    """Per-pixel GLCM features of a 2-D or band-stacked DataArray.
+
+    Each band is quantized once, with one range for the whole array (never per
+    chunk), then :func:`glcm.texture_map` runs on it: on the whole band in memory, or
+    chunk by chunk with a halo of ``glcm.texture_halo(window, distances)`` pixels for
+    Dask-backed input, which gives the in-memory numbers bit for bit, chunk borders
+    and masked pixels included. Memory per task: the chunk plus its halo, and the
+    output; the count features (asm, energy, entropy, sum_entropy,
+    difference_entropy, imc1, imc2) need whole rows, so their chunks are merged
+    along x (keep y chunks small for wide arrays).
+
+    Parameters
+    ----------
+    da : DataArray, dims ``(y, x)`` or ``(band, y, x)``
+        Any numeric dtype; the last two dimensions are the image rows and columns.
+        NaN, ±inf and ``nodata`` (default: the array's ``_FillValue`` or ``nodata``
+        attribute or encoding) are invalid pixels.
+    features : str or sequence of str
+        Names or aliases of :data:`glcm.FEATURES`.
+    window, levels, distances, angles, symmetric
+        As :func:`glcm.texture_map` (angles in radians).
+    quantize : str
+        ``minmax``, ``percentile:LO,HI`` (from a regular sample of at most about
+        1024 x 1024 valid pixels per band) or ``fixed:VMIN,VMAX``. With ``fixed`` the
+        numbers are those of ``glcm.quantize`` then ``glcm.texture_map``.
+
+    Returns
+    -------
+    DataArray, float32, dims ``(feature, y, x)`` or ``(band, feature, y, x)``
+        Lazy (Dask) when the input is. ``feature`` holds the canonical names; the
+        spatial coordinates, ``spatial_ref`` and georeferencing attributes are kept;
+        NaN where a pixel is invalid or its window has no valid pair. Attributes
+        record the parameters and each band's quantization range.
+
+    Raises
+    ------
+    ValueError
+        Wrong dimensions, bad parameters, or a band without any valid pixel (for
+        ``minmax`` and ``percentile``).
+    """
+    if da.ndim not in (2, 3):
+        raise ValueError(f"texture_map needs a 2-D (y, x) or 3-D (band, y, x) DataArray, "
+                         f"got dims {da.dims}")
+    names = resolve_features(features)
+    window, levels = check_window(window), check_levels(levels)
+    distances, angles = check_distances(distances), check_angles(angles)
+    rule = parse_quantize(quantize)
+    nodata = _nodata(da) if nodata is None else nodata
+    params = dict(names=names, window=window, levels=levels, distances=distances,
+                  angles=angles, symmetric=bool(symmetric))
+    bands = [da] if da.ndim == 2 else [da[k] for k in range(da.shape[0])]
+    results, ranges = [], []
+    for k, band in enumerate(bands):
+        values = _valid_values(band.data, nodata)
+        vmin, vmax = _quantization_range(values, rule, k)
+        ranges.append([vmin, vmax])
+        results.append(_band_texture(values, vmin, vmax, params))
+    data = results[0] if da.ndim == 2 else _stack(results)
+    y, x = da.dims[-2:]
+    dims = ("feature", y, x) if da.ndim == 2 else (da.dims[0], "feature", y, x)
+    coords = {name: coord for name, coord in da.coords.items()
+              if set(coord.dims) <= set(da.dims)}
+    coords["feature"] = list(names)
+    attrs = {key: value for key, value in da.attrs.items() if key not in VALUE_ATTRS}
+    attrs.update(glcm_features=list(names), glcm_window=window, glcm_levels=levels,
+                 glcm_distances=list(distances), glcm_angles=list(angles),
+                 glcm_symmetric=int(bool(symmetric)), glcm_quantize=str(quantize),
+                 glcm_quantization_range=ranges if da.ndim == 3 else ranges[0])
+    result = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs,
+                          name=f"{da.name}_texture" if da.name else "texture")
+    result.encoding["_FillValue"] = np.float32(np.nan)
+    return result
+
+
+def _nodata(da: xr.DataArray):
+    for source in (da.attrs, da.encoding):
+        for key in ("_FillValue", "nodata", "missing_value"):
+            if source.get(key) is not None:
+                return source[key]
+    return None
+
+
+def _is_dask(data) -> bool:
+    return type(data).__module__.split(".")[0] == "dask"
+
+
+def _valid_values(data, nodata):
+    """float64 values with NaN where invalid (non-finite or nodata)."""
+    if _is_dask(data):
+        import dask.array as dsa
+
+        module = dsa
+    else:
+        module, data = np, np.asarray(data)
+    values = data.astype(np.float64)
+    invalid = ~module.isfinite(values)
+    if nodata is not None and np.isfinite(nodata):
+        invalid = invalid | (values == float(nodata))
+    return module.where(invalid, np.nan, values)
+
+
+def _quantization_range(values, rule, band_index) -> Tuple[float, float]:
+    if rule[0] == "fixed":
+        return range_from_sample(np.empty(0), rule)
+    step = max(1, math.ceil(max(values.shape) / SAMPLE_SIDE))
+    sample = values[::step, ::step]
+    sample = np.asarray(sample.compute() if _is_dask(sample) else sample).ravel()
+    try:
+        return range_from_sample(sample[np.isfinite(sample)], rule)
+    except ValueError:
+        raise ValueError(f"band {band_index} has no valid pixel (all NaN or nodata): "
+                         f"nothing to quantize; give quantize='fixed:VMIN,VMAX' for "
+                         f"an all-NaN result") from None
+
+
+def _texture_block(block, *, halo, vmin, vmax, params, shape=None):
+    """(features, h, w) float32 texture of the core of a (h + 2 halo, w + 2 halo)
+    block of float64 values (NaN invalid).
+
+    ``shape``: pad the block with NaN (invalid, as beyond the image) to this shape
+    first, so that every block of an array runs one compiled program.
+    """
+    core_shape = (block.shape[0] - 2 * halo, block.shape[1] - 2 * halo)
+    if shape is not None:
+        block = np.pad(block, [(0, shape[0] - block.shape[0]),
+                               (0, shape[1] - block.shape[1])], constant_values=np.nan)
+    q, ok = quantize(block[None], params["levels"], vmin, vmax)
+    maps = _texture_map(q, params["names"], params["window"], levels=params["levels"],
+                        distances=params["distances"], angles=params["angles"],
+                        symmetric=params["symmetric"], mask=ok)
+    maps = np.asarray(maps)[0]
+    core = maps[halo:halo + core_shape[0], halo:halo + core_shape[1]]
+    return np.ascontiguousarray(np.moveaxis(core, -1, 0), dtype=np.float32)
+
+
+def _band_texture(values, vmin, vmax, params):
+    """One band's (features, y, x) texture; chunk by chunk for Dask input."""
+    halo = texture_halo(params["window"], params["distances"])
+    settings = dict(halo=halo, vmin=vmin, vmax=vmax, params=params)
+    if not _is_dask(values):
+        return _texture_block(np.pad(values, halo, constant_values=np.nan), **settings)
+    import dask.array as dsa
+
+    if min(values.shape) <= 2 * halo:  # too small to split: one block, in memory
+        block = _texture_block(np.pad(values.compute(), halo, constant_values=np.nan),
+                               **settings)
+        return dsa.from_array(block, chunks=(block.shape[0],) + values.chunks)
+    values = _chunks_of_at_least(values, halo)
+    if any(MECHANISMS[name] == SLIDING_HISTOGRAMS for name in params["names"]):
+        # Sliding histograms sum along each row from the block's left edge: blocks
+        # span whole rows so that those sums, and so the numbers, are the in-memory
+        # ones bit for bit (rows are independent: the y chunking stays).
+        values = values.rechunk({1: -1})
+    padded = dsa.overlap.overlap(values, depth={0: halo, 1: halo},
+                                 boundary={0: np.nan, 1: np.nan})
+    n_features = len(params["names"])
+    largest = tuple(max(c) + 2 * halo for c in values.chunks)
+    return padded.map_blocks(_texture_block, dtype=np.float32, new_axis=0,
+                             chunks=((n_features,),) + values.chunks, shape=largest,
+                             **settings)
+
+
+def _chunks_of_at_least(values, size):
+    """Rechunks so that every chunk holds at least ``size`` pixels along each axis
+    (the halo is read from the neighbouring chunk only)."""
+    chunks = []
+    for axis_chunks in values.chunks:
+        merged = []
+        for c in axis_chunks:
+            if merged and (merged[-1] < size or c < size):
+                merged[-1] += c
+            else:
+                merged.append(c)
+        chunks.append(tuple(merged))
+    chunks = tuple(chunks)
+    return values if chunks == values.chunks else values.rechunk(chunks)
+
+
+def _stack(results):
+    if any(_is_dask(r) for r in results):
+        import dask.array as dsa
+
+        return dsa.stack(results)
+    return np.stack(results)
