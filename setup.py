@@ -30,7 +30,7 @@ setup(
     name="glcm-texture",
     version="0.1.0",
     description="Exact, fast GLCM/Haralick texture features for large raster collections",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # numpy 2.4, xarray 2026 and zarr 3 need 3.11
     packages=find_packages(include=["glcm", "glcm.*", "transforms", "transforms.*",
                                     "pipeline", "pipeline.*"]),
     install_requires=TENSORFLOW + [

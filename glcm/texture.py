@@ -74,6 +74,10 @@ IMPLEMENTATIONS = {BOX_SUMS: BoxMoments, SLIDING_HISTOGRAMS: SlidingCounts,
 
 # Elements (pixels x window pairs x offsets) of one chunk: bounds peak memory.
 CHUNK_ELEMENTS = 1 << 25
+# Widest chunk: the sliding histograms take one step per column, vectorized over
+# the chunk's rows, so a wide chunk (with fewer rows) takes more, smaller steps
+# (4096 columns: 4 strips of 1024; a 1032-column pipeline tile: one strip).
+STRIP_COLUMNS = 1280
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
@@ -130,20 +134,32 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     codes = level_codes(images, levels, mask)  # -1 = invalid
     batch, height, width = images.shape[0], images.shape[1], images.shape[2]
     eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
-    rows = _chunk_rows(names, batch, width, window, levels, len(offsets)) if eager else 0
-    if not eager or rows >= height:
+    if not eager:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
-    # Row chunks of one shape (the last one padded), so the kernel compiles once; as
-    # even as possible, so padding wastes less than one row per chunk.
-    n_chunks = math.ceil(height / rows)
-    rows = math.ceil(height / n_chunks)
-    codes = ops.pad(codes, [[0, 0], [0, n_chunks * rows - height], [0, 0]],
+    # Chunks of one shape (the last ones padded), so the kernel compiles once; as even
+    # as possible, so padding wastes less than one row or column per chunk. Column
+    # strips keep wide images as fast as narrow ones: the sliding histograms step
+    # along the columns, vectorized over a chunk's rows.
+    n_cols, cols = _even_split(width, STRIP_COLUMNS)
+    n_rows, rows = _even_split(height, _chunk_rows(names, batch, cols, window, levels,
+                                                   len(offsets)))
+    if n_rows == n_cols == 1:
+        return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
+    codes = ops.pad(codes, [[0, 0], [0, n_rows * rows - height], [0, n_cols * cols - width]],
                     constant_values=-1)
     padded = _pad_for_windows(codes, window, offsets)
     margin = padded.shape[1] - codes.shape[1]
-    chunks = [_texture_kernel(padded[:, r0:r0 + rows + margin], **static)
-              for r0 in range(0, n_chunks * rows, rows)]
-    return ops.concatenate(chunks, axis=1)[:, :height]
+    chunks = [ops.concatenate([_texture_kernel(padded[:, r0:r0 + rows + margin,
+                                                      c0:c0 + cols + margin], **static)
+                               for c0 in range(0, n_cols * cols, cols)], axis=2)
+              for r0 in range(0, n_rows * rows, rows)]
+    return ops.concatenate(chunks, axis=1)[:, :height, :width]
+
+
+def _even_split(size, most):
+    """(n, length): ``size`` in n pieces of at most ``most``, as even as possible."""
+    n = math.ceil(size / max(1, min(most, size)))
+    return n, math.ceil(size / n)
 
 
 def _chunk_rows(names, batch, width, window, levels, n_offsets):

@@ -4,8 +4,9 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "python3 (>= 3.10) is required" >&2
+if ! command -v python3 >/dev/null 2>&1 || \
+    ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "python3 (>= 3.11) is required: the pinned numpy, xarray and zarr need it" >&2
   exit 1
 fi
 if [ ! -x .venv/bin/python ]; then

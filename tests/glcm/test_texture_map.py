@@ -153,6 +153,9 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     chunked = np.asarray(glcm.texture_map(image, names, 5, levels=8, distances=[1, 2]))
     # chunks run compiled, the small whole image op by op: rounding may differ
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(texture, "STRIP_COLUMNS", 9)  # and column strips: 3 of 8
+    tiles = np.asarray(glcm.texture_map(image, names, 5, levels=8, distances=[1, 2]))
+    np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_layer_model_roundtrip_and_jit(tmp_path):
