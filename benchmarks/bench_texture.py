@@ -3,7 +3,11 @@
 1024x1024 image, window 7, levels 32, distance 1, four angles averaged, eight
 features. The alternatives run on crops and are scaled to the full image (their
 cost is linear in pixels). Then scaling with window size and levels.
+With ``--profile SIZE [SIZE ...]``, instead: where texture_map's time goes, per
+feature alone and per mechanism (box sums, sliding histograms, gathered windows),
+with the chunks it ran in, at each size (warm: compile time excluded).
 Usage: python -m benchmarks.bench_texture [--size 1024] [--no-scaling]
+       python -m benchmarks.bench_texture --profile 1024 4096
 """
 
 import argparse
@@ -17,6 +21,7 @@ from skimage.feature import graycoprops as sk_graycoprops
 
 import glcm
 from benchmarks.common import best_of, header, peak_rss_gib
+from glcm import texture
 
 FEATURES = ["contrast", "dissimilarity", "homogeneity", "asm", "entropy", "correlation",
             "mean", "variance"]
@@ -75,11 +80,46 @@ def numpy_fast_glcm(img, window, levels):
     return out / len(OFFSETS)
 
 
+def chunk_layout(size, names, window, levels):
+    """(row chunks, column strips, rows x columns per chunk) texture_map uses."""
+    n_cols, cols = texture._even_split(size, texture.STRIP_COLUMNS)
+    rows = texture._chunk_rows(names, 1, cols, window, levels, len(OFFSETS))
+    n_rows, rows = texture._even_split(size, rows)
+    return n_rows, n_cols, f"{rows}x{cols}"
+
+
+def profile(sizes, window=7, levels=32):
+    """Seconds per feature alone and per mechanism, warm, at each size."""
+    groups = {mechanism: [f for f in FEATURES if glcm.MECHANISMS[f] == mechanism]
+              for mechanism in sorted(set(glcm.MECHANISMS[f] for f in FEATURES))}
+    runs = [(name, glcm.MECHANISMS[name], [name]) for name in FEATURES]
+    runs += [(f"all {m} ({len(g)})", m, g) for m, g in groups.items()]
+    runs += [(f"all {len(FEATURES)} features", "-", FEATURES)]
+    for size in sizes:
+        img = image(size, levels)
+        print(f"profile {size}x{size}, window {window}, levels {levels}, 4 offsets "
+              f"averaged (warm, best of 1 after a warm-up call)")
+        print(f"{'features':34s} {'mechanism':20s} {'seconds':>8s} {'px/s':>10s} "
+              f"{'chunks':>7s} {'chunk':>10s} {'s/chunk':>8s}")
+        for label, mechanism, names in runs:
+            seconds = best_of(lambda: np.asarray(
+                glcm.texture_map(img, names, window, levels=levels)), repeat=1)
+            n_rows, n_cols, shape = chunk_layout(size, names, window, levels)
+            n = n_rows * n_cols
+            print(f"{label:34s} {mechanism:20s} {seconds:8.2f} {size * size / seconds:10.0f} "
+                  f"{n:7d} {shape:>10s} {seconds / n:8.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--profile", type=int, nargs="+", default=None, metavar="SIZE")
     args = parser.parse_args()
+    if args.profile:
+        header("texture_map profile")
+        profile(args.profile)
+        return
     header("texture_map")
     size, window, levels = args.size, 7, 32
     img = image(size, levels)
