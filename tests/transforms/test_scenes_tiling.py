@@ -100,3 +100,32 @@ def test_tiled_texture_map_is_seamless(tile):
         mosaic[t.core_row:t.core_row + t.core_height, t.core_col:t.core_col + t.core_width] = \
             out[halo:halo + t.core_height, halo:halo + t.core_width]
     np.testing.assert_allclose(mosaic, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_stac_items_resolve_hrefs_and_fingerprint_without_network(tmp_path):
+    import json
+
+    from transforms.stac import read_items, resolve_href, scene_for_item
+
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2A 1/2",
+            "properties": {"datetime": "2026-01-02T00:00:00Z",
+                           "updated": "2026-01-03T00:00:00Z"},
+            "assets": {"nir": {"href": "https://example.com/S2A/B08.tif"},
+                       "red": {"href": "https://example.com/S2A/B04.tif"}}}
+    path = tmp_path / "item.json"
+    path.write_text(json.dumps(item))
+    [read] = read_items(str(path))  # a single Item, not a collection
+    scene = scene_for_item(read, str(path), ["red", "nir"])
+    assert scene.assets == (("red", "https://example.com/S2A/B04.tif"),
+                            ("nir", "https://example.com/S2A/B08.tif"))
+    assert dict(scene.item) == {"id": "S2A 1/2", "datetime": "2026-01-02T00:00:00Z",
+                                "collection": "None"}
+    assert scene_id_for(scene.uri) == "S2A_1_2"
+    # http(s) assets: the fingerprint follows the item's "updated" property
+    item["properties"]["updated"] = "2026-02-01T00:00:00Z"
+    assert scene_for_item(item, str(path), ["red", "nir"]).fingerprint != scene.fingerprint
+    assert resolve_href("../b/x.tif", "gs://bkt/stac/items.json") == "gs://bkt/b/x.tif"
+    assert resolve_href("x.tif", str(tmp_path / "items.json")) == str(tmp_path / "x.tif")
+    (tmp_path / "bad.json").write_text(json.dumps({"type": "Catalog", "id": "c"}))
+    with pytest.raises(ValueError, match="expected Feature or FeatureCollection"):
+        read_items(str(tmp_path / "bad.json"))
