@@ -158,17 +158,16 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
 
 def _even_split(size, most):
     """(n, length): ``size`` in n pieces of at most ``most``, as even as possible."""
-    n = math.ceil(size / max(1, min(most, size)))
+    n = max(1, math.ceil(size / max(1, most)))
     return n, math.ceil(size / n)
 
 
 def _chunk_rows(names, batch, width, window, levels, n_offsets):
     """Output rows per chunk so that the largest temporaries hold about
     CHUNK_ELEMENTS values: window² gathered pairs per pixel and offset for the
-    gathered features (levels² for max_correlation, window⁴ for joint_max), a
-    dozen box-filtered maps
-    otherwise, and one histogram table of ~levels² + 5 levels per row and offset for
-    the count features."""
+    gathered features (levels² for max_correlation, window⁴ for joint_max), a dozen
+    box-filtered maps otherwise, and one histogram table of ~levels² + 5 levels per
+    row and offset for the count features."""
     mechanisms = {MECHANISMS[n] for n in names}
     per_pixel = window * window if GATHERED_WINDOWS in mechanisms else 16
     growth = [1]
