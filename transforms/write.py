@@ -25,6 +25,10 @@ from transforms.raster import SceneInfo
 from transforms.records import BandSource, TileResult
 
 TILES_PREFIX = ".tiles-"
+# GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
+# GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
+# writes once; a bounded cache is as fast (README, "Benchmarks").
+MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 
 
 def tiles_folder(output: str, scene_id: str, run_id: str) -> str:
@@ -62,6 +66,12 @@ def write_mosaic(path: str, info: SceneInfo, sources: Sequence[BandSource],
       tiles: every tile and band's saved core, placed at its (row, col) in output
         pixels (block cells in block mode).
     """
+    with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
+        _write_mosaic(path, info, sources, features, tiles)
+
+
+def _write_mosaic(path, info, sources, features, tiles) -> None:
+    """The body of :func:`write_mosaic`, inside its GDAL settings."""
     names = band_names(sources, features)
     plain = path + ".plain.tif"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
