@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import time
 from typing import Callable, Iterable, List, Optional, TypeVar
 
@@ -20,7 +19,6 @@ ATTEMPTS = 3  # tries of a tile's read or write before it becomes an error recor
 RETRY_DELAY_SECONDS = 0.5
 ERRORS_TAG = "errors"  # the tagged output every step sends its records to
 T = TypeVar("T")
-log = logging.getLogger("glcm")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,7 +88,8 @@ def list_entries(listing: str) -> List[str]:
         lines = storage.read_bytes(listing).decode("utf-8").splitlines()
     except Exception as exc:  # noqa: BLE001 - report any I/O failure by name
         raise ValueError(f"cannot read the input list {listing!r}: {exc}") from exc
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    entries = (line.strip() for line in lines)
+    return [entry for entry in entries if entry and not entry.startswith("#")]
 
 
 def match_pattern(pattern: str) -> Tuple[List[Tuple[str, str]], List[Tuple[str, str]]]:

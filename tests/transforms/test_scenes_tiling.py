@@ -47,7 +47,8 @@ def test_discover_globs_directories_lists(tmp_path):
     b = touch(f"{d}/in/b.tiff", b"xyz")
     touch(f"{d}/in/notes.txt")
     c = touch(f"{d}/other/c.tif")
-    listing = touch(f"{d}/list.txt", f"# inputs\n{c}\n\n{d}/missing.tif\n{a}\n".encode())
+    listing = touch(f"{d}/list.txt",
+                    f"# inputs\n{c}\n\n  # indented\n{d}/missing.tif\n{a}\n".encode())
     scenes, problems = discover([f"{d}/in", f"{d}/in/*.tif", f"@{listing}"])
     assert [s.uri for s in scenes] == sorted([a, b, c])  # sorted, deduplicated
     assert [s.scene_id for s in scenes] == ["a", "b", "c"]
