@@ -22,6 +22,7 @@ from skimage.feature import graycoprops as sk_graycoprops
 import glcm
 from benchmarks.common import best_of, header, peak_rss_gib
 from glcm import texture
+from glcm._compile import chunk_threads
 
 FEATURES = ["contrast", "dissimilarity", "homogeneity", "asm", "entropy", "correlation",
             "mean", "variance"]
@@ -82,9 +83,8 @@ def numpy_fast_glcm(img, window, levels):
 
 def chunk_layout(size, names, window, levels):
     """(row chunks, column strips, rows x columns per chunk) texture_map uses."""
-    n_cols, cols = texture._even_split(size, texture.STRIP_COLUMNS)
-    rows = texture._chunk_rows(names, 1, cols, window, levels, len(OFFSETS))
-    n_rows, rows = texture._even_split(size, rows)
+    n_rows, rows, n_cols, cols = texture.chunk_plan(
+        size, size, names, 1, window, levels, len(OFFSETS), chunk_threads())
     return n_rows, n_cols, f"{rows}x{cols}"
 
 

@@ -6,6 +6,7 @@ they are about three times slower). Inside a caller's own ``tf.function`` or
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
 import keras
@@ -69,3 +70,46 @@ def _compile(fn, backend, static):
     import jax
 
     return jax.jit(bound)
+
+
+def chunk_threads(threads=None) -> int:
+    """How many chunks an eager call computes at once.
+
+    Default: the usable CPU cores when TensorFlow computes on the CPU (a compiled
+    loop runs on one core), else 1: an accelerator wants few, large chunks, and on
+    JAX, XLA:CPU executions started from several threads at once were seen to hang
+    (jaxlib 0.8, 2 cores), while its asynchronous dispatch already overlaps them.
+
+    Raises:
+      ValueError: ``threads`` < 1, or > 1 on the JAX backend.
+    """
+    backend = keras.backend.backend()
+    if threads is None:
+        if backend != "tensorflow" or _default_device_platform() != "cpu":
+            return 1
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+    threads = int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads > 1 and backend == "jax":
+        raise ValueError(f"threads={threads}: on the JAX backend chunks run one at a time "
+                         "(leave threads unset, or use the TensorFlow backend)")
+    return threads
+
+
+def _default_device_platform() -> str:
+    """"cpu" or "gpu"/"tpu": where a new array lands (honours TF device scopes)."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        device = (tf.zeros(()) + 0).device.upper()
+        return "cpu" if ":CPU:" in device else "gpu"
+    if backend == "jax":
+        import jax
+
+        return jax.numpy.zeros(()).devices().pop().platform
+    return "cpu"

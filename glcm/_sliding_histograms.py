@@ -11,24 +11,39 @@ from keras import ops
 from glcm._box_sums import anchor_kernels
 
 
-def _m_log_m_step(m):
-    """(m+1) ln(m+1) - m ln m, written without cancellation: ln(m+1) + m ln(1+1/m)."""
-    safe = ops.maximum(m, 1.0)
-    return ops.log(m + 1.0) + ops.where(m > 0, safe * ops.log1p(1.0 / safe), 0.0)
+# Σ m ln m is kept as an int32 fixed-point sum of a table: the running sum of table
+# differences telescopes, so it is exact and does not depend on the path the window
+# took (a block that starts elsewhere gives bit-identical results).
+INT32_LIMIT = (1 << 31) - 1
+
+
+def m_log_m_table(most):
+    """(scale_bits, F): F[m] = round(m ln m 2^scale_bits) for m = 0..most, int64.
+
+    ``scale_bits`` is the largest that keeps Σ F[m_k] over any histogram of at most
+    ``most`` elements within int32: m ln m is convex with 0 at 0 and 1, so that sum is
+    at most most·ln(most) 2^scale_bits plus half a unit per key.
+    """
+    most = max(int(most), 2)
+    m = np.arange(most + 1, dtype=np.float64)
+    f = m * np.log(np.maximum(m, 1.0))
+    bits = int(math.floor(math.log2((INT32_LIMIT - most) / f[-1])))
+    return bits, np.rint(f * 2.0 ** bits).astype(np.int64)
 
 
 class SlidingCounts:
     """Σ m² and Σ m ln m of every window's key histograms.
 
     For each output row and offset, histograms of the window's keys (joint pair
-    codes, i + j, |i - j|, grey levels) live in one table. Moving one column right
-    removes the anchors of the column that leaves and adds those of the column that
-    enters, one element at a time (repeated keys need no special care): adding to a
-    key of count m changes Σ m² by 2m + 1 and Σ m ln m by (m+1) ln(m+1) - m ln m.
-    The loop runs over columns (a backend ``fori_loop``), vectorized over rows,
-    offsets and key kinds: O(window) per pixel, independent of the number of levels.
-    The table holds rows x offsets x (levels² + 5 levels) floats; texture_map sizes
-    its row chunks for it.
+    codes, i + j, |i - j|, grey levels) live in one int32 table. Moving one column
+    right removes the anchors of the column that leaves and adds those of the column
+    that enters, one element at a time (repeated keys need no special care): adding
+    to a key of count m changes Σ m² by 2m + 1 and Σ m ln m by F[m+1] - F[m], a
+    table look-up (:func:`m_log_m_table`). Both sums are int32 and exact: no
+    logarithm and no rounding in the loop. The loop runs over columns (a backend
+    ``fori_loop``), vectorized over rows, offsets and key kinds: O(window) per
+    pixel, independent of the number of levels. The table holds rows x offsets x
+    (levels² + 5 levels) counts; texture_map sizes its row chunks for it.
 
     Args:
       reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair.
@@ -55,30 +70,35 @@ class SlidingCounts:
             wanted.add("diff")
         if set(names) & {"imc1", "imc2"}:
             wanted.update({"x", "y"})
-        ones = ops.ones_like(ops.cast(i, "float32"))
-        # asm of a symmetric GLCM: an off-diagonal key is split over two cells.
-        joint_factor = ops.where(ops.equal(lo, hi), 1.0, 0.5) if symmetric else ones
-        candidates = [("joint", lo * L + hi if symmetric else i * L + j, L * L, joint_factor),
+        ones = ops.ones_like(i)
+        # asm of a symmetric GLCM: an off-diagonal key is split over two cells, so it
+        # weighs half a diagonal one (weights 1 and 2 here, halved at the end).
+        self.square_divisor = 2.0 if symmetric else 1.0
+        joint_weight = ops.where(ops.equal(lo, hi), 2, 1) if symmetric else ones
+        candidates = [("joint", lo * L + hi if symmetric else i * L + j, L * L, joint_weight),
                       ("sum", i + j, 2 * L - 1, ones), ("diff", hi - lo, L, ones),
                       ("x", i, L, ones), ("y", j, L, ones)]
         self.stats = [c[0] for c in candidates if c[0] in wanted]
-        phases = ([], [])  # (stat slot, keys, asm factor) per stream
+        phases = ([], [])  # (stat slot, keys, square weight) per stream
         bases = {}
         base = 0
-        for name, keys, size, factor in candidates:
+        for name, keys, size, weight in candidates:
             if name not in wanted:
                 continue
             if name == "y" and symmetric:
                 # p_x = p_y: j joins i's histogram, in a second phase so that one
                 # update never touches the same cell twice.
-                phases[1].append((self.stats.index("x"), keys + bases["x"], factor))
+                phases[1].append((self.stats.index("x"), keys + bases["x"], weight))
                 continue
             bases[name] = base
-            phases[0].append((self.stats.index(name), keys + base, factor))
+            phases[0].append((self.stats.index(name), keys + base, weight))
             base += size
         self.table_size = base
         self.phases = [p for p in phases if p]
-        self.weight = ops.cast(valid, "float32")
+        # The largest histogram: every anchor of a window (twice for symmetric p_x).
+        self.most = window * window * (2 if symmetric and "x" in wanted else 1)
+        self.scale_bits, self.m_log_m = m_log_m_table(self.most)
+        self.valid = ops.cast(valid, "int32")
         self.sums = self._run()
 
     def _aligned_columns(self, maps, x, back):
@@ -99,58 +119,59 @@ class SlidingCounts:
         width = cols_k.sum(axis=0).astype(np.int64)
         # Shift offset k's columns so every offset's window ends at step x.
         shift = (window - 1) - hi_col
-        batch, rh, rw = self.weight.shape[0], self.weight.shape[1], self.weight.shape[2]
+        batch, rh, rw = self.valid.shape[0], self.valid.shape[1], self.valid.shape[2]
         out_h = rh - window + 1
         n_stats = len(self.stats)
         vector = (batch, out_h, K)
         row_base = ops.reshape(ops.arange(batch * out_h * K, dtype="int32"),
                                vector)[..., None] * self.table_size
+        # F[m+1] - F[m] for m = 0..most-1: what adding to a key of count m adds.
+        step = ops.convert_to_tensor(np.diff(self.m_log_m).astype(np.int32))
         phases = []
         for streams in self.phases:
             keys = ops.stack([s[1] for s in streams], axis=-1)  # (B, rh, rw, K, S)
-            w = ops.stack([self.weight] * len(streams), axis=-1)
-            factor = ops.stack([s[2] for s in streams], axis=-1)
-            phases.append(([s[0] for s in streams], keys, w, factor))
-        row_mask = [rows_k[t][:, None] for t in range(window)]  # (K, 1) per window row
+            w = ops.stack([self.valid] * len(streams), axis=-1)
+            weight = ops.stack([s[2] for s in streams], axis=-1)
+            phases.append(([s[0] for s in streams], keys, w, weight))
+        row_mask = [ops.convert_to_tensor(rows_k[t][:, None].astype(np.int32))
+                    for t in range(window)]  # (K, 1) per window row
 
-        def update(table, sq, ml, comp, keys, w, factor, slots, sign):
+        def update(table, sq, ml, keys, w, weight, slots, sign):
             idx = ops.reshape(row_base + keys, (-1,))
             m = ops.reshape(ops.take(table, idx), keys.shape)
-            if sign > 0:
-                d_sq, d_ml = 2.0 * m + 1.0, _m_log_m_step(m)
-            else:
-                d_sq, d_ml = 1.0 - 2.0 * m, -_m_log_m_step(ops.maximum(m - 1.0, 0.0))
+            if sign > 0:  # count m -> m + 1
+                d_sq, d_ml = 2 * m + 1, ops.take(step, ops.minimum(m, self.most - 1))
+            else:  # m -> m - 1 (w = 0 where nothing is removed)
+                before = ops.maximum(m - 1, 0)
+                d_sq, d_ml = -(2 * before + 1), -ops.take(step, before)
             table = ops.scatter_update(table, idx[:, None], ops.reshape(m + sign * w, (-1,)))
-            d_sq, d_ml = d_sq * w * factor, d_ml * w
+            d_sq, d_ml = d_sq * w * weight, d_ml * w
             for s, slot in enumerate(slots):
                 sq[slot] = sq[slot] + d_sq[..., s]
-                # Kahan summation: thousands of steps must not drift
-                y = d_ml[..., s] - comp[slot]
-                total = ml[slot] + y
-                comp[slot] = (total - ml[slot]) - y
-                ml[slot] = total
+                ml[slot] = ml[slot] + d_ml[..., s]
             return table
 
         def body(x, state):
-            table, sq, ml, comp, out = state
-            sq, ml, comp = list(sq), list(ml), list(comp)
-            for slots, keys, w, factor in phases:
-                for sign, back in ((-1.0, shift + width), (1.0, shift)):
+            table, sq, ml, out = state
+            sq, ml = list(sq), list(ml)
+            for slots, keys, w, weight in phases:
+                for sign, back in ((-1, shift + width), (1, shift)):
                     keys_x = self._aligned_columns(keys, x, back)
                     w_x = self._aligned_columns(w, x, back)
-                    f_x = self._aligned_columns(factor, x, back)
+                    weight_x = self._aligned_columns(weight, x, back)
                     for t in range(window):  # window rows, static
                         rows = slice(t, t + out_h)
-                        table = update(table, sq, ml, comp, keys_x[:, rows],
-                                       w_x[:, rows] * row_mask[t], f_x[:, rows], slots, sign)
+                        table = update(table, sq, ml, keys_x[:, rows],
+                                       w_x[:, rows] * row_mask[t], weight_x[:, rows],
+                                       slots, sign)
             values = ops.stack(sq + ml, axis=-1)[None]
             out = ops.slice_update(out, (x, 0, 0, 0, 0), values)
-            return table, sq, ml, comp, out
+            return table, sq, ml, out
 
-        zeros = ops.zeros(vector, "float32")
-        state = (ops.zeros((batch * out_h * K * self.table_size,), "float32"),
-                 [zeros] * n_stats, [zeros] * n_stats, [zeros] * n_stats,
-                 ops.zeros((rw,) + vector + (2 * n_stats,), "float32"))
+        zeros = ops.zeros(vector, "int32")
+        state = (ops.zeros((batch * out_h * K * self.table_size,), "int32"),
+                 [zeros] * n_stats, [zeros] * n_stats,
+                 ops.zeros((rw,) + vector + (2 * n_stats,), "int32"))
         out = ops.fori_loop(0, rw, body, state)[-1]
         out = ops.moveaxis(out[window - 1:], 0, 2)  # (B, out_h, out_w, K, 2 S)
         return {name: (out[..., s], out[..., n_stats + s])
@@ -158,10 +179,16 @@ class SlidingCounts:
 
     def entropy_of(self, stat, total):
         """ln(total) - Σ m ln m / total; exactly 0 where one key holds every element
-        (Σ m² > total² - total happens only then)."""
-        sq, m_log_m = self.sums[stat]
-        h = ops.maximum(ops.log(total) - m_log_m / total, 0.0)
-        return ops.where(sq > total * total - total, 0.0, h)
+        (the fixed-point Σ m ln m equals F[total] then, and only then: any split of
+        the elements lowers m ln m by more than one, far more than the rounding of F).
+        """
+        m_log_m = self.sums[stat][1]
+        count = ops.clip(ops.cast(total, "int32"), 0, self.most)  # counts are exact
+        single = ops.equal(m_log_m, ops.take(ops.convert_to_tensor(
+            self.m_log_m.astype(np.int32)), count))
+        scale = 2.0 ** -self.scale_bits
+        h = ops.maximum(ops.log(total) - ops.cast(m_log_m, "float32") * scale / total, 0.0)
+        return ops.where(single, 0.0, h)
 
     def features(self, box, names, symmetric):
         """The count features ``names`` (a dict), with the pair count and the
@@ -173,7 +200,7 @@ class SlidingCounts:
             if symmetric:
                 # an unordered off-diagonal pair splits over two cells: + ln 2 each
                 h_joint = h_joint + math.log(2.0) * box.off_diagonal_fraction()
-            asm = self.sums["joint"][0] / (n * n)
+            asm = ops.cast(self.sums["joint"][0], "float32") / (self.square_divisor * n * n)
             out.update(entropy=h_joint, asm=asm, energy=ops.sqrt(asm))
         if "sum" in self.stats:
             out["sum_entropy"] = self.entropy_of("sum", n)

@@ -21,12 +21,13 @@ pixel. ``docs/features.md`` gives the definitions.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from keras import ops
 
 from glcm._box_sums import BoxMoments
-from glcm._compile import is_tracing, jit_when_eager
+from glcm._compile import chunk_threads, is_tracing, jit_when_eager
 from glcm._gathered_windows import WindowStatistics, gather_windows
 from glcm._inputs import checked_inputs, level_codes, neighbour_codes
 from glcm._sliding_histograms import SlidingCounts
@@ -81,7 +82,8 @@ STRIP_COLUMNS = 1280
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
-                angles=DEFAULT_ANGLES, symmetric=True, average=True, mask=None):
+                angles=DEFAULT_ANGLES, symmetric=True, average=True, mask=None,
+                threads=None):
     """Per-pixel GLCM features of the window centred on every pixel.
 
     The value at (r, c) equals ``graycoprops(graycomatrix(patch))`` where ``patch`` is
@@ -108,6 +110,10 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         Average over offsets (default) or keep them.
     mask : bool array (batch, H, W), optional
         False marks invalid pixels: their pairs do not count and their output is NaN.
+    threads : int, optional
+        Chunks computed at once (eager calls only). Default: the usable CPU cores
+        when TensorFlow computes on the CPU, else 1 (on JAX it must be 1). The
+        chunks are made smaller in proportion, so memory does not grow with it.
 
     Returns
     -------
@@ -117,10 +123,11 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
 
     Notes
     -----
-    Memory: eagerly, rows are processed in chunks whose largest temporaries hold
-    about ``CHUNK_ELEMENTS`` = 2**25 values (box-filtered maps, one count histogram
-    per row and offset, or window² gathered pairs per pixel), whatever the image
-    size. Beyond that, peak memory is the input and the float32 output
+    Memory: eagerly, the image is processed in chunks (column strips of at most
+    ``STRIP_COLUMNS`` and as many rows as fit) whose largest temporaries hold about
+    ``CHUNK_ELEMENTS`` = 2**25 values in all threads together (box-filtered maps,
+    one count histogram per row and offset, or window² gathered pairs per pixel),
+    whatever the image size. Beyond that, peak memory is the input and the float32 output
     (H x W x n_features x 4 bytes) plus one padded int32 copy of the input.
     Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
     whole input is one chunk, so feed it tiles.
@@ -139,21 +146,47 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     # Chunks of one shape (the last ones padded), so the kernel compiles once; as even
     # as possible, so padding wastes less than one row or column per chunk. Column
     # strips keep wide images as fast as narrow ones: the sliding histograms step
-    # along the columns, vectorized over a chunk's rows.
-    n_cols, cols = _even_split(width, STRIP_COLUMNS)
-    n_rows, rows = _even_split(height, _chunk_rows(names, batch, cols, window, levels,
-                                                   len(offsets)))
+    # along the columns, vectorized over a chunk's rows. The column loop runs on one
+    # core, so chunks run in threads (one per core), each with its share of memory.
+    threads = chunk_threads(threads)
+    n_rows, rows, n_cols, cols = chunk_plan(height, width, names, batch, window, levels,
+                                            len(offsets), threads)
     if n_rows == n_cols == 1:
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
     codes = ops.pad(codes, [[0, 0], [0, n_rows * rows - height], [0, n_cols * cols - width]],
                     constant_values=-1)
     padded = _pad_for_windows(codes, window, offsets)
     margin = padded.shape[1] - codes.shape[1]
-    chunks = [ops.concatenate([_texture_kernel(padded[:, r0:r0 + rows + margin,
-                                                      c0:c0 + cols + margin], **static)
-                               for c0 in range(0, n_cols * cols, cols)], axis=2)
-              for r0 in range(0, n_rows * rows, rows)]
-    return ops.concatenate(chunks, axis=1)[:, :height, :width]
+    corners = [(r0, c0) for r0 in range(0, n_rows * rows, rows)
+               for c0 in range(0, n_cols * cols, cols)]
+
+    def chunk(corner):
+        r0, c0 = corner
+        return _texture_kernel(padded[:, r0:r0 + rows + margin, c0:c0 + cols + margin],
+                               **static)
+
+    with ThreadPoolExecutor(min(threads, len(corners))) as pool:
+        done = list(pool.map(chunk, corners))
+    strips = [ops.concatenate(done[r * n_cols:(r + 1) * n_cols], axis=2)
+              for r in range(n_rows)]
+    return ops.concatenate(strips, axis=1)[:, :height, :width]
+
+
+def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1):
+    """(n_rows, rows, n_cols, cols): the chunks an eager ``texture_map`` call runs.
+
+    Column strips of at most ``STRIP_COLUMNS``, rows so that ``threads`` chunks at
+    once hold about ``CHUNK_ELEMENTS`` values, and with several threads, a chunk
+    count that fills whole rounds (no thread idles while a last chunk runs).
+    """
+    n_cols, cols = _even_split(width, STRIP_COLUMNS)
+    most_rows = _chunk_rows(names, batch, cols, window, levels, n_offsets,
+                            CHUNK_ELEMENTS // threads)
+    n_rows, rows = _even_split(height, most_rows)
+    if threads > 1 and n_rows * n_cols > 1:
+        step = threads // math.gcd(threads, n_cols)  # rows per whole round
+        n_rows, rows = _even_split(height, math.ceil(height / (-(-n_rows // step) * step)))
+    return n_rows, rows, n_cols, cols
 
 
 def _even_split(size, most):
@@ -162,9 +195,9 @@ def _even_split(size, most):
     return n, math.ceil(size / n)
 
 
-def _chunk_rows(names, batch, width, window, levels, n_offsets):
-    """Output rows per chunk so that the largest temporaries hold about
-    CHUNK_ELEMENTS values: window² gathered pairs per pixel and offset for the
+def _chunk_rows(names, batch, width, window, levels, n_offsets, budget=None):
+    """Output rows per chunk so that the largest temporaries hold about ``budget``
+    (default CHUNK_ELEMENTS) values: window² gathered pairs per pixel and offset for the
     gathered features (levels² for max_correlation, window⁴ for joint_max), a dozen
     box-filtered maps otherwise, and one histogram table of ~levels² + 5 levels per
     row and offset for the count features."""
@@ -179,7 +212,8 @@ def _chunk_rows(names, batch, width, window, levels, n_offsets):
     per_row = batch * width * per_pixel * n_offsets
     if SLIDING_HISTOGRAMS in mechanisms:
         per_row = max(per_row, batch * n_offsets * (levels * levels + 5 * levels))
-    return max(1, CHUNK_ELEMENTS // max(1, per_row))
+    budget = CHUNK_ELEMENTS if budget is None else budget
+    return max(1, budget // max(1, per_row))
 
 
 def _margin(window, offsets):

@@ -16,7 +16,6 @@ import xarray as xr
 
 from glcm.features import resolve_features
 from glcm.quantization import parse_quantize, quantize, range_from_sample
-from glcm.texture import MECHANISMS, SLIDING_HISTOGRAMS
 from glcm.texture import texture_map as _texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
                              check_window, texture_halo)
@@ -41,9 +40,8 @@ def texture_map(da: xr.DataArray, features, *, window: int = 7, levels: int = 32
     chunk by chunk with a halo of ``glcm.texture_halo(window, distances)`` pixels for
     Dask-backed input, which gives the in-memory numbers bit for bit, chunk borders
     and masked pixels included. Memory per task: the chunk plus its halo, and the
-    output; the count features (asm, energy, entropy, sum_entropy,
-    difference_entropy, imc1, imc2) need whole rows, so their chunks are merged
-    along x (keep y chunks small for wide arrays).
+    output. Each task computes its block in one thread: Dask's workers are the
+    parallelism.
 
     Parameters
     ----------
@@ -149,7 +147,7 @@ def _quantization_range(values, rule, band_index) -> Tuple[float, float]:
                          f"an all-NaN result") from None
 
 
-def _texture_block(block, *, halo, vmin, vmax, params, shape=None):
+def _texture_block(block, *, halo, vmin, vmax, params, shape=None, threads=None):
     """(features, h, w) float32 texture of the core of a (h + 2 halo, w + 2 halo)
     block of float64 values (NaN invalid).
 
@@ -163,7 +161,7 @@ def _texture_block(block, *, halo, vmin, vmax, params, shape=None):
     q, ok = quantize(block[None], params["levels"], vmin, vmax)
     maps = _texture_map(q, params["names"], params["window"], levels=params["levels"],
                         distances=params["distances"], angles=params["angles"],
-                        symmetric=params["symmetric"], mask=ok)
+                        symmetric=params["symmetric"], mask=ok, threads=threads)
     maps = np.asarray(maps)[0]
     core = maps[halo:halo + core_shape[0], halo:halo + core_shape[1]]
     return np.ascontiguousarray(np.moveaxis(core, -1, 0), dtype=np.float32)
@@ -182,18 +180,13 @@ def _band_texture(values, vmin, vmax, params):
                                **settings)
         return dsa.from_array(block, chunks=(block.shape[0],) + values.chunks)
     values = _chunks_of_at_least(values, halo)
-    if any(MECHANISMS[name] == SLIDING_HISTOGRAMS for name in params["names"]):
-        # Sliding histograms sum along each row from the block's left edge: blocks
-        # span whole rows so that those sums, and so the numbers, are the in-memory
-        # ones bit for bit (rows are independent: the y chunking stays).
-        values = values.rechunk({1: -1})
     padded = dsa.overlap.overlap(values, depth={0: halo, 1: halo},
                                  boundary={0: np.nan, 1: np.nan})
     n_features = len(params["names"])
     largest = tuple(max(c) + 2 * halo for c in values.chunks)
     return padded.map_blocks(_texture_block, dtype=np.float32, new_axis=0,
                              chunks=((n_features,),) + values.chunks, shape=largest,
-                             **settings)
+                             threads=1, **settings)
 
 
 def _chunks_of_at_least(values, size):

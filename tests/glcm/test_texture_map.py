@@ -158,6 +158,35 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
+def test_threads_and_chunk_starts_do_not_change_the_maps(monkeypatch):
+    from glcm import texture
+
+    image = np.random.default_rng(8).integers(0, 8, (1, 45, 31))
+    counts = ["asm", "entropy", "sum_entropy", "difference_entropy", "imc1", "imc2"]
+    names = counts + ["contrast", "correlation"]
+    monkeypatch.setattr(texture, "CHUNK_ELEMENTS", 4 * 35 * 16 * 4 * 5)  # ~5-row chunks
+    monkeypatch.setattr(texture, "STRIP_COLUMNS", 16)  # 2 column strips
+    one = np.asarray(glcm.texture_map(image, names, 5, levels=8, threads=1))
+    if keras.backend.backend() == "tensorflow":
+        n_rows, _, n_cols, _ = texture.chunk_plan(45, 31, names, 1, 5, 8, 4, threads=3)
+        assert n_rows * n_cols > 3 and n_rows * n_cols % 3 == 0  # whole rounds of 3
+        other = np.asarray(glcm.texture_map(image, names, 5, levels=8, threads=3))
+    else:  # JAX: one thread; other chunk rows instead
+        with pytest.raises(ValueError, match="JAX"):
+            glcm.texture_map(image, names, 5, levels=8, threads=3)
+        monkeypatch.setattr(texture, "CHUNK_ELEMENTS", 4 * 35 * 16 * 4 * 7)
+        other = np.asarray(glcm.texture_map(image, names, 5, levels=8))
+    np.testing.assert_allclose(other, one, rtol=1e-6, atol=1e-6)
+    # count features are integer sums along the row: the same bits wherever a chunk
+    # starts
+    np.testing.assert_array_equal(other[..., :len(counts)], one[..., :len(counts)])
+    monkeypatch.setattr(texture, "STRIP_COLUMNS", 1280)
+    whole = np.asarray(glcm.texture_map(image, counts, 5, levels=8, threads=1))
+    np.testing.assert_array_equal(whole, one[..., :len(counts)])
+    with pytest.raises(ValueError, match="threads"):
+        glcm.texture_map(image, names, 5, levels=8, threads=0)
+
+
 def test_layer_model_roundtrip_and_jit(tmp_path):
     x = np.random.default_rng(2).integers(0, 8, (2, 16, 16, 1)).astype("float32")
     layer = TextureMap(["contrast", "savg", "ent"], window=5, levels=8)
