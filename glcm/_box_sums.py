@@ -70,16 +70,18 @@ class BoxMoments:
     def _centred(self):
         """E[x-c], E[y-c], E[(x-c)²], E[(y-c)²], E[(x-c)(y-c)] under the GLCM."""
         i, j, c, n = self.i, self.j, self.c, self.n
+        if self.symmetric:  # x and y share their moments: two boxes fewer
+            s = self.box(i + j)
+            ab = (self.box(i * j) - c * s + n * c * c) / self.n_safe
+            m1 = (s - 2.0 * n * c) / (2.0 * self.n_safe)
+            m2 = (self.box(i * i + j * j) - 2.0 * c * s + 2.0 * n * c * c) / (2.0 * self.n_safe)
+            return m1, m1, m2, m2, ab
         si, sj = self.box(i), self.box(j)
         a1, b1 = si - n * c, sj - n * c
         a2 = self.box(i * i) - 2.0 * c * si + n * c * c
         b2 = self.box(j * j) - 2.0 * c * sj + n * c * c
         ab = (self.box(i * j) - c * (si + sj) + n * c * c) / self.n_safe
         n = self.n_safe
-        if self.symmetric:
-            m1 = (a1 + b1) / (2.0 * n)
-            m2 = (a2 + b2) / (2.0 * n)
-            return m1, m1, m2, m2, ab
         return a1 / n, b1 / n, a2 / n, b2 / n, ab
 
     @functools.cached_property
