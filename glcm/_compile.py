@@ -78,7 +78,7 @@ def chunk_threads(threads=None) -> int:
     Default: the usable CPU cores when TensorFlow computes on the CPU (a compiled
     loop runs on one core), else 1: an accelerator wants few, large chunks, and on
     JAX, XLA:CPU executions started from several threads at once were seen to hang
-    (jaxlib 0.8, 2 cores), while its asynchronous dispatch already overlaps them.
+    (jaxlib 0.10.2, 2 cores).
 
     Raises:
       ValueError: ``threads`` < 1, or > 1 on the JAX backend.

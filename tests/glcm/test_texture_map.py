@@ -10,6 +10,7 @@ from skimage.feature import graycomatrix as sk_graycomatrix
 from skimage.feature import graycoprops as sk_graycoprops
 
 import glcm
+from glcm._sliding_histograms import SlidingCounts
 from glcm.layers import TextureMap
 from tests.glcm.reference import feature_scale, numpy_features
 
@@ -156,6 +157,22 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     monkeypatch.setattr(texture, "STRIP_COLUMNS", 9)  # and column strips: 3 of 8
     tiles = np.asarray(glcm.texture_map(image, names, 5, levels=8, distances=[1, 2]))
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("window,symmetric", [(63, True), (31, False)])
+def test_count_features_largest_windows(window, symmetric):
+    # the fixed-point m ln m table has the fewest bits at the largest window (2^14 for
+    # symmetric p_x at 63): the entropies must still match per window
+    rng = np.random.default_rng(window)
+    levels, H, W = 64, 70, 75
+    image = (np.cumsum(rng.integers(0, 3, (H, W)), axis=1) // 2) % levels
+    valid = rng.random((H, W)) > 0.1
+    names = list(SlidingCounts.FEATURES)
+    out = np.asarray(glcm.texture_map(image[None], names, window, levels=levels,
+                                      angles=FOUR, symmetric=symmetric, average=False,
+                                      mask=valid[None]))[0]
+    check_pixels(image, valid, border_and_random_pixels(H, W, rng, 8), window, [1],
+                 symmetric, levels, names, out)
 
 
 def test_threads_and_chunk_starts_do_not_change_the_maps(monkeypatch):
