@@ -5,9 +5,11 @@ they are about three times slower). Inside a caller's own ``tf.function`` or
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import keras
 import numpy as np
@@ -98,6 +100,33 @@ def chunk_threads(threads=None) -> int:
         raise ValueError(f"threads={threads}: on the JAX backend chunks run one at a time "
                          "(leave threads unset, or use the TensorFlow backend)")
     return threads
+
+
+def map_in_threads(fn, items, threads):
+    """``[fn(item) for item in items]`` with ``threads`` threads (from
+    :func:`chunk_threads`: more than one only where TensorFlow computes on the CPU).
+
+    TensorFlow's device scopes belong to the thread that entered them, so the workers
+    enter the CPU scope themselves; otherwise they would use the default device, a
+    GPU where one is visible, even inside the caller's ``tf.device("/CPU:0")``.
+    """
+    if threads == 1:
+        return [fn(item) for item in items]
+
+    def on_cpu(item):
+        with _cpu_scope():
+            return fn(item)
+
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(on_cpu, items))
+
+
+def _cpu_scope():
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device("/CPU:0")
+    return contextlib.nullcontext()
 
 
 def _default_device_platform() -> str:

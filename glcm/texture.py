@@ -21,13 +21,12 @@ pixel. ``docs/features.md`` gives the definitions.
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from keras import ops
 
 from glcm._box_sums import BoxMoments
-from glcm._compile import chunk_threads, is_tracing, jit_when_eager
+from glcm._compile import chunk_threads, is_tracing, jit_when_eager, map_in_threads
 from glcm._gathered_windows import WindowStatistics, gather_windows
 from glcm._inputs import checked_inputs, level_codes, neighbour_codes
 from glcm._sliding_histograms import SlidingCounts
@@ -164,8 +163,7 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         return _texture_kernel(padded[:, r0:r0 + rows + margin, c0:c0 + cols + margin],
                                **static)
 
-    with ThreadPoolExecutor(min(threads, len(corners))) as pool:
-        done = list(pool.map(chunk, corners))
+    done = map_in_threads(chunk, corners, min(threads, len(corners)))
     strips = [ops.concatenate(done[r * n_cols:(r + 1) * n_cols], axis=2)
               for r in range(n_rows)]
     return ops.concatenate(strips, axis=1)[:, :height, :width]
