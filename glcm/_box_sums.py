@@ -4,7 +4,9 @@ of (i, j) and their second moments under the window's GLCM."""
 from __future__ import annotations
 
 import functools
+import math
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -38,7 +40,11 @@ class BoxMoments:
     FEATURES = ("contrast", "dissimilarity", "homogeneity", "inverse_difference", "mean",
                 "variance", "std", "correlation", "sum_average", "sum_variance",
                 "autocorrelation", "cluster_tendency", "inverse_difference_normalized",
-                "inverse_difference_moment_normalized", "inverse_variance")
+                "inverse_difference_moment_normalized", "inverse_variance",
+                "cluster_shade", "cluster_prominence", "difference_variance")
+    # Higher moments from float64 sums (exact integers; see _power_sums): where the
+    # backend has float64 (TensorFlow; JAX with jax_enable_x64), else gathered windows.
+    FLOAT64_FEATURES = ("cluster_shade", "cluster_prominence", "difference_variance")
 
     def __init__(self, reference, neighbour, valid, centre_value, window, offsets,
                  symmetric, levels):
@@ -60,8 +66,10 @@ class BoxMoments:
         """
         window = self.rows.shape[0]
         out_h, out_w = maps.shape[1] - window + 1, maps.shape[2] - window + 1
-        rows = sum(maps[:, t:t + out_h] * self.rows[t] for t in range(window))
-        return sum(rows[:, :, t:t + out_w] * self.cols[t] for t in range(window))
+        dtype = keras.backend.standardize_dtype(maps.dtype)
+        taps_r, taps_c = (t.astype(dtype) for t in (self.rows, self.cols))
+        rows = sum(maps[:, t:t + out_h] * taps_r[t] for t in range(window))
+        return sum(rows[:, :, t:t + out_w] * taps_c[t] for t in range(window))
 
     def _mean_of(self, maps):
         return self.box(maps) / self.n_safe
@@ -128,6 +136,48 @@ class BoxMoments:
 
     def cluster_tendency(self):
         return self.sum_variance()
+
+    def _power_sums(self, values, powers):
+        """[Σ 1, Σ v, ..., Σ v^powers] over each window's pairs, float64.
+
+        ``values`` are integer maps, so every sum is an exact integer in float64 (below
+        2^53: e.g. 63² pairs x 510⁴ for the fourth power of i + j at 256 levels).
+        """
+        v = ops.cast(values, "float64")
+        valid = ops.cast(self.valid, "float64")
+        return [self.box(valid)] + [self.box(v ** q) for q in range(1, powers + 1)]
+
+    def _central_moment(self, sums, power):
+        """E[(v - E v)^power] (power 2, 3 or 4) from the power sums [n, S1, ...]:
+        n^p m_p as one integer combination (exact in float64 while the terms stay
+        below 2^53), divided once."""
+        n, s1, s2 = sums[0], sums[1], sums[2]
+        if power == 2:
+            num = n * s2 - s1 * s1
+        elif power == 3:
+            num = n * n * sums[3] - 3.0 * n * s1 * s2 + 2.0 * s1 ** 3
+        else:
+            num = (n ** 3 * sums[4] - 4.0 * n * n * s1 * sums[3] + 6.0 * n * s1 * s1 * s2
+                   - 3.0 * s1 ** 4)
+        return ops.cast(num / ops.where(n > 0, n, 1.0) ** power, "float32")
+
+    @functools.cached_property
+    def _sum_sums(self):
+        # i + j centred on twice the window's centre value: smaller integers, and the
+        # same moments (each window's sums shifted exactly, by the binomial formula)
+        raw = self._power_sums(self.i + self.j, 4)
+        shift = ops.cast(-2.0 * self.c, "float64")
+        return [sum(math.comb(q, r) * raw[r] * shift ** (q - r) for r in range(q + 1))
+                for q in range(5)]
+
+    def cluster_shade(self):
+        return self._central_moment(self._sum_sums, 3)
+
+    def cluster_prominence(self):
+        return self._central_moment(self._sum_sums, 4)
+
+    def difference_variance(self):
+        return self._central_moment(self._power_sums(ops.abs(self.i - self.j), 2), 2)
 
     def off_diagonal_fraction(self):
         """The fraction of the window's pairs with i != j."""

@@ -102,6 +102,16 @@ def chunk_threads(threads=None) -> int:
     return threads
 
 
+def float64_available() -> bool:
+    """Whether float64 arrays stay float64: TensorFlow yes; JAX only with
+    ``jax_enable_x64`` (otherwise it makes them float32)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return bool(jax.config.read("jax_enable_x64"))
+    return True
+
+
 def map_in_threads(fn, items, threads):
     """``[fn(item) for item in items]`` with ``threads`` threads (from
     :func:`chunk_threads`: more than one only where TensorFlow computes on the CPU).

@@ -1,6 +1,6 @@
-"""Gathered windows: every window's pairs gathered along a last axis, for the
-features that box sums cannot give exactly in float32 (third and fourth moments,
-difference_variance) and for max_correlation (a GLCM per window)."""
+"""Gathered windows: every window's pairs gathered along a last axis, for joint_max,
+max_correlation (a GLCM per window), and the higher moments (cluster shade and
+prominence, difference_variance) where the backend has no float64 for box sums."""
 
 from __future__ import annotations
 

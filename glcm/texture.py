@@ -4,15 +4,18 @@ Each feature is computed by one of three mechanisms (:data:`MECHANISMS`), each r
 only for the features that need it:
 
 - ``box_sums`` (:class:`glcm._box_sums.BoxMoments`): features that are expectations
-  of (i, j) or their second moments: window sums of per-anchor maps, O(window) per
-  pixel, second moments centred on the window's centre value for float32 precision;
+  of (i, j) or their moments: window sums of per-anchor maps, O(window) per pixel;
+  second moments centred on the window's centre value for float32 precision, third
+  and fourth moments of i + j and the variance of |i - j| from float64 sums of
+  integer powers (exact integers);
 - ``sliding_histograms`` (:class:`glcm._sliding_histograms.SlidingCounts`): count
   features (asm, entropies, imc): Σ m² and Σ m ln m of the window's key counts kept
-  up to date as the window moves along a row, O(window) per pixel;
-- ``gathered_windows`` (:class:`glcm._gathered_windows.WindowStatistics`): third and
-  fourth moments and difference_variance (two passes over the window's pairs,
-  O(window²)), joint_max (every pair's key against every other's, O(window⁴)) and
-  max_correlation (the window's GLCM, levels² per pixel: slow, but exact).
+  up to date as the window moves along a row, O(window) per pixel, in exact integers;
+- ``gathered_windows`` (:class:`glcm._gathered_windows.WindowStatistics`): joint_max
+  (every pair's key against every other's, O(window⁴)), max_correlation (the
+  window's GLCM, levels² per pixel: slow, but exact), and the higher moments where
+  the backend has no float64 (JAX without ``jax_enable_x64``: two passes over the
+  window's pairs, O(window²)).
 
 Apart from max_correlation, cost grows with pixels x window, never with levels² per
 pixel. ``docs/features.md`` gives the definitions.
@@ -26,7 +29,8 @@ import numpy as np
 from keras import ops
 
 from glcm._box_sums import BoxMoments
-from glcm._compile import chunk_threads, is_tracing, jit_when_eager, map_in_threads
+from glcm._compile import (chunk_threads, float64_available, is_tracing, jit_when_eager,
+                           map_in_threads)
 from glcm._gathered_windows import WindowStatistics, gather_windows
 from glcm._inputs import checked_inputs, level_codes, neighbour_codes
 from glcm._sliding_histograms import SlidingCounts
@@ -54,6 +58,9 @@ MECHANISMS = {
     "inverse_difference_normalized": BOX_SUMS,
     "inverse_difference_moment_normalized": BOX_SUMS,
     "inverse_variance": BOX_SUMS,
+    "cluster_shade": BOX_SUMS,  # gathered windows where float64 is unavailable
+    "cluster_prominence": BOX_SUMS,
+    "difference_variance": BOX_SUMS,
     "asm": SLIDING_HISTOGRAMS,
     "energy": SLIDING_HISTOGRAMS,
     "entropy": SLIDING_HISTOGRAMS,
@@ -61,15 +68,21 @@ MECHANISMS = {
     "difference_entropy": SLIDING_HISTOGRAMS,
     "imc1": SLIDING_HISTOGRAMS,
     "imc2": SLIDING_HISTOGRAMS,
-    "difference_variance": GATHERED_WINDOWS,
-    "cluster_shade": GATHERED_WINDOWS,
-    "cluster_prominence": GATHERED_WINDOWS,
     "max_correlation": GATHERED_WINDOWS,
     "joint_max": GATHERED_WINDOWS,
 }
 # The class that implements each mechanism's features (its FEATURES attribute).
 IMPLEMENTATIONS = {BOX_SUMS: BoxMoments, SLIDING_HISTOGRAMS: SlidingCounts,
                    GATHERED_WINDOWS: WindowStatistics}
+
+
+def mechanism_of(name):
+    """The mechanism that computes ``name`` here: :data:`MECHANISMS`, except that the
+    higher moments need float64 box sums and fall back to gathered windows without
+    float64 (JAX by default)."""
+    if name in BoxMoments.FLOAT64_FEATURES and not float64_available():
+        return GATHERED_WINDOWS
+    return MECHANISMS[name]
 
 # Elements (pixels x window pairs x offsets) of one chunk: bounds peak memory.
 CHUNK_ELEMENTS = 1 << 25
@@ -198,7 +211,7 @@ def _chunk_rows(names, batch, width, window, levels, n_offsets, budget=None):
     gathered features (levels² for max_correlation, window⁴ for joint_max), a dozen
     box-filtered maps otherwise, and one histogram table of ~levels² + 5 levels per
     row and offset for the count features."""
-    mechanisms = {MECHANISMS[n] for n in names}
+    mechanisms = {mechanism_of(n) for n in names}
     per_pixel = window * window if GATHERED_WINDOWS in mechanisms else 16
     growth = [1]
     if "max_correlation" in names:
@@ -244,7 +257,7 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     valid = ops.logical_and(reference >= 0, neighbour >= 0)
     centre_value = padded[:, m:m + out_h, m:m + out_w]
 
-    wanted = {mechanism: [n for n in names if MECHANISMS[n] == mechanism]
+    wanted = {mechanism: [n for n in names if mechanism_of(n) == mechanism]
               for mechanism in IMPLEMENTATIONS}
     # Box sums always run: their pair count n says where a window has no pair.
     box = BoxMoments(reference, neighbour, valid, centre_value, window, offsets_np,

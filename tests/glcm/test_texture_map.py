@@ -10,6 +10,7 @@ from skimage.feature import graycomatrix as sk_graycomatrix
 from skimage.feature import graycoprops as sk_graycoprops
 
 import glcm
+from glcm._box_sums import BoxMoments
 from glcm._sliding_histograms import SlidingCounts
 from glcm.layers import TextureMap
 from tests.glcm.reference import feature_scale, numpy_features
@@ -175,6 +176,19 @@ def test_count_features_largest_windows(window, symmetric):
                  symmetric, levels, names, out)
 
 
+def test_higher_moments_at_256_levels():
+    # float64 power sums: third and fourth powers of i + j up to 510 stay exact
+    rng = np.random.default_rng(11)
+    H, W = 40, 44
+    image = np.clip(np.cumsum(rng.integers(-20, 21, (H, W)), axis=0) + 128, 0, 255)
+    valid = rng.random((H, W)) > 0.1
+    names = list(BoxMoments.FLOAT64_FEATURES)
+    out = np.asarray(glcm.texture_map(image[None], names, 11, levels=256, angles=FOUR,
+                                      average=False, mask=valid[None]))[0]
+    check_pixels(image, valid, border_and_random_pixels(H, W, rng, 20), 11, [1], True,
+                 256, names, out)
+
+
 def test_threads_and_chunk_starts_do_not_change_the_maps(monkeypatch):
     from glcm import texture
 
@@ -246,13 +260,25 @@ def test_every_feature_has_a_mechanism_that_implements_it():
     for name, mechanism in glcm.MECHANISMS.items():
         implementation = IMPLEMENTATIONS[mechanism]
         assert name in implementation.FEATURES, (name, mechanism)
+    fallback = set(BoxMoments.FLOAT64_FEATURES)  # gathered windows without float64
+    assert fallback <= set(IMPLEMENTATIONS["gathered_windows"].FEATURES)
     for mechanism, implementation in IMPLEMENTATIONS.items():
         assert {n for n, m in glcm.MECHANISMS.items() if m == mechanism} == set(
-            implementation.FEATURES)
+            implementation.FEATURES) - (fallback if mechanism == "gathered_windows" else set())
         # box sums and gathered windows answer each feature with a method of that name
         if mechanism != "sliding_histograms":
             assert all(callable(getattr(implementation, n, None))
                        for n in implementation.FEATURES)
+
+
+def test_higher_moments_use_float64_box_sums_where_the_backend_has_float64():
+    from glcm.texture import mechanism_of
+
+    has_float64 = keras.backend.backend() == "tensorflow" or __import__(
+        "jax").config.read("jax_enable_x64")
+    for name in BoxMoments.FLOAT64_FEATURES:
+        assert glcm.MECHANISMS[name] == "box_sums"
+        assert mechanism_of(name) == ("box_sums" if has_float64 else "gathered_windows")
 
 
 def test_import_glcm_gives_the_layers_and_leaves_the_environment_alone():
