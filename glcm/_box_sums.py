@@ -82,7 +82,8 @@ class BoxMoments:
             s = self.box(i + j)
             ab = (self.box(i * j) - c * s + n * c * c) / self.n_safe
             m1 = (s - 2.0 * n * c) / (2.0 * self.n_safe)
-            m2 = (self.box(i * i + j * j) - 2.0 * c * s + 2.0 * n * c * c) / (2.0 * self.n_safe)
+            m2 = ((self.box(i * i + j * j) - 2.0 * c * s + 2.0 * n * c * c)
+                  / (2.0 * self.n_safe))
             return m1, m1, m2, m2, ab
         si, sj = self.box(i), self.box(j)
         a1, b1 = si - n * c, sj - n * c

@@ -195,7 +195,8 @@ def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1
     n_rows, rows = _even_split(height, most_rows)
     if threads > 1 and n_rows * n_cols > 1:
         step = threads // math.gcd(threads, n_cols)  # rows per whole round
-        n_rows, rows = _even_split(height, math.ceil(height / (-(-n_rows // step) * step)))
+        n_rows = math.ceil(n_rows / step) * step
+        n_rows, rows = _even_split(height, math.ceil(height / n_rows))
     return n_rows, rows, n_cols, cols
 
 
@@ -213,6 +214,8 @@ def _chunk_rows(names, batch, width, window, levels, n_offsets, budget=None):
     row and offset for the count features."""
     mechanisms = {mechanism_of(n) for n in names}
     per_pixel = window * window if GATHERED_WINDOWS in mechanisms else 16
+    if any(mechanism_of(n) == BOX_SUMS and n in BoxMoments.FLOAT64_FEATURES for n in names):
+        per_pixel = max(per_pixel, 32)  # float64 power sums: twice the bytes
     growth = [1]
     if "max_correlation" in names:
         growth.append(levels * levels // (window * window))  # a GLCM per window
