@@ -160,7 +160,10 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("window,symmetric", [(63, True), (31, False)])
+@pytest.mark.parametrize("window,symmetric", [
+    pytest.param(63, True, marks=pytest.mark.skipif(
+        keras.backend.backend() == "jax", reason="the same integer code: run under TensorFlow")),
+    (31, False)])
 def test_count_features_largest_windows(window, symmetric):
     # the fixed-point m ln m table has the fewest bits at the largest window (2^14 for
     # symmetric p_x at 63): the entropies must still match per window
