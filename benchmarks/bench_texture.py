@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import warnings
 
 import numpy as np
 from scipy.ndimage import uniform_filter
@@ -113,13 +114,16 @@ def otb_comparison(size=2048):
         print(f"{OTB} is not on the PATH: OTB not measured")
         return
     import rasterio  # the benchmark's input file only
+    import rasterio.errors
 
     work = tempfile.mkdtemp(prefix="bench-otb-")
     try:
         path = os.path.join(work, "image.tif")
-        with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=1,
-                           dtype="uint8") as dst:
-            dst.write(tile[None])
+        with warnings.catch_warnings():  # a plain image: no georeferencing needed
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(path, "w", driver="GTiff", height=size, width=size,
+                               count=1, dtype="uint8") as dst:
+                dst.write(tile[None])
         command = [exe, "-in", path, "-channel", "1", "-texture", "simple",
                    "-parameters.xrad", "3", "-parameters.yrad", "3",
                    "-parameters.xoff", "1", "-parameters.yoff", "0",
