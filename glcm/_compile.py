@@ -89,10 +89,7 @@ def chunk_threads(threads=None) -> int:
     if threads is None:
         if backend != "tensorflow" or _default_device_platform() != "cpu":
             return 1
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        return usable_cores()
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -100,6 +97,36 @@ def chunk_threads(threads=None) -> int:
         raise ValueError(f"threads={threads}: on the JAX backend chunks run one at a time "
                          "(leave threads unset, or use the TensorFlow backend)")
     return threads
+
+
+# cgroup v2, then v1: a container's CPU quota (e.g. a Kubernetes limit) while the
+# process still sees every core of the host.
+CGROUP_CPU_FILES = (("/sys/fs/cgroup/cpu.max",),
+                    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                     "/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+
+
+def usable_cores(cgroup_files=CGROUP_CPU_FILES) -> int:
+    """The cores this process may use: its CPU affinity, capped by a cgroup CPU quota
+    (rounded down, at least 1)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    for files in cgroup_files:
+        try:
+            fields = " ".join(_read_text(f) for f in files).split()
+            quota, period = int(fields[0]), int(fields[1])
+        except (OSError, ValueError, IndexError):  # absent, or "max": no quota
+            continue
+        if quota > 0 and period > 0:
+            return max(1, min(cores, quota // period))
+    return max(1, cores)
+
+
+def _read_text(path):
+    with open(path) as f:
+        return f.read()
 
 
 def float64_available() -> bool:

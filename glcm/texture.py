@@ -123,8 +123,9 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         False marks invalid pixels: their pairs do not count and their output is NaN.
     threads : int, optional
         Chunks computed at once (eager calls only). Default: the usable CPU cores
-        when TensorFlow computes on the CPU, else 1 (on JAX it must be 1). The
-        chunks are made smaller in proportion, so memory does not grow with it.
+        (affinity, capped by a cgroup CPU quota) when TensorFlow computes on the
+        CPU, else 1 (on JAX it must be 1). The chunks are made smaller in
+        proportion, so memory does not grow with it.
 
     Returns
     -------

@@ -274,6 +274,26 @@ def test_every_feature_has_a_mechanism_that_implements_it():
                        for n in implementation.FEATURES)
 
 
+def test_usable_cores_honour_a_cgroup_quota(tmp_path):
+    from glcm._compile import usable_cores
+
+    cores = usable_cores(cgroup_files=())
+    assert cores >= 1
+
+    def limit(*contents):
+        paths = []
+        for k, text in enumerate(contents):
+            paths.append(tmp_path / f"f{len(list(tmp_path.iterdir()))}_{k}")
+            paths[-1].write_text(text)
+        return tuple(str(p) for p in paths)
+
+    assert usable_cores(cgroup_files=(limit("150000 100000\n"),)) == 1  # 1.5 cores
+    assert usable_cores(cgroup_files=(limit("max 100000\n"),)) == cores  # no quota
+    assert usable_cores(cgroup_files=(limit("-1\n", "100000\n"),)) == cores  # v1, none
+    assert usable_cores(cgroup_files=(limit("max 100000"), limit("100000", "100000"))) == 1
+    assert usable_cores(cgroup_files=((str(tmp_path / "absent"),),)) == cores
+
+
 def test_higher_moments_use_float64_box_sums_where_the_backend_has_float64():
     from glcm.texture import mechanism_of
 
