@@ -11,9 +11,9 @@ from apache_beam.ml.inference.base import ModelHandler
 
 from transforms.errors import ErrorRecord
 
-# One model call at a time per process: each call already uses every core (XLA's
-# thread pool) or the whole GPU; two at once only thrash. Beam's other threads
-# still read and write tiles meanwhile.
+# One model call at a time per process: each call already uses every core
+# (texture_map's chunk threads and XLA's thread pool) or the whole GPU; two at once
+# only thrash. Beam's other threads still read and write tiles meanwhile.
 _COMPUTE = threading.Lock()
 
 
