@@ -145,8 +145,9 @@ class BoxMoments:
         2^53: e.g. 63² pairs x 510⁴ for the fourth power of i + j at 256 levels).
         """
         v = ops.cast(values, "float64")
-        valid = ops.cast(self.valid, "float64")
-        return [self.box(valid)] + [self.box(v ** q) for q in range(1, powers + 1)]
+        # the pair count n is already an exact integer in float32
+        return [ops.cast(self.n, "float64")] + [self.box(v ** q)
+                                                for q in range(1, powers + 1)]
 
     def _central_moment(self, sums, power):
         """E[(v - E v)^power] (power 2, 3 or 4) from the power sums [n, S1, ...]:
