@@ -29,6 +29,8 @@ TILES_PREFIX = ".tiles-"
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
 # writes once; a bounded cache is as fast (README, "Benchmarks").
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
+# How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
+OVERVIEW_RESAMPLING = "AVERAGE"
 
 
 def tiles_folder(output: str, scene_id: str, run_id: str) -> str:
@@ -92,9 +94,13 @@ def _write_mosaic(path, info, sources, features, tiles) -> None:
                           indexes=list(range(first, first + len(features))), window=window)
         # Compressed once, here, with every core (the intermediate stays raw).
         # Level 1: float features barely compress, and level 6 took 60 % longer.
+        # Overviews average (NaN skipped): the COG driver's default, cubic,
+        # overshoots and put impossible values in them (negative contrast, ASM
+        # above 1); averaging keeps every overview value inside the band's range.
         rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE",
                              predictor="3", level=1, overviews="AUTO",
-                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
+                             resampling=OVERVIEW_RESAMPLING, BIGTIFF="IF_SAFER",
+                             num_threads="ALL_CPUS")
     os.remove(plain)
 
 

@@ -1,7 +1,9 @@
 """transforms.raster, transforms.write and transforms.compute on their own, with real
 GeoTIFFs written here."""
 
+import dataclasses
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -130,6 +132,36 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
     write_quicklook(png, mosaic)
     with rasterio.open(png) as q:
         assert q.count == 4 and q.dtypes[0] == "uint8" and q.read(4).all()
+
+
+def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
+    # Big enough for overviews (the COG's 512 blocks); features in [0, 1], as ASM or
+    # homogeneity, with holes: each overview pixel is the mean of the valid pixels
+    # under it, never outside the band's range (cubic overshoots: negative ASM).
+    path, _ = masked_scene
+    size = 1040
+    info = dataclasses.replace(scene_info(path), height=size, width=size)
+    rng = np.random.default_rng(3)
+    full = (rng.random((size, size, 1)) > 0.5).astype(np.float32)  # sharp edges
+    full[100:140, 200:260] = np.nan
+    sources = (BandSource(path, 1),)
+    tiles = []
+    for tile in tiles_for("big", size, size, 520, 0):
+        core = full[tile.core_row:tile.core_row + tile.core_height,
+                    tile.core_col:tile.core_col + tile.core_width]
+        uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy"), core)
+        task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
+        tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
+    mosaic = str(tmp_path / "features.tif")
+    write_mosaic(mosaic, info, sources, ["asm"], tiles)
+    with rasterio.open(mosaic) as src:
+        assert src.overviews(1)[0] == 2
+        half = src.read(1, out_shape=(size // 2, size // 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN 2x2 cells
+        want = np.nanmean(full[..., 0].reshape(size // 2, 2, size // 2, 2), axis=(1, 3))
+    np.testing.assert_allclose(half, want, rtol=1e-6, atol=1e-7)
+    assert np.nanmin(half) >= 0 and np.nanmax(half) <= 1
 
 
 def test_model_handlers_equal_the_core(tmp_path):
