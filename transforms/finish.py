@@ -19,9 +19,9 @@ from transforms.manifest import Manifest, manifest_uri
 from transforms.metrics import counter
 from transforms.params import TextureParams
 from transforms.raster import SceneInfo
-from transforms.records import TileResult
-from transforms.write import (TILES_PREFIX, band_names, tiles_folder, versions,
-                              write_mosaic, write_quicklook)
+from transforms.records import TileResult, TileTask
+from transforms.write import (RESULT_SUFFIX, TILES_PREFIX, band_names, tiles_folder,
+                              versions, write_mosaic, write_quicklook)
 
 # Scratch that killed runs left in a scene folder is removed when the scene is next
 # finished, once untouched this long (a run still at work keeps touching its own).
@@ -44,7 +44,7 @@ def output_grid(info: SceneInfo, scale: int) -> SceneInfo:
 def finish_scene(scene_id: str, results: Iterable[TileResult], params: TextureParams,
                  output: str, run_id: str) -> Manifest:
     """Builds and commits ``OUTPUT/<scene_id>/``: features.tif, quicklook.png, then
-    manifest.json.
+    manifest.json; then deletes the run's tiles of the scene.
 
     Raises:
       RuntimeError: some of the scene's tiles are missing (they failed; their own
@@ -76,7 +76,7 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         outputs=list(OUTPUTS), versions=versions(),
         workers=dict(collections.Counter(r.worker for r in results)),
         item=dict(task.scene.item, assets=dict(task.scene.assets)) if task.scene.assets
-        else {},
+        else {}, run_id=run_id,
         timings={"mosaic_seconds": round(time.time() - started, 3),
                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     manifest.write(manifest_uri(output, scene_id))
@@ -92,9 +92,27 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
     return manifest
 
 
+def finished_by(output: str, task: TileTask, params_digest: str, run_id: str) -> bool:
+    """Whether run ``run_id`` already finished ``task``'s scene: the manifest says this
+    run wrote it, or (another run on the same output may have rewritten it since)
+    it describes the same input and parameters and this run's tiles of the scene
+    are gone, as finishing deletes them."""
+    scene = task.scene
+    manifest = Manifest.read(manifest_uri(output, scene.scene_id))
+    if manifest is None:
+        return False
+    if manifest.run_id == run_id:
+        return True
+    return (manifest.is_finished(scene.fingerprint, params_digest) and not
+            storage.list_files(tiles_folder(output, scene.scene_id, run_id),
+                               RESULT_SUFFIX))
+
+
 class FinishScenes(beam.DoFn):
-    """:func:`finish_scene` for each (scene_id, [TileResult]): finished scene ids out,
-    failures to ``errors``; counts scenes done and pixels."""
+    """:func:`finish_scene` for each (scene_id, [TileResult]) that this run has not
+    finished yet (most scenes are finished after their last tile: see
+    :func:`transforms.save_tile.finish_if_last`): finished scene ids out, failures to
+    ``errors``; counts scenes done and pixels."""
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
         self.params, self.output, self.run_id = params, output, run_id
@@ -104,13 +122,17 @@ class FinishScenes(beam.DoFn):
     def process(self, element):
         scene_id, results = element
         results = list(results)
+        task = results[0].task
         try:
-            manifest = finish_scene(scene_id, results, self.params, self.output,
-                                    self.run_id)
+            if finished_by(self.output, task, self.params.digest(), self.run_id):
+                # what retried tile writes may have left after it was finished
+                storage.delete_tree(tiles_folder(self.output, scene_id, self.run_id))
+            else:
+                finish_scene(scene_id, results, self.params, self.output, self.run_id)
         except Exception as exc:  # noqa: BLE001
-            yield ErrorRecord.from_exception(results[0].task.scene.uri, scene_id, "mosaic",
+            yield ErrorRecord.from_exception(task.scene.uri, scene_id, "mosaic",
                                              exc).tagged()
             return
         self.done.inc()
-        self.pixels.inc(manifest.pixels * len(manifest.bands))
+        self.pixels.inc(task.info.height * task.info.width * len(task.sources))
         yield scene_id

@@ -20,7 +20,8 @@ MANIFEST_NAME = "manifest.json"
 class Manifest:
     """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names;
     ``workers``: tiles computed per ``host:pid``; ``item``: for a STAC item, its id,
-    datetime, collection and the hrefs of the assets read)."""
+    datetime, collection and the hrefs of the assets read; ``run_id``: the run that
+    wrote it)."""
 
     scene_id: str
     input: str
@@ -41,6 +42,7 @@ class Manifest:
     timings: Dict[str, object]
     workers: Dict[str, int] = dataclasses.field(default_factory=dict)
     item: Dict[str, object] = dataclasses.field(default_factory=dict)
+    run_id: str = ""
 
     def is_finished(self, fingerprint: str, params_digest: str) -> bool:
         """True when this manifest describes the same input computed with the same
@@ -63,7 +65,8 @@ class Manifest:
             content = json.loads(storage.read_bytes(uri))
             # fields with a default were added later: older manifests lack them
             return cls(**{f.name: content[f.name] for f in dataclasses.fields(cls)
-                          if f.name in content or f.default_factory is dataclasses.MISSING})
+                          if f.name in content or (f.default is dataclasses.MISSING and
+                                                   f.default_factory is dataclasses.MISSING)})
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

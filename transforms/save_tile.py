@@ -1,26 +1,35 @@
 """Save a tile: keep the core of its texture maps (the halo only fed the windows)
-where its scene's mosaic step will read it."""
+where its scene's mosaic step will read it; the writer of a scene's last tile then
+finishes the scene at once."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import socket
 
 import apache_beam as beam
 import numpy as np
 
+from transforms import storage
 from transforms.errors import ErrorRecord, with_retries
+from transforms.finish import finish_scene
 from transforms.params import TextureParams
 from transforms.records import TileResult, TileTask
-from transforms.write import tile_path, write_tile
+from transforms.write import (RESULT_SUFFIX, result_path, tile_path, tiles_folder,
+                              write_tile)
+
+# Created (exclusively) in a run's tile folder by the writer that finishes the scene.
+FINISH_CLAIM = "finishing"
 
 log = logging.getLogger("glcm")
 
 
 def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
               run_id: str) -> TileResult:
-    """Saves the core of ``maps`` (the model's output for ``task``); writes are
+    """Saves the core of ``maps`` (the model's output for ``task``), then its
+    :class:`TileResult` beside it (:func:`~transforms.write.result_path`); writes are
     retried. In block mode the core is in cells of ``block`` pixels, with a partial
     cell at the scene's edge."""
     t, h, scale = task.tile, params.halo, params.scale
@@ -28,15 +37,52 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
                      task.band_index)
     with_retries(lambda: write_tile(path, maps[h:h + height, h:h + width]))
+    result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
+                        worker=f"{socket.gethostname()}:{os.getpid()}")
+    # The record last: a record present means its tile is complete.
+    record = pickle.dumps(result)
+    with_retries(lambda: storage.write_bytes(result_path(path), record))
     log.info("%s: tile row %d col %d band %s computed", task.scene.scene_id, t.key.row,
              t.key.col, task.source.label)
-    return TileResult(task, t.core_row // scale, t.core_col // scale, path,
-                      worker=f"{socket.gethostname()}:{os.getpid()}")
+    return result
+
+
+def finish_if_last(result: TileResult, params: TextureParams, output: str,
+                   run_id: str) -> bool:
+    """Finishes ``result``'s scene now if every one of its tiles is saved.
+
+    A batch GroupByKey emits only once all of its input is in, so without this every
+    scene's mosaic would wait for the last tile of the whole run; this way a scene is
+    written (and safe from a later crash) while other scenes still compute. Of the
+    writers that see their scene complete, the one that creates the scene's claim
+    file finishes it. If none does, or it fails, :class:`~transforms.finish.
+    FinishScenes` finishes the scene at the end of the run: this step only decides
+    *when*.
+
+    Returns:
+      True when this call finished the scene.
+    """
+    task = result.task
+    scene_id = task.scene.scene_id
+    folder = tiles_folder(output, scene_id, run_id)
+    records = storage.list_files(folder, RESULT_SUFFIX)
+    if len(records) < task.n_tasks or not storage.create_exclusive(
+            storage.join(folder, FINISH_CLAIM)):
+        return False
+    try:
+        results = [pickle.loads(storage.read_bytes(uri)) for uri in records]
+        finish_scene(scene_id, results, params, output, run_id)
+    except Exception as exc:  # noqa: BLE001 - the end-of-run step tries again
+        log.warning("%s: finishing after its last tile failed (%s: %s); the finish "
+                    "step at the end of the run tries again", scene_id,
+                    type(exc).__name__, exc)
+        return False
+    return True
 
 
 class SaveTiles(beam.DoFn):
     """:func:`save_tile` for each (task, maps): (scene_id, TileResult) out, ready to
-    group by scene; failures to ``errors``."""
+    group by scene, then :func:`finish_if_last`; failures to ``errors``."""
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
         self.params, self.output, self.run_id = params, output, run_id
@@ -50,4 +96,4 @@ class SaveTiles(beam.DoFn):
                                              "write_tile", exc).tagged()
             return
         yield task.scene.scene_id, result
-
+        finish_if_last(result, self.params, self.output, self.run_id)

@@ -171,6 +171,41 @@ def match(pattern: str) -> List[Tuple[str, str]]:
     return sorted(found)
 
 
+def list_files(folder: str, suffix: str) -> List[str]:
+    """The files directly in ``folder`` whose names end with ``suffix``, sorted; empty
+    if the folder does not exist."""
+    if not is_gcs(folder):
+        if not os.path.isdir(folder):
+            return []
+        return sorted(entry.path for entry in os.scandir(folder)
+                      if entry.name.endswith(suffix) and entry.is_file())
+    bucket, name = split_gcs(folder)
+    base = name.rstrip("/") + "/"
+    return sorted(f"{GCS_PREFIX}{bucket}/{blob.name}"
+                  for blob in client().list_blobs(bucket, prefix=base)
+                  if blob.name.endswith(suffix) and "/" not in blob.name[len(base):])
+
+
+def create_exclusive(uri: str) -> bool:
+    """Creates the empty file ``uri`` unless it exists, atomically: of several
+    processes trying, exactly one gets True (local: ``O_EXCL``; Cloud Storage: the
+    ``ifGenerationMatch=0`` precondition, which the emulator does not check)."""
+    if is_gcs(uri):
+        from google.api_core.exceptions import PreconditionFailed
+
+        try:
+            _blob(uri).upload_from_string(b"", if_generation_match=0)
+        except PreconditionFailed:
+            return False
+        return True
+    os.makedirs(os.path.dirname(uri) or ".", exist_ok=True)
+    try:
+        os.close(os.open(uri, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def is_directory(uri: str) -> bool:
     """A local directory, or a gs:// prefix that has objects under ``uri/``."""
     if not is_gcs(uri):

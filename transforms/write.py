@@ -25,6 +25,9 @@ from transforms.raster import SceneInfo
 from transforms.records import BandSource, TileResult
 
 TILES_PREFIX = ".tiles-"
+# A saved tile's record: written after the tile itself, so the records in a tile
+# folder name the tiles that are complete.
+RESULT_SUFFIX = ".result"
 # GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
 # writes once; a bounded cache is as fast (README, "Benchmarks").
@@ -43,6 +46,12 @@ def tile_path(output: str, scene_id: str, run_id: str, row: int, col: int,
               band_index: int) -> str:
     return storage.join(tiles_folder(output, scene_id, run_id),
                         f"r{row}_c{col}_i{band_index}.npy")
+
+
+def result_path(tile_uri: str) -> str:
+    """Where a saved tile's :class:`~transforms.records.TileResult` is kept, beside
+    the tile (``r0_c1_i0.npy`` -> ``r0_c1_i0.result``)."""
+    return tile_uri.rsplit(".", 1)[0] + RESULT_SUFFIX
 
 
 def write_tile(uri: str, core: np.ndarray) -> str:

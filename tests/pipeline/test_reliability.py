@@ -4,8 +4,10 @@ Every input here is a real file written by the test; every run is a real pipelin
 (in this process on the DirectRunner, or ``python -m pipeline`` in a subprocess).
 """
 
+import collections
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -337,10 +339,17 @@ def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypat
     command, env = pipeline_command(f"--input={folder}", f"--output={out}", *FLAGS)
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
-    seen = []
+    # Killed once one scene is finished and another has some of its 25 tiles saved
+    # (a scene is finished right after its last tile, so others are under way).
+    seen, done, saved = [], set(), collections.Counter()
     for line in proc.stderr:
         seen.append(line)
-        if "done ->" in line:  # one scene finished, the others under way
+        found = re.search(r"\] (\S+): (done ->|tile row .* computed)", line)
+        if found and found.group(2) == "done ->":
+            done.add(found.group(1))
+        elif found:
+            saved[found.group(1)] += 1
+        if done and any(0 < n <= 20 for sid, n in saved.items() if sid not in done):
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(60)

@@ -12,7 +12,7 @@ from pipeline.run import main
 
 FLAGS = ["--tile=32", "--window=5", "--levels=16", "--features=contrast,entropy,mean"]
 # What may differ between two runs of the same scene: when, and who computed it.
-RUN_SPECIFIC = ("timings", "workers")
+RUN_SPECIFIC = ("timings", "workers", "run_id")
 
 
 def write_scene(path, seed, shape):

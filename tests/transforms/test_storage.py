@@ -91,3 +91,17 @@ def test_gdal_options_follow_the_emulator_variable(monkeypatch):
     assert "CPL_MACHINE_IS_GCE" not in storage.gdal_options("gs://b/x.tif")
     with pytest.raises(ValueError, match="names no bucket"):
         storage.split_gcs("gs:///x")
+
+
+def test_list_files_and_exclusive_create(root):
+    folder = storage.join(root, "scene", ".tiles-run")
+    assert storage.list_files(folder, ".result") == []
+    for name in ["r1_c0_i0.result", "r0_c0_i0.result", "r0_c0_i0.npy", "sub/x.result"]:
+        storage.write_bytes(storage.join(folder, name), b"")
+    assert storage.list_files(folder, ".result") == [
+        storage.join(folder, "r0_c0_i0.result"), storage.join(folder, "r1_c0_i0.result")]
+    claim = storage.join(folder, "finishing")
+    assert storage.create_exclusive(claim)
+    assert storage.read_bytes(claim) == b""
+    if not root.startswith("gs://"):  # the emulator does not check preconditions
+        assert not storage.create_exclusive(claim)
