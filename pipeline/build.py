@@ -1,6 +1,7 @@
 """The pipeline graph: discover -> plan -> (spread) -> read -> RunInference -> save
-tiles -> finish each scene (COG mosaic, quicklook, manifest); every failure to
-errors.jsonl."""
+tiles, where the writer of a scene's last tile finishes the scene (COG mosaic,
+quicklook, manifest) -> at the end, finish any scene not finished yet; every failure
+to errors.jsonl."""
 
 from __future__ import annotations
 
