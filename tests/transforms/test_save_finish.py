@@ -88,12 +88,17 @@ def test_the_last_tile_finishes_the_scene(planned, output, tmp_path):
             assert (core == k).all()
 
 
+def save_all(tasks, params, output, value, run=RUN):
+    """Every tile of the scene saved, as the model's output ``value``."""
+    return [save_tile(task, fake_maps(task, params, value), params, output, run)
+            for task in tasks]
+
+
 def test_one_writer_finishes(planned, tmp_path):
     scene, params = planned
     output = str(tmp_path / "out")
     _, tasks = plan_scene(scene, params, output)
-    results = [save_tile(task, fake_maps(task, params, 1), params, output, RUN)
-               for task in tasks]
+    results = save_all(tasks, params, output, 1)
     folder = tiles_folder(output, scene.scene_id, RUN)
     # Every tile is saved and a writer has claimed the scene (and, say, died): the
     # others leave it to the end-of-run step.
@@ -110,8 +115,7 @@ def test_end_of_run_step_builds_what_was_not_finished(planned, tmp_path):
     scene, params = planned
     output = str(tmp_path / "out")
     _, tasks = plan_scene(scene, params, output)
-    results = [save_tile(task, fake_maps(task, params, 2), params, output, RUN)
-               for task in tasks]
+    results = save_all(tasks, params, output, 2)
     assert not finished_by(output, tasks[0], params.digest(), RUN)
     fn = FinishScenes(params, output, RUN)
     assert list(fn.process((scene.scene_id, results))) == [scene.scene_id]
@@ -122,8 +126,7 @@ def test_end_of_run_step_builds_what_was_not_finished(planned, tmp_path):
     # Another run's manifest of the same input and parameters does not stand in for
     # this run's while this run's tiles are still there (--force recomputes).
     other = "20261130T000001-89abcdef"
-    results = [save_tile(task, fake_maps(task, params, 3), params, output, other)
-               for task in tasks]
+    results = save_all(tasks, params, output, 3, run=other)
     assert not finished_by(output, tasks[0], params.digest(), other)
     assert list(FinishScenes(params, output, other).process(
         (scene.scene_id, results))) == [scene.scene_id]
