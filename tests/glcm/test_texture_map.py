@@ -160,8 +160,6 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(keras.backend.backend() == "jax",
-                    reason="the same integer code; 25 s of compile: TensorFlow pass only")
 def test_count_features_largest_window():
     # the fixed-point m ln m table has the fewest bits at the largest window (2^14 for
     # symmetric p_x at 63): the entropies must still match per window (asymmetric
