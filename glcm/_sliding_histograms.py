@@ -40,10 +40,11 @@ class SlidingCounts:
     that enters, one element at a time (repeated keys need no special care): adding
     to a key of count m changes Σ m² by 2m + 1 and Σ m ln m by F[m+1] - F[m], a
     table look-up (:func:`m_log_m_table`). Both sums are int32 and exact: no
-    logarithm and no rounding in the loop. The loop runs over columns (a backend
-    ``fori_loop``), vectorized over rows, offsets and key kinds: O(window) per
-    pixel, independent of the number of levels. The table holds rows x offsets x
-    (levels² + 5 levels) counts; texture_map sizes its row chunks for it.
+    logarithm and no rounding in the loop. Two backend ``fori_loop`` calls run over
+    the columns and, in each, over the window's rows, vectorized over output rows,
+    offsets and key kinds: O(window) per pixel, independent of the number of
+    levels. The table holds rows x offsets x (levels² + 5 levels) counts;
+    texture_map sizes its row chunks for it.
 
     Args:
       reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair.
