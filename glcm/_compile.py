@@ -129,6 +129,28 @@ def _read_text(path):
         return f.read()
 
 
+# Counting split into independent scatter-adds over groups of images: XLA:CPU runs
+# independent operations of one program concurrently, and smaller outputs stay in
+# cache. graycomatrix of 32 images of 512² (256 levels, 4 offsets), 2 cores, 1 / 2 /
+# 4 / 8 parts: TensorFlow 104 / 84 / 81 / 81 ms, JAX 169 / 143 / 126 / 130 ms.
+MIN_SCATTER_PARTS = 4
+MAX_SCATTER_PARTS = 8
+
+
+def scatter_parts(arrays, batch) -> int:
+    """Into how many independent scatter-adds to split counting over ``batch`` images
+    in an eager call on the CPU: one per usable core, at least
+    :data:`MIN_SCATTER_PARTS` and at most :data:`MAX_SCATTER_PARTS` (never more than
+    the images); 1 while tracing, for an unknown batch size, or on an accelerator."""
+    if not isinstance(batch, int) or batch < 2 or is_tracing(arrays):
+        return 1
+    if any(isinstance(a, keras.KerasTensor) for a in arrays):
+        return 1
+    if _default_device_platform() != "cpu":
+        return 1
+    return min(batch, MAX_SCATTER_PARTS, max(MIN_SCATTER_PARTS, usable_cores()))
+
+
 def float64_available() -> bool:
     """Whether float64 arrays stay float64: TensorFlow yes; JAX only with
     ``jax_enable_x64`` (otherwise it makes them float32)."""

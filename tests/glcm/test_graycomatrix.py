@@ -8,6 +8,7 @@ from skimage import data
 from skimage.feature import graycomatrix as sk_graycomatrix
 
 import glcm
+import glcm.cooccurrence
 
 FOUR = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
 ODD = [0.3, 2.0, -1.0, np.pi, 5 * np.pi / 6, 7.0]
@@ -95,6 +96,22 @@ def test_mask_matches_numpy_reference(seed):
             for ai, a in enumerate(angles):
                 np.testing.assert_array_equal(
                     got[b, :, :, di, ai], mask_reference(images[b], valid[b], d, a, levels))
+
+
+@pytest.mark.parametrize("parts", [1, 3, 8])
+def test_counts_do_not_depend_on_the_scatter_split(parts, monkeypatch):
+    # the batch is counted in independent groups on the CPU (7 images: 3 + 3 + 1,
+    # or one group each when there are more parts than images)
+    monkeypatch.setattr(glcm.cooccurrence, "scatter_parts",
+                        lambda arrays, batch: min(batch, parts))
+    rng = np.random.default_rng(7)
+    images = rng.integers(0, 5, (7, 11, 9))
+    valid = rng.random((7, 11, 9)) > 0.2
+    got = np.asarray(glcm.graycomatrix(images, [1], FOUR, 5, mask=valid))
+    for b in range(7):
+        for ai, a in enumerate(FOUR):
+            np.testing.assert_array_equal(got[b, :, :, 0, ai],
+                                          mask_reference(images[b], valid[b], 1, a, 5))
 
 
 def test_accepts_channel_axis_and_float_integers():
