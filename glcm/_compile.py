@@ -33,6 +33,11 @@ def is_tracing(args) -> bool:
     return True  # other backends: run op by op
 
 
+def is_symbolic(arrays) -> bool:
+    """True for Keras symbolic inputs or while the backend traces: no eager call."""
+    return any(isinstance(a, keras.KerasTensor) for a in arrays) or is_tracing(arrays)
+
+
 def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
     """Decorator: ``fn(*arrays, **static)`` runs compiled once per static config.
 
@@ -47,7 +52,7 @@ def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
 
     @functools.wraps(fn)
     def wrapper(*arrays, **static):
-        if any(isinstance(a, keras.KerasTensor) for a in arrays) or is_tracing(arrays):
+        if is_symbolic(arrays):
             return fn(*arrays, **static)
         backend = keras.backend.backend()
         size = max(int(np.prod(a.shape)) for a in arrays if a is not None)
@@ -142,9 +147,7 @@ def scatter_parts(arrays, batch) -> int:
     in an eager call on the CPU: one per usable core, at least
     :data:`MIN_SCATTER_PARTS` and at most :data:`MAX_SCATTER_PARTS` (never more than
     the images); 1 while tracing, for an unknown batch size, or on an accelerator."""
-    if not isinstance(batch, int) or batch < 2 or is_tracing(arrays):
-        return 1
-    if any(isinstance(a, keras.KerasTensor) for a in arrays):
+    if not isinstance(batch, int) or batch < 2 or is_symbolic(arrays):
         return 1
     if _default_device_platform() != "cpu":
         return 1
