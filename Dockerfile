@@ -6,17 +6,24 @@
 # they carry CUDA 12.3 / cuDNN 8.9 system libraries, while TensorFlow 2.18 and later
 # need cuDNN 9, so TensorFlow would skip the GPU and quietly run on the CPU.
 # dataflow/check_gpu_image.py fails the build when versions do not match.
-# Built by ./run_dataflow.sh with Cloud Build; see the README, "Dataflow".
+# Built by ./run_dataflow.sh with Cloud Build (dataflow/cloudbuild.yaml); see
+# docs/cloud.md.
 #
-# Versions: they must match setup.py (a test reads this file).
+# Versions: they must match setup.py (a test reads this file). Every package is
+# installed at the exact version of dataflow/image-constraints.txt (written by
+# dataflow/lock_image.py), so rebuilding a commit gives the same image.
 ARG TENSORFLOW_VERSION=2.21.0
 ARG BEAM_VERSION=2.77.0
 ARG PYTHON_VERSION=3.11
 ARG PYTHON_TAG=311
-# A dated release of Google's Flex Template launcher base image, not :latest.
-ARG LAUNCHER_TAG=20260122_RC00
+# Google's Flex Template launcher base image. ./run_dataflow.sh looks up its newest
+# release and passes it by digest (--build-arg LAUNCHER_IMAGE=...@sha256:...); this
+# default, for builds by hand, is a release tag of the form Google's own samples use
+# in 2026 (flex_templates_base_image_release_YYYYMMDD_RCNN). The bare YYYYMMDD_RC00
+# form is 2023's: a tag that does not exist stops the build at this FROM.
+ARG LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python${PYTHON_TAG}-template-launcher-base:flex_templates_base_image_release_20260112_RC00
 
-FROM gcr.io/dataflow-templates-base/python${PYTHON_TAG}-template-launcher-base:${LAUNCHER_TAG} AS launcher
+FROM ${LAUNCHER_IMAGE} AS launcher
 
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
 ARG TENSORFLOW_VERSION
@@ -31,12 +38,23 @@ COPY setup.py README.md ./
 COPY glcm ./glcm
 COPY transforms ./transforms
 COPY pipeline ./pipeline
-COPY dataflow/check_gpu_image.py ./dataflow/check_gpu_image.py
+COPY dataflow/check_gpu_image.py dataflow/image-constraints.txt ./dataflow/
+
+# Dataflow mounts the host's NVIDIA driver into the container under /usr/local/nvidia
+# (lib64: libcuda.so.1; bin: nvidia-smi). tensorflow[and-cuda] brings CUDA and cuDNN
+# but never the driver, and the Beam SDK image (unlike NVIDIA's CUDA images) does not
+# put that folder on the loader path: without this TensorFlow finds no GPU.
+ENV LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib${LD_LIBRARY_PATH:+:${LD_LIBRARY_PATH}} \
+    PATH=/usr/local/nvidia/bin:${PATH} \
+    NVIDIA_VISIBLE_DEVICES=all \
+    NVIDIA_DRIVER_CAPABILITIES=compute,utility
+
 # GLCM_TENSORFLOW=gpu: depend on `tensorflow`, whose [and-cuda] extra brings the
 # NVIDIA libraries, not on the CPU-only wheel a laptop gets. Beam stays the base
-# image's version (pinned again so pip cannot move it).
-RUN GLCM_TENSORFLOW=gpu pip install --no-cache-dir "apache-beam[gcp]==${BEAM_VERSION}" \
-      "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" . \
+# image's version (pinned again so pip cannot move it). pip check: no conflict left.
+RUN GLCM_TENSORFLOW=gpu pip install --no-cache-dir -c dataflow/image-constraints.txt \
+      "apache-beam[gcp]==${BEAM_VERSION}" "tensorflow[and-cuda]==${TENSORFLOW_VERSION}" . \
+ && pip check \
  && python3 dataflow/check_gpu_image.py --tensorflow "${TENSORFLOW_VERSION}" \
       --beam "${BEAM_VERSION}" --python "${PYTHON_VERSION}"
 

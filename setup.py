@@ -6,9 +6,9 @@ from setuptools import find_packages, setup
 
 TENSORFLOW_VERSION = "2.21.0"
 # TensorFlow: on Linux x86-64 the CPU-only wheel (no CUDA libraries downloaded on a
-# laptop or CI). The Dataflow GPU worker image starts from the TensorFlow GPU image,
-# which already carries the matching `tensorflow` build; it installs this package
-# with GLCM_TENSORFLOW=gpu so pip keeps that build (see Dockerfile / README).
+# laptop or CI). The Dataflow GPU worker image (Dockerfile: the Beam SDK image plus
+# tensorflow[and-cuda]) installs this package with GLCM_TENSORFLOW=gpu, so that it
+# depends on the `tensorflow` wheel whose CUDA extra it installs.
 if os.environ.get("GLCM_TENSORFLOW") == "gpu":
     TENSORFLOW = [f"tensorflow=={TENSORFLOW_VERSION}"]
 else:

@@ -7,6 +7,11 @@ with a single log line to show for it. Run in the Dockerfile:
 
     python3 dataflow/check_gpu_image.py --tensorflow 2.21.0 --beam 2.77.0
 
+It also checks that the folders where Dataflow mounts the host's NVIDIA driver
+(``/usr/local/nvidia/lib64`` for ``libcuda.so.1``, ``/usr/local/nvidia/bin``) are on
+the image's loader path and PATH: the wheels never carry the driver, and without
+them TensorFlow finds no GPU on a GPU worker.
+
 Exits 1 with every problem found; prints what it checked otherwise.
 """
 
@@ -23,6 +28,23 @@ from typing import Dict, List, Mapping, Optional
 # must hold (by major version).
 CUDA_RUNTIME = ("nvidia-cuda-runtime-cu12", "nvidia/cuda_runtime/lib/libcudart.so.{major}")
 CUDNN = ("nvidia-cudnn-cu12", "nvidia/cudnn/lib/libcudnn.so.{major}")
+# Where Dataflow mounts the host's NVIDIA driver in the worker container.
+DRIVER_LIBRARIES = "/usr/local/nvidia/lib64"
+DRIVER_BINARIES = "/usr/local/nvidia/bin"
+
+
+def loader_path_problems(environ: Mapping[str, str]) -> List[str]:
+    """What keeps the driver Dataflow mounts out of reach: its library folder missing
+    from LD_LIBRARY_PATH, its binaries' folder missing from PATH."""
+    out = []
+    for variable, folder in (("LD_LIBRARY_PATH", DRIVER_LIBRARIES),
+                             ("PATH", DRIVER_BINARIES)):
+        entries = [e.rstrip("/") for e in environ.get(variable, "").split(":") if e]
+        if folder not in entries:
+            out.append(f"{variable} lacks {folder}, where Dataflow mounts the NVIDIA "
+                       f"driver: TensorFlow would find no GPU (set it with ENV in the "
+                       f"Dockerfile)")
+    return out
 
 
 def _numbers(version: str) -> List[int]:
@@ -105,7 +127,9 @@ def main(argv=None) -> int:
     if args.python:
         expected["python"] = args.python
     installed = _installed([CUDA_RUNTIME[0], CUDNN[0]])
-    found = problems(build, installed, _library_present, versions, expected)
+    found = loader_path_problems(os.environ) + problems(build, installed,
+                                                        _library_present, versions,
+                                                        expected)
     print(f"TensorFlow {tf.__version__} built for CUDA {build.get('cuda_version')}, "
           f"cuDNN {build.get('cudnn_version')}; installed: {installed}; {versions}")
     for problem in found:

@@ -12,7 +12,8 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
-from pipeline.options import TextureOptions, is_dataflow, params_from
+from pipeline.options import (TextureOptions, add_dataflow_experiments, is_dataflow,
+                              params_from)
 from transforms import storage
 from transforms.compute import inference_errors, model_handler
 from transforms.discover import DiscoverScenes
@@ -45,13 +46,19 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     if storage.is_gcs(output):
         storage.split_gcs(output)  # names a bucket
     storage.makedirs(output)
+    if is_dataflow(p.options):
+        add_dataflow_experiments(p.options)
     # Tile results of this run live under their own folder (see tiles_folder).
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 
     assets = [name.strip() for value in o.asset or () for name in value.split(",")
               if name.strip()]
     discovered = p | "Discover" >> DiscoverScenes(o.input, assets)
-    planned = discovered["scenes"] | "Plan" >> beam.ParDo(
+    # Breaks fusion after naming: scenes that share a file name (B04.tif in every
+    # scene folder) are named under one key, and planning (a header and a
+    # decimated read per scene) would otherwise run on the one worker holding it.
+    scenes = discovered["scenes"] | "SpreadScenes" >> beam.Reshuffle()
+    planned = scenes | "Plan" >> beam.ParDo(
         PlanScenes(params, output, o.force)).with_outputs(ERRORS_TAG, SKIPPED_TAG,
                                                           main="tasks")
     # Breaks fusion: the tiles of one scene spread over every worker, not only the

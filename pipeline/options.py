@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions
 
 from transforms.compute import ACCELERATOR_CHOICES
 from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
@@ -11,6 +11,25 @@ from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
 def is_dataflow(options: PipelineOptions) -> bool:
     """Whether the pipeline runs on Dataflow (no local exit code, no local files)."""
     return "dataflow" in str(options.view_as(StandardOptions).runner or "").lower()
+
+
+# Experiments every Dataflow job of this pipeline needs, whoever launches it. Without
+# no_use_multiple_sdk_containers, Beam's Dataflow client asks for one SDK process per
+# vCPU (it adds use_multiple_sdk_containers unless the pipeline's own experiments
+# say otherwise), and each would load its own TensorFlow onto the one GPU.
+# Each with the experiment that says the opposite: a caller who passed that keeps it.
+DATAFLOW_EXPERIMENTS = {"use_runner_v2": "disable_runner_v2",
+                        "no_use_multiple_sdk_containers": "use_multiple_sdk_containers"}
+
+
+def add_dataflow_experiments(options: PipelineOptions) -> None:
+    """Adds :data:`DATAFLOW_EXPERIMENTS` to ``options``, except where the caller
+    explicitly asked for the opposite."""
+    debug = options.view_as(DebugOptions)
+    present = set(debug.experiments or ())
+    for experiment, opposite in DATAFLOW_EXPERIMENTS.items():
+        if experiment not in present and opposite not in present:
+            debug.add_experiment(experiment)
 
 
 def _switch(text: str) -> bool:

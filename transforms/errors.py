@@ -67,11 +67,18 @@ def with_retries(action: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def write_errors(records: Iterable[ErrorRecord], uri: str) -> None:
+def write_errors(records: Iterable[ErrorRecord], uri: str) -> List[ErrorRecord]:
     """The run's dead-letter file, one JSON object per line, sorted (committed whole;
-    empty when nothing failed)."""
+    empty when nothing failed).
+
+    Returns:
+      the records written, so that a step that depends on them (the job's failure
+      with --fail-on-error) runs only once the file exists.
+    """
+    records = list(records)
     lines = sorted(json.dumps(r.to_json(), sort_keys=True) for r in records)
     storage.write_bytes(uri, "".join(line + "\n" for line in lines).encode())
+    return records
 
 
 def read_errors(uri: str) -> List[ErrorRecord]:
@@ -97,7 +104,9 @@ class WriteErrors(beam.PTransform):
 
     def expand(self, records):
         collected = records | "Collect" >> beam.combiners.ToList()
-        _ = collected | "Write" >> beam.Map(write_errors, self.uri)
+        written = collected | "Write" >> beam.Map(write_errors, self.uri)
         if self.fail_job:
-            _ = collected | "FailOnError" >> beam.Map(_fail_if_any)
-        return collected
+            # Downstream of the write, never beside it: in a fused stage a sibling may
+            # run first, and the job would fail before errors.jsonl exists.
+            _ = written | "FailOnError" >> beam.Map(_fail_if_any)
+        return written

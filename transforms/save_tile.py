@@ -15,6 +15,7 @@ import numpy as np
 from transforms import storage
 from transforms.errors import ErrorRecord, with_retries
 from transforms.finish import finish_scene
+from transforms.metrics import counter
 from transforms.params import TextureParams
 from transforms.records import TileResult, TileTask
 from transforms.write import (RESULT_SUFFIX, result_path, tile_path, tiles_folder,
@@ -57,7 +58,9 @@ def finish_if_last(result: TileResult, params: TextureParams, output: str,
     writers that see their scene complete, the one that creates the scene's claim
     file finishes it. If none does, or it fails, :class:`~transforms.finish.
     FinishScenes` finishes the scene at the end of the run: this step only decides
-    *when*.
+    *when*, so it never raises. A storage error here (listing the records, creating
+    the claim, building the scene) is logged and leaves the scene to that step,
+    instead of failing the bundle and recomputing every tile in it.
 
     Returns:
       True when this call finished the scene.
@@ -65,11 +68,11 @@ def finish_if_last(result: TileResult, params: TextureParams, output: str,
     task = result.task
     scene_id = task.scene.scene_id
     folder = tiles_folder(output, scene_id, run_id)
-    records = storage.list_files(folder, RESULT_SUFFIX)
-    if len(records) < task.n_tasks or not storage.create_exclusive(
-            storage.join(folder, FINISH_CLAIM)):
-        return False
     try:
+        records = storage.list_files(folder, RESULT_SUFFIX)
+        if len(records) < task.n_tasks or not storage.create_exclusive(
+                storage.join(folder, FINISH_CLAIM)):
+            return False
         results = [pickle.loads(storage.read_bytes(uri)) for uri in records]
         finish_scene(scene_id, results, params, output, run_id)
     except Exception as exc:  # noqa: BLE001 - the end-of-run step tries again
@@ -86,6 +89,7 @@ class SaveTiles(beam.DoFn):
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
         self.params, self.output, self.run_id = params, output, run_id
+        self.finished_early = counter("scenes_finished_after_last_tile")
 
     def process(self, element):
         task, maps = element
@@ -96,4 +100,5 @@ class SaveTiles(beam.DoFn):
                                              "write_tile", exc).tagged()
             return
         yield task.scene.scene_id, result
-        finish_if_last(result, self.params, self.output, self.run_id)
+        if finish_if_last(result, self.params, self.output, self.run_id):
+            self.finished_early.inc()

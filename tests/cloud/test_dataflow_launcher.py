@@ -1,11 +1,15 @@
-"""run_dataflow.sh dry runs, the Flex Template metadata and the Dockerfile, checked
-against the pipeline's own option parser and setup.py's pins."""
+"""The Dataflow launcher (pipeline/launch.py): its plans, checked against the
+pipeline's own option parser; the Flex Template metadata, the Cloud Build recipe, the
+Dockerfile and the image lock, checked against setup.py's pins; the image's GPU check.
 
+Tests call the planner; one test runs the thin shell entry."""
+
+import argparse
+import datetime
 import importlib.util
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 
@@ -13,27 +17,27 @@ import pytest
 from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions,
                                                   PipelineOptions, WorkerOptions)
 
+from pipeline import launch
+from pipeline.launch import LaunchError, StepFailed, execute, plan
 from pipeline.options import TextureOptions, params_from
 from pipeline.run import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = ["--project", "my-proj", "--region", "europe-west4", "--bucket", "gs://my-bkt"]
-RUNNER_PARAMS = {"sdk_container_image", "disk_size_gb", "number_of_worker_harness_threads",
-                 "accelerator"}
+INPUT = ["--input", "gs://my-bkt/in/*.tif"]
 L4 = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
+NOW = datetime.datetime(2026, 12, 1, 3, 0, 0)
+DIGEST = "sha256:" + "ab" * 32
 
 
-def launcher(*args, expect=0):
-    done = subprocess.run([os.path.join(ROOT, "run_dataflow.sh"), *args], cwd="/",
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PATH": "/usr/bin:/bin"})  # no gcloud
-    assert done.returncode == expect, done.stderr
-    return done
+def make(*args, **kwargs):
+    kwargs.setdefault("commit", "0123abcd4567")
+    return plan(list(args), now=NOW, **kwargs)
 
 
-def commands(stdout):
-    """The printed commands, as argv lists."""
-    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
+def step(launch_plan, name):
+    [found] = [s for s in launch_plan.steps if s.name == name]
+    return found
 
 
 def flag(argv, name):
@@ -58,94 +62,309 @@ def as_pipeline_argv(params):
     return [f"--{k}={v}" for k, v in params.items()]
 
 
-def test_dry_run_launch_commands_are_accepted_by_the_pipeline():
-    done = launcher("--dry-run", *BASE, "--gpu-type", "nvidia-l4", "--max-workers=25",
-                    "--input", "gs://my-bkt/in/*.tif", "--features=contrast,ent,mean",
-                    "--window", "9", "--angles", "-45,0", "--fail-on-error", "--force")
-    cmds = commands(done.stdout)
-    assert [c[:4] for c in cmds] == [
-        ["gcloud", "artifacts", "repositories", "create"],
-        ["gcloud", "builds", "submit", ROOT],
-        ["gcloud", "dataflow", "flex-template", "build"],
-        ["gcloud", "dataflow", "flex-template", "run"]]
-    image = flag(cmds[1], "--tag")[0]
-    assert re.fullmatch(r"europe-west4-docker\.pkg\.dev/my-proj/glcm/glcm-worker:\S+", image)
-    assert os.path.exists(os.path.join(cmds[1][3], "Dockerfile"))
-    template = cmds[2][4]
-    # one template per image tag: a later build never changes what this one launches
-    assert template == f"gs://my-bkt/templates/glcm-texture-{image.rsplit(':', 1)[1]}.json"
-    assert flag(cmds[2], "--image") == [image]
-    assert flag(cmds[2], "--metadata-file") == [os.path.join(ROOT, "dataflow/metadata.json")]
-    run = cmds[3]
-    assert flag(run, "--template-file-gcs-location") == [template]
+def test_plan_builds_from_the_newest_launcher_release_and_launches_by_digest():
+    p = make(*BASE, "--gpu-type", "nvidia-l4", "--max-workers=25", *INPUT,
+             "--features=contrast,ent,mean", "--window", "9", "--angles", "-45,0",
+             "--fail-on-error", "--force")
+    assert [s.name for s in p.steps] == ["repository", "launcher-base", "image", "digest",
+                                         "template", "job"]
+    # the repository is created only when its describe fails
+    repo = step(p, "repository")
+    assert repo.probe[:4] == ("gcloud", "artifacts", "repositories", "describe")
+    assert repo.when == "probe_fails"
+    # the launcher base: listed, the newest release chosen, passed by digest
+    base = step(p, "launcher-base")
+    assert base.argv[:4] == ("gcloud", "container", "images", "list-tags")
+    assert base.argv[4] == "gcr.io/dataflow-templates-base/python311-template-launcher-base"
+    image = p.image
+    assert re.fullmatch(r"europe-west4-docker\.pkg\.dev/my-proj/glcm/glcm-worker:"
+                        r"0123abcd4567", image)
+    build = step(p, "image").argv
+    assert build[:4] == ("gcloud", "builds", "submit", ROOT)
+    assert flag(build, "--config") == [os.path.join(ROOT, "dataflow", "cloudbuild.yaml")]
+    assert flag(build, "--substitutions") == [
+        f"_IMAGE={image},_LAUNCHER_IMAGE=${{LAUNCHER_IMAGE}}"]
+    # the template and the job name the image by digest, never by its tag
+    template = step(p, "template").argv
+    assert template[4] == p.template == ("gs://my-bkt/templates/glcm-texture-0123abcd4567-"
+                                         "${WORKER_DIGEST}.json")
+    assert flag(template, "--image") == ["${WORKER_IMAGE}"]
+    run = step(p, "job").argv
+    assert run[:5] == ("gcloud", "dataflow", "flex-template", "run",
+                       "glcm-texture-20261201-030000")
+    assert flag(run, "--template-file-gcs-location") == [p.template]
     assert flag(run, "--worker-machine-type") == ["g2-standard-8"]
     assert flag(run, "--max-workers") == ["25"]
+    assert flag(run, "--launcher-machine-type") == ["n1-standard-4"]
     experiments = flag(run, "--additional-experiments")[0].split(",")
-    assert "use_runner_v2" in experiments and L4 in experiments  # the GPU request
+    assert experiments == ["use_runner_v2", "no_use_multiple_sdk_containers", L4]
     params = parameters(run)
-    assert params["sdk_container_image"] == image
+    assert params["sdk_container_image"] == "${WORKER_IMAGE}"
     assert params["accelerator"] == "required"
-    assert "dataflow_service_options" not in params
+    assert params["disk_size_gb"] == "100"  # holds the image and concurrent mosaics
 
     # the pipeline parses every parameter exactly as the template launcher passes it
     options = PipelineOptions(as_pipeline_argv(params))
-    texture = params_from(options.view_as(TextureOptions))
+    texture = params_from(options)
     assert texture.features == ("contrast", "entropy", "mean")
     assert (texture.window, texture.angles_degrees) == (9, (-45.0, 0.0))
     o = options.view_as(TextureOptions)
     assert o.input == ["gs://my-bkt/in/*.tif"] and o.output == "gs://my-bkt/glcm-output"
-    assert o.force is True and o.fail_on_error is True
-    assert options.view_as(WorkerOptions).sdk_container_image == image
-    assert options.view_as(WorkerOptions).disk_size_gb == 50
+    assert o.force is True and o.fail_on_error is True and o.accelerator == "required"
+    assert options.view_as(WorkerOptions).disk_size_gb == 100
     assert options.view_as(DebugOptions).number_of_worker_harness_threads == 4
-    assert o.accelerator == "required"
     assert options.view_as(GoogleCloudOptions).dataflow_service_options is None
     assert options.view_as(DebugOptions).experiments is None  # set by gcloud instead
 
 
-def test_dry_run_schedule_creates_or_updates_the_scheduler_job():
-    done = launcher("schedule", "--dry-run", "--cron", "0 3 * * *", "--time-zone",
-                    "Europe/Paris", "--service-account", "sa@p.iam.gserviceaccount.com",
-                    *BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1",
-                    "--worker-zone", "europe-west4-c",
-                    "--input", "@gs://my-bkt/lists/daily list.txt", "--levels", "64")
-    cmds = commands(done.stdout)
-    assert [c[:5] for c in cmds] == [["gcloud", "storage", "objects", "describe",
-                                      "gs://my-bkt/templates/glcm-texture-1.json"],
-                                     ["gcloud", "scheduler", "jobs", "describe",
-                                      "glcm-texture"],
-                                     ["gcloud", "scheduler", "jobs", "update", "http"],
-                                     ["gcloud", "scheduler", "jobs", "create", "http"]]
-    for cmd in cmds[2:]:
-        assert flag(cmd, "--schedule") == ["0 3 * * *"]
-        assert flag(cmd, "--time-zone") == ["Europe/Paris"]
-        assert flag(cmd, "--uri") == ["https://dataflow.googleapis.com/v1b3/projects/"
-                                      "my-proj/locations/europe-west4/flexTemplates:launch"]
-        assert flag(cmd, "--oauth-service-account-email") == ["sa@p.iam.gserviceaccount.com"]
-        body = json.loads(flag(cmd, "--message-body")[0])["launchParameter"]
-        # the template and the image of one build, together
-        assert body["containerSpecGcsPath"] == "gs://my-bkt/templates/glcm-texture-1.json"
-        environment = body["environment"]
-        assert environment["machineType"] == "n1-standard-8"
-        assert "use_runner_v2" in environment["additionalExperiments"]
-        assert ("worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
-                in environment["additionalExperiments"])
-        assert environment["serviceAccountEmail"] == "sa@p.iam.gserviceaccount.com"
-        assert environment["workerZone"] == "europe-west4-c"
-        params = body["parameters"]
-        assert params["sdk_container_image"] == "eu.gcr.io/p/w:1"
-        assert params["accelerator"] == "required"
-        options = PipelineOptions(as_pipeline_argv(params))
-        assert params_from(options).levels == 64
-        assert options.view_as(TextureOptions).input == ["@gs://my-bkt/lists/daily list.txt"]
+def test_plan_prints_every_command_and_what_fills_the_placeholders():
+    text = make(*BASE, *INPUT).describe()
+    assert "+ gcloud builds submit" in text
+    assert "? gcloud artifacts repositories describe glcm" in text
+    assert "(sets ${LAUNCHER_IMAGE})" in text and "(sets ${WORKER_IMAGE}, ${WORKER_DIGEST})" in text
+
+
+def test_dirty_checkout_gets_its_own_tag():
+    p = make(*BASE, *INPUT, dirty=True)
+    assert p.image.endswith(":0123abcd4567-dirty-20261201030000")
+    with pytest.raises(LaunchError, match="not a git checkout"):
+        plan(BASE + INPUT, commit=None)
+
+
+def test_launcher_tag_picks_a_release_by_name():
+    p = make(*BASE, *INPUT, "--launcher-tag", "20251030-rc00")
+    assert "release 20251030-rc00" in step(p, "launcher-base").purpose
+    with pytest.raises(LaunchError, match="not a release tag"):
+        make(*BASE, *INPUT, "--launcher-tag", "latest")
+
+
+LISTING = json.dumps([
+    {"digest": "sha256:" + "1" * 64, "tags": ["latest", "public-image-latest"]},
+    {"digest": "sha256:" + "2" * 64, "tags": ["20251030-rc00"]},
+    {"digest": "sha256:" + "3" * 64, "tags": ["flex_templates_base_image_release_20260112_RC00"]},
+    {"digest": "sha256:" + "4" * 64, "tags": ["20230622_RC00"]},
+    {"digest": "sha256:" + "5" * 64, "tags": ["flex_templates_base_image_release_20260112_RC01"]},
+])
+
+
+def test_choose_launcher_image_takes_the_newest_release_or_the_one_named():
+    repo = "gcr.io/dataflow-templates-base/python311-template-launcher-base"
+    assert launch.choose_launcher_image(repo, LISTING) == f"{repo}@sha256:" + "5" * 64
+    assert (launch.choose_launcher_image(repo, LISTING, "20251030-rc00")
+            == f"{repo}@sha256:" + "2" * 64)
+    with pytest.raises(StepFailed, match="no release tagged '20260122_RC00'; the newest: "
+                                         "flex_templates_base_image_release_20260112_RC01"):
+        launch.choose_launcher_image(repo, LISTING, "20260122_RC00")
+    with pytest.raises(StepFailed, match="no release tag"):
+        launch.choose_launcher_image(repo, json.dumps([{"digest": "sha256:1",
+                                                        "tags": ["latest"]}]))
+
+
+def test_execute_fills_values_from_earlier_steps_and_names_a_failed_step():
+    """The plan run step by step, with a stand-in for gcloud (no account here)."""
+    calls = []
+
+    def gcloud(argv, capture):
+        calls.append(list(argv))
+        out = ""
+        if "list-tags" in argv:
+            out = LISTING
+        elif argv[1:5] == ["artifacts", "docker", "images", "describe"]:
+            out = DIGEST + "\n"
+        code = 1 if argv[1:4] == ["artifacts", "repositories", "describe"] else 0
+        return subprocess.CompletedProcess(argv, code, stdout=out, stderr="")
+
+    p = make(*BASE, *INPUT)
+    values = execute(p, run=gcloud, say=lambda line: None)
+    assert values["WORKER_IMAGE"] == ("europe-west4-docker.pkg.dev/my-proj/glcm/"
+                                      "glcm-worker@" + DIGEST)
+    assert values["WORKER_DIGEST"] == "ab" * 6
+    executed = {tuple(c[1:3]): c for c in calls}
+    assert ("artifacts", "repositories") in executed  # describe failed: create ran
+    assert [c for c in calls if c[1:4] == ["artifacts", "repositories", "create"]]
+    build = executed[("builds", "submit")]
+    assert flag(build, "--substitutions")[0].endswith(
+        "_LAUNCHER_IMAGE=gcr.io/dataflow-templates-base/python311-template-launcher-base"
+        "@sha256:" + "5" * 64)
+    template = executed[("dataflow", "flex-template")]
+    run = calls[-1]
+    assert flag(run, "--template-file-gcs-location") == [
+        f"gs://my-bkt/templates/glcm-texture-0123abcd4567-{'ab' * 6}.json"]
+    assert parameters(run)["sdk_container_image"] == values["WORKER_IMAGE"]
+    assert template  # built before the job
+
+    def failing_build(argv, capture):
+        if argv[1] == "builds":
+            return subprocess.CompletedProcess(argv, 1, stdout="", stderr="denied: quota")
+        return gcloud(argv, capture)
+
+    with pytest.raises(StepFailed, match=r"step 'image' \(the worker image.*exit status "
+                                         r"1:\ndenied: quota"):
+        execute(p, run=failing_build, say=lambda line: None)
+
+
+def test_schedule_posts_the_launch_request_built_in_python():
+    p = make("schedule", "--cron", "0 3 * * *", "--time-zone", "Europe/Paris",
+             "--service-account", "sa@p.iam.gserviceaccount.com", *BASE, "--skip-build",
+             "--image", "eu.gcr.io/p/w:1", "--worker-zone", "europe-west4-c",
+             "--input", "@gs://my-bkt/lists/daily list.txt", "--levels", "64")
+    assert [s.name for s in p.steps] == ["digest", "template-exists", "schedule-update",
+                                         "schedule-create"]
+    assert step(p, "template-exists").argv[:5] == (
+        "gcloud", "storage", "objects", "describe",
+        "gs://my-bkt/templates/glcm-texture-1-${WORKER_DIGEST}.json")
+    update, create = step(p, "schedule-update"), step(p, "schedule-create")
+    assert (update.when, create.when) == ("probe_succeeds", "probe_fails")
+    for s in (update, create):
+        assert flag(s.argv, "--schedule") == ["0 3 * * *"]
+        assert flag(s.argv, "--time-zone") == ["Europe/Paris"]
+        assert flag(s.argv, "--uri") == ["https://dataflow.googleapis.com/v1b3/projects/"
+                                         "my-proj/locations/europe-west4/flexTemplates:launch"]
+        assert flag(s.argv, "--oauth-service-account-email") == [
+            "sa@p.iam.gserviceaccount.com"]
+        assert json.loads(flag(s.argv, "--message-body")[0]) == p.scheduler_body
+    body = p.scheduler_body["launchParameter"]
+    assert body["jobName"] == "glcm-texture"
+    assert body["containerSpecGcsPath"] == p.template
+    environment = body["environment"]
+    assert environment["machineType"] == "n1-standard-8"
+    assert environment["launcherMachineType"] == "n1-standard-4"
+    assert "no_use_multiple_sdk_containers" in environment["additionalExperiments"]
+    assert ("worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"
+            in environment["additionalExperiments"])
+    assert environment["serviceAccountEmail"] == "sa@p.iam.gserviceaccount.com"
+    assert environment["workerZone"] == "europe-west4-c"
+    params = body["parameters"]
+    assert params["sdk_container_image"] == "${WORKER_IMAGE}"
+    options = PipelineOptions(as_pipeline_argv(params))
+    assert params_from(options).levels == 64
+    assert options.view_as(TextureOptions).input == ["@gs://my-bkt/lists/daily list.txt"]
+
+
+def test_an_image_given_by_digest_needs_no_lookup():
+    image = "eu.gcr.io/p/w@" + DIGEST
+    p = make(*BASE, *INPUT, "--skip-build", "--image", image)
+    assert [s.name for s in p.steps] == ["template-exists", "job"]
+    assert parameters(step(p, "job").argv)["sdk_container_image"] == image
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--project is required"),
+    (BASE, "--input is required"),
+    (["--project", "123456", *BASE[2:], *INPUT], "is not a project id"),
+    ([*BASE[:4], "--bucket", "my-bkt", *INPUT], "--bucket must be gs://"),
+    ([*BASE, "--input", "/local/x.tif"], "must be on Cloud Storage"),
+    ([*BASE, *INPUT, "--output", "out"], "must be gs://"),
+    ([*BASE, "--input", "gs://b/a.tif", "--input", "gs://b/b.tif"], "given twice"),
+    ([*BASE, *INPUT, "--gpu-count", "0"], "--gpu-count must be a positive integer"),
+    (["schedule", *BASE, *INPUT], "needs --cron"),
+    (["schedule", *BASE, *INPUT, "--cron", "0 3 * *"], "must have 5 fields"),
+    ([*BASE, *INPUT, "stray"], "unexpected argument 'stray'"),
+    # a typo is refused by name before any build, with the closest flag
+    ([*BASE, *INPUT, "--max-worker", "5"], "unknown flag --max-worker; did you mean "
+                                           "--max-workers?"),
+    ([*BASE, *INPUT, "--featurs", "contrast"], "did you mean --features?"),
+    # pipeline flags are checked by the pipeline's own rules (glcm.validation)
+    ([*BASE, *INPUT, "--window", "8"], "--window: window must be an odd integer"),
+    ([*BASE, *INPUT, "--levels", "1"], "--levels: levels must be >= 2"),
+    ([*BASE, *INPUT, "--features", "contrast,bogus"], "unknown GLCM feature 'bogus'"),
+    ([*BASE, *INPUT, "--sdk_container_image", "x"], "set by the launcher; use --image"),
+    ([*BASE, *INPUT, "--dataflow_service_options", "x"], "set by the launcher"),
+    ([*BASE, *INPUT, "--accelerator", "none"], "use --gpu-type instead"),
+    ([*BASE, *INPUT, "--disk-size-gb", "30"], "--disk-size-gb 30 is too small"),
+    ([*BASE, *INPUT, "--job-name", "My_Job"], "Dataflow job names are lower-case"),
+    # machine families with a fixed GPU count: impossible pairs refused with the choices
+    ([*BASE, *INPUT, "--gpu-type", "nvidia-l4", "--gpu-count", "2", "--machine-type",
+      "g2-standard-8"], "valid: g2-standard-24"),
+    ([*BASE, *INPUT, "--gpu-type", "nvidia-l4", "--gpu-count", "3"],
+     "cannot have --gpu-count 3: choose 1 (g2-standard-8/g2-standard-4"),
+    ([*BASE, *INPUT, "--gpu-type", "nvidia-h100-80gb", "--gpu-count", "8",
+      "--machine-type", "n1-standard-8"], "valid: a3-highgpu-8g"),
+    ([*BASE, *INPUT, "--machine-type", "g2-standard-8"],
+     "cannot carry 1 x nvidia-tesla-t4; valid: n1-standard-8, other n1 types"),
+    ([*BASE, *INPUT, "--gpu-type", "nvidia-tesla-k9"], "unknown --gpu-type"),
+    ([*BASE, *INPUT, "--skip-build"], "--skip-build needs --image"),
+    ([*BASE, *INPUT, "--skip-build", "--image", "eu.gcr.io/p/w"], "needs a tag"),
+    (["schedule", *BASE, *INPUT, "--cron", "0 3 * * *"], "schedule needs --service-account"),
+])
+def test_launcher_refuses_bad_arguments_before_anything_runs(args, message):
+    with pytest.raises(LaunchError) as refused:
+        make(*args)
+    assert message in str(refused.value)
+
+
+@pytest.mark.parametrize("count", [1, 2, 4])
+def test_h100_shapes_that_are_not_offered_on_demand_are_refused(count):
+    with pytest.raises(LaunchError, match=f"a3-highgpu-{count}g, which Compute Engine "
+                                          f"offers only as Spot or Flex-start"):
+        make(*BASE, *INPUT, "--gpu-type", "nvidia-h100-80gb", "--gpu-count", str(count))
+
+
+def test_every_default_machine_is_offered_on_demand():
+    for gpu, shapes in launch.GPU_MACHINES.items():
+        for count, machines in shapes.items():
+            assert (gpu, count) not in launch.NOT_ON_DEMAND
+            assert machines[0] not in launch.NOT_ON_DEMAND.values()
+            assert launch.machine_for(gpu, count, None) == machines[0]
+
+
+@pytest.mark.parametrize("gpu, machine", [
+    (["--gpu-type", "nvidia-l4", "--gpu-count", "2"], "g2-standard-24"),
+    (["--gpu-type", "nvidia-tesla-a100", "--gpu-count", "4"], "a2-highgpu-4g"),
+    (["--gpu-type", "nvidia-a100-80gb"], "a2-ultragpu-1g"),
+    (["--gpu-type", "nvidia-h100-80gb", "--gpu-count", "8"], "a3-highgpu-8g"),
+    (["--gpu-type", "nvidia-tesla-t4", "--gpu-count", "2", "--machine-type",
+      "n1-highmem-16"], "n1-highmem-16"),
+])
+def test_launcher_chooses_a_machine_that_carries_the_gpus(gpu, machine):
+    p = make(*BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1", *INPUT, *gpu)
+    assert flag(step(p, "job").argv, "--worker-machine-type") == [machine]
+
+
+def test_launcher_without_gpu_asks_for_none():
+    run = step(make(*BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1", *INPUT,
+                    "--gpu-type", "none"), "job").argv
+    assert not any(e.startswith("worker_accelerator")
+                   for e in flag(run, "--additional-experiments")[0].split(","))
+    assert parameters(run)["accelerator"] == "none"
+    assert flag(run, "--worker-machine-type") == ["n1-standard-8"]
+
+
+def test_hostile_names_stay_one_argument():
+    hostile = "gs://b/in/$(touch /tmp/pwned) `id`; rm -rf ~ 'x'.tif"
+    run = step(make(*BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1",
+                    "--input", hostile), "job").argv
+    assert parameters(run)["input"] == hostile
+
+
+def test_the_shell_entry_runs_the_python_launcher():
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}  # no gcloud
+    done = subprocess.run([os.path.join(ROOT, "run_dataflow.sh"), "--dry-run", *BASE,
+                           *INPUT, "--window", "9"], cwd="/", capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "+ gcloud dataflow flex-template run" in done.stdout
+    bad = subprocess.run([os.path.join(ROOT, "run_dataflow.sh"), "--dry-run", *BASE,
+                          *INPUT, "--max-worker", "5"], cwd="/", capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert bad.returncode == 2
+    assert "unknown flag --max-worker; did you mean --max-workers?" in bad.stderr
+    assert "Launcher options:" in subprocess.run(
+        [os.path.join(ROOT, "run_dataflow.sh"), "--help"], capture_output=True, text=True,
+        timeout=120, env=env).stdout
+
+
+def test_pipeline_on_dataflow_refuses_local_output(tmp_path, capsys):
+    (tmp_path / "a.tif").write_bytes(b"")
+    assert main([f"--input={tmp_path}/a.tif", f"--output={tmp_path}/out",
+                 "--runner=DataflowRunner", "--project=p", "--region=r"]).exit_code == 2
+    assert "Dataflow workers can only write to Cloud Storage" in capsys.readouterr().err
 
 
 def test_flex_template_metadata_lists_the_pipeline_options():
     with open(os.path.join(ROOT, "dataflow", "metadata.json")) as f:
         metadata = json.load(f)
     names = [p["name"] for p in metadata["parameters"]]
-    import argparse
-
     parser = argparse.ArgumentParser()
     TextureOptions._add_argparse_args(parser)
     dests = [a.dest for a in parser._actions if a.dest != "help"]
@@ -164,14 +383,19 @@ def pins():
         text = f.read()
     tf = re.search(r'TENSORFLOW_VERSION = "([^"]+)"', text).group(1)
     beam = re.search(r'"apache-beam\[gcp\]==([^"]+)"', text).group(1)
-    return tf, beam
+    others = dict(re.findall(r'"(keras|numpy|rasterio|google-cloud-storage)==([^"]+)"', text))
+    return tf, beam, others
+
+
+def dockerfile():
+    with open(os.path.join(ROOT, "Dockerfile")) as f:
+        return f.read()
 
 
 def test_dockerfile_names_the_pinned_versions():
-    tf, beam = pins()
-    with open(os.path.join(ROOT, "Dockerfile")) as f:
-        text = f.read()
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
+    tf, beam, _ = pins()
+    text = dockerfile()
+    args = launch.dockerfile_args(ROOT)
     assert args["TENSORFLOW_VERSION"] == tf and args["BEAM_VERSION"] == beam
     assert args["PYTHON_TAG"] == args["PYTHON_VERSION"].replace(".", "")
     # the Beam SDK image is the base: its harness and its Python, no second copy
@@ -180,10 +404,6 @@ def test_dockerfile_names_the_pinned_versions():
     assert '"tensorflow[and-cuda]==${TENSORFLOW_VERSION}"' in text
     assert "GLCM_TENSORFLOW=gpu pip install" in text
     assert "python3 dataflow/check_gpu_image.py" in text
-    # the launcher base image is pinned to a dated release, not :latest
-    assert re.fullmatch(r"\d{8}_RC\d\d", args["LAUNCHER_TAG"])
-    assert "-template-launcher-base:${LAUNCHER_TAG} AS launcher" in text
-    assert not re.search(r"^FROM \S+:latest", text, re.M)
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text
     # process settings belong to the image: the package sets none
     for setting in ("TF_CPU_ALLOCATOR_USE_BFC=false", "CPL_MACHINE_IS_GCE=YES",
@@ -191,82 +411,65 @@ def test_dockerfile_names_the_pinned_versions():
         assert setting in text
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dry-run"], "--project is required"),
-    (["--dry-run", *BASE], "--input is required"),
-    (["--dry-run", *BASE[:4], "--bucket", "my-bkt", "--input", "gs://b/x.tif"],
-     "--bucket must be gs://"),
-    (["--dry-run", *BASE, "--input", "/local/x.tif"], "must be on Cloud Storage"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--output", "out"], "must be gs://"),
-    (["--dry-run", *BASE, "--input", "gs://b/a.tif", "--input", "gs://b/b.tif"],
-     "given twice"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--gpu-count", "0"],
-     "--gpu-count must be"),
-    (["schedule", "--dry-run", *BASE, "--input", "gs://b/x.tif"], "needs --cron"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "stray"], "unexpected argument"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--sdk_container_image", "x"],
-     "is set by this script"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--dataflow_service_options", "x"],
-     "is set by this script"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--accelerator", "none"],
-     "is set by this script"),
-    # fixed-count machine families: impossible pairs are refused with the valid ones
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--gpu-type", "nvidia-l4",
-      "--gpu-count", "2", "--machine-type", "g2-standard-8"], "valid: g2-standard-24"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--gpu-type", "nvidia-l4",
-      "--gpu-count", "3"], "cannot have --gpu-count 3: choose 1 (g2-standard-4..32)"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--gpu-type", "nvidia-h100-80gb",
-      "--machine-type", "n1-standard-8"], "valid: a3-highgpu-1g"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--machine-type", "g2-standard-8"],
-     "cannot carry 1 x nvidia-tesla-t4; valid: n1-standard-8, other n1 types"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--gpu-type", "nvidia-tesla-k9"],
-     "unknown --gpu-type"),
-    (["--dry-run", *BASE, "--input", "gs://b/x.tif", "--skip-build"],
-     "--skip-build needs --image URI:TAG"),
-    (["schedule", "--dry-run", *BASE, "--input", "gs://b/x.tif", "--cron", "0 3 * * *"],
-     "schedule needs --service-account"),
-])
-def test_launcher_rejects_bad_arguments(args, message):
-    assert message in launcher(*args, expect=2).stderr
+def test_dockerfile_launcher_base_is_a_build_argument_with_a_current_release_tag():
+    text = dockerfile()
+    assert "FROM ${LAUNCHER_IMAGE} AS launcher" in text
+    default = launch.dockerfile_args(ROOT)["LAUNCHER_IMAGE"]
+    repository, tag = default.rsplit(":", 1)
+    assert repository == "gcr.io/dataflow-templates-base/python${PYTHON_TAG}-template-launcher-base"
+    # the form Google's current samples use; not :latest, not 2023's bare YYYYMMDD_RC00
+    assert re.fullmatch(r"flex_templates_base_image_release_\d{8}_RC\d\d", tag)
+    assert not re.search(r"^FROM \S+:latest", text, re.M)
+    with open(os.path.join(ROOT, "dataflow", "cloudbuild.yaml")) as f:
+        recipe = f.read()
+    assert '"--build-arg", "LAUNCHER_IMAGE=${_LAUNCHER_IMAGE}"' in recipe
+    assert '"-t", "${_IMAGE}"' in recipe and 'images: ["${_IMAGE}"]' in recipe
 
 
-@pytest.mark.parametrize("gpu, machine", [
-    (["--gpu-type", "nvidia-l4", "--gpu-count", "2"], "g2-standard-24"),
-    (["--gpu-type", "nvidia-tesla-a100", "--gpu-count", "4"], "a2-highgpu-4g"),
-    (["--gpu-type", "nvidia-a100-80gb"], "a2-ultragpu-1g"),
-    (["--gpu-type", "nvidia-h100-80gb", "--gpu-count", "8"], "a3-highgpu-8g"),
-    (["--gpu-type", "nvidia-tesla-t4", "--gpu-count", "2", "--machine-type",
-      "n1-highmem-16"], "n1-highmem-16"),
-])
-def test_launcher_chooses_a_machine_that_carries_the_gpus(gpu, machine):
-    run = commands(launcher("--dry-run", *BASE, "--skip-build", "--image",
-                            "eu.gcr.io/p/w:1", "--input", "gs://b/x.tif", *gpu).stdout)[-1]
-    assert flag(run, "--worker-machine-type") == [machine]
+def image_environment():
+    """The environment the Dockerfile's ENV lines give a container of the image, the
+    base image's PATH standing for the one Docker starts from."""
+    text = dockerfile().replace("\\\n", " ")
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin"}
+    for line in re.findall(r"^ENV (.+)$", text, re.M):
+        for name, value in re.findall(r"(\w+)=(\S+)", line):
+            value = re.sub(r"\$\{(\w+):\+:\$\{\w+\}\}",
+                           lambda m: ":" + env[m.group(1)] if env.get(m.group(1)) else "",
+                           value)
+            env[name] = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+    return env
 
 
-def test_launcher_without_gpu_asks_for_none():
-    run = commands(launcher("--dry-run", *BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1",
-                            "--input", "gs://b/x.tif", "--gpu-type", "none").stdout)[-1]
-    assert not any(e.startswith("worker_accelerator")
-                   for e in flag(run, "--additional-experiments")[0].split(","))
-    assert parameters(run)["accelerator"] == "none"
-    assert flag(run, "--worker-machine-type") == ["n1-standard-8"]
+def test_image_puts_the_driver_dataflow_mounts_on_the_loader_path():
+    check = load_image_check()
+    env = image_environment()
+    assert check.loader_path_problems(env) == []
+    assert env["LD_LIBRARY_PATH"].split(":")[0] == "/usr/local/nvidia/lib64"
+    assert env["PATH"].startswith("/usr/local/nvidia/bin:/usr/local/bin")
+    # the check runs in the build after the ENV line, and fails without it
+    text = dockerfile()
+    assert text.index("ENV LD_LIBRARY_PATH=") < text.index("check_gpu_image.py --tensorflow")
+    problems = check.loader_path_problems({"PATH": "/usr/bin", "LD_LIBRARY_PATH": ""})
+    assert [p.split(" lacks ")[0] for p in problems] == ["LD_LIBRARY_PATH", "PATH"]
 
 
-def test_launcher_quotes_hostile_names_and_help():
-    hostile = "gs://b/in/$(touch /tmp/pwned) `id`; rm -rf ~ 'x'.tif"
-    done = launcher("--dry-run", *BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1",
-                    "--input", hostile)
-    assert parameters(commands(done.stdout)[-1])["input"] == hostile
-    assert not os.path.exists("/tmp/pwned")
-    assert "Usage:" in launcher("--help").stdout
-
-
-def test_pipeline_on_dataflow_refuses_local_output(tmp_path, capsys):
-    (tmp_path / "a.tif").write_bytes(b"")
-    assert main([f"--input={tmp_path}/a.tif", f"--output={tmp_path}/out",
-                 "--runner=DataflowRunner", "--project=p", "--region=r"]).exit_code == 2
-    assert "Dataflow workers can only write to Cloud Storage" in capsys.readouterr().err
+def test_image_installs_from_the_lock_and_checks_it():
+    tf, beam, others = pins()
+    text = dockerfile()
+    assert "-c dataflow/image-constraints.txt" in text
+    assert "dataflow/image-constraints.txt ./dataflow/" in text
+    assert "&& pip check" in text
+    with open(os.path.join(ROOT, "dataflow", "image-constraints.txt")) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    locked = dict(line.split("==") for line in lines)
+    assert len(locked) == len(lines)  # every line an exact pin
+    assert locked["tensorflow"] == tf and locked["apache-beam"] == beam
+    for name, version in others.items():
+        assert locked[name] == version, name
+    # the CUDA and cuDNN wheels TensorFlow loads are pinned too
+    for wheel in ("nvidia-cudnn-cu12", "nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12"):
+        assert wheel in locked
+    assert "glcm-texture" not in locked
 
 
 def load_image_check():
@@ -312,12 +515,15 @@ def test_gpu_image_check_compares_tensorflow_build_with_the_libraries(
 
 
 def test_gpu_image_check_fails_on_this_cpu_only_tensorflow():
-    # the real script on the real (CPU-only) TensorFlow of this environment
-    tf, beam = pins()
+    # the real script on the real (CPU-only) TensorFlow of this environment, whose
+    # environment lacks the driver folders too
+    tf, beam, _ = pins()
     done = subprocess.run([sys.executable, os.path.join(ROOT, "dataflow",
                                                         "check_gpu_image.py"),
                            "--tensorflow", tf, "--beam", beam],
                           capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+                               "LD_LIBRARY_PATH": ""})
     assert done.returncode == 1
     assert "not a CUDA build" in done.stderr
+    assert "LD_LIBRARY_PATH lacks /usr/local/nvidia/lib64" in done.stderr

@@ -23,7 +23,8 @@ GROUP_BY_KEY = "beam:transform:group_by_key:v1"
 
 def launch(bucket, listing, template):
     """``python -m pipeline`` in template mode, as the Flex Template launcher runs it
-    (the launcher's --additional-experiments arrive as --experiments)."""
+    (the launcher's --additional-experiments arrive as --experiments). It is not told
+    no_use_multiple_sdk_containers: the pipeline adds that itself."""
     gs = f"gs://{bucket}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
@@ -35,7 +36,8 @@ def launch(bucket, listing, template):
          f"--sdk_container_image={IMAGE}", "--sdk_location=container",
          "--experiments=use_runner_v2", f"--experiments={ACCELERATOR}",
          "--machine_type=g2-standard-8", f"--input=@{gs}/lists/{listing}",
-         f"--output={gs}/texture", "--accelerator=required", "--window=9"],
+         f"--output={gs}/texture", "--accelerator=required", "--window=9",
+         "--fail-on-error"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -75,6 +77,9 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket)
     assert abs(staged[100_000][2] - size) < 64, (size, staged[100_000][2])
     environment = job["environment"]
     assert "use_runner_v2" in environment["experiments"]
+    # one SDK process per worker (one TensorFlow on the GPU), without being asked
+    assert "no_use_multiple_sdk_containers" in environment["experiments"]
+    assert "use_multiple_sdk_containers" not in environment["experiments"]
     assert ACCELERATOR in environment["experiments"]  # the GPU request Dataflow reads
     [pool] = environment["workerPools"]
     assert pool["machineType"] == "g2-standard-8"
@@ -88,10 +93,21 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket)
     # the steps are the pipeline's, and tiles are spread after planning (a shuffle
     # breaks fusion there)
     names = {t.unique_name: tid for tid, t in graph.components.transforms.items()}
-    for step in ("Discover", "Plan", "SpreadTiles", "Read", "Texture", "WriteTile",
-                 "ByScene", "Finish", "WriteErrors"):
+    for step in ("Discover", "SpreadScenes", "Plan", "SpreadTiles", "Read", "Texture",
+                 "WriteTile", "ByScene", "Finish", "WriteErrors"):
         assert step in names, step
-    assert any(leaf.spec.urn == GROUP_BY_KEY for leaf in leaves(graph, names["SpreadTiles"]))
-    plan_outputs = set(graph.components.transforms[names["Plan"]].outputs.values())
-    spread_inputs = set(graph.components.transforms[names["SpreadTiles"]].inputs.values())
-    assert spread_inputs and spread_inputs <= plan_outputs
+
+    def feeds(producer, consumer):
+        """``consumer`` reads only what ``producer`` writes."""
+        outputs = set(graph.components.transforms[names[producer]].outputs.values())
+        inputs = set(graph.components.transforms[names[consumer]].inputs.values())
+        return bool(inputs) and inputs <= outputs
+
+    # a shuffle between naming and planning (scenes that share a file name are
+    # named under one key) and one after planning (a scene's tiles spread)
+    for shuffle in ("SpreadScenes", "SpreadTiles"):
+        assert any(leaf.spec.urn == GROUP_BY_KEY for leaf in leaves(graph, names[shuffle]))
+    assert feeds("Discover/Name", "SpreadScenes") and feeds("SpreadScenes", "Plan")
+    assert feeds("Plan", "SpreadTiles")
+    # with --fail-on-error the job fails only after errors.jsonl is written
+    assert feeds("WriteErrors/Write", "WriteErrors/FailOnError")

@@ -132,3 +132,19 @@ def test_end_of_run_step_builds_what_was_not_finished(planned, tmp_path):
         (scene.scene_id, results))) == [scene.scene_id]
     with rasterio.open(os.path.join(output, scene.scene_id, "features.tif")) as src:
         assert (src.read() == 3).all()
+
+
+def test_a_storage_error_in_the_early_finish_leaves_the_scene_to_the_end(
+        planned, gcs_emulator, bucket):
+    """The early finish only decides when: a storage error there (here a bucket that
+    does not exist, a 404 no retry mends) is logged, never raised, so the bundle of
+    tiles is not recomputed; the end-of-run step then builds the scene."""
+    scene, params = planned
+    output = f"gs://{bucket}/out"
+    _, tasks = plan_scene(scene, params, output)
+    results = save_all(tasks, params, output, 4)
+    assert not finish_if_last(results[-1], params, "gs://no-such-bucket-glcm/out", RUN)
+    assert Manifest.read(manifest_uri(output, scene.scene_id)) is None
+    assert list(FinishScenes(params, output, RUN).process(
+        (scene.scene_id, results))) == [scene.scene_id]
+    assert Manifest.read(manifest_uri(output, scene.scene_id)).run_id == RUN
