@@ -527,3 +527,22 @@ def test_gpu_image_check_fails_on_this_cpu_only_tensorflow():
     assert done.returncode == 1
     assert "not a CUDA build" in done.stderr
     assert "LD_LIBRARY_PATH lacks /usr/local/nvidia/lib64" in done.stderr
+
+
+def test_the_machine_table_of_the_docs_is_the_launchers():
+    with open(os.path.join(ROOT, "docs", "cloud.md")) as f:
+        text = f.read()
+    section = text.split("### Machine types", 1)[1].split("\n### ", 1)[0]
+    documented = {}
+    for row in re.findall(r"^\| (`nvidia[^|]+) \| ([^|]+) \| ([^|]+) \|", section, re.M):
+        gpus = re.findall(r"`([^`]+)`", row[0])
+        counts = [int(c) for c in re.findall(r"\d+", row[1])]
+        defaults = re.findall(r"`([^`]+)`", row[2])
+        if len(defaults) == 1:
+            defaults = defaults * len(counts)
+        for gpu in gpus:
+            for count, machine in zip(counts, defaults, strict=True):
+                documented[gpu, count] = machine
+    table = {(gpu, count): machines[0] for gpu, shapes in launch.GPU_MACHINES.items()
+             for count, machines in shapes.items()}
+    assert documented == table
