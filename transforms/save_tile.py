@@ -8,6 +8,7 @@ import logging
 import os
 import pickle
 import socket
+from typing import Optional
 
 import apache_beam as beam
 import numpy as np
@@ -49,7 +50,7 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
 
 
 def finish_if_last(result: TileResult, params: TextureParams, output: str,
-                   run_id: str) -> bool:
+                   run_id: str) -> Optional[bool]:
     """Finishes ``result``'s scene now if every one of its tiles is saved.
 
     A batch GroupByKey emits only once all of its input is in, so without this every
@@ -63,7 +64,8 @@ def finish_if_last(result: TileResult, params: TextureParams, output: str,
     instead of failing the bundle and recomputing every tile in it.
 
     Returns:
-      True when this call finished the scene.
+      True when this call finished the scene; False when it was not the scene's last
+      tile or another writer claimed the scene; None when it failed (logged).
     """
     task = result.task
     scene_id = task.scene.scene_id
@@ -79,7 +81,7 @@ def finish_if_last(result: TileResult, params: TextureParams, output: str,
         log.warning("%s: finishing after its last tile failed (%s: %s); the finish "
                     "step at the end of the run tries again", scene_id,
                     type(exc).__name__, exc)
-        return False
+        return None
     return True
 
 
@@ -90,6 +92,7 @@ class SaveTiles(beam.DoFn):
     def __init__(self, params: TextureParams, output: str, run_id: str):
         self.params, self.output, self.run_id = params, output, run_id
         self.finished_early = counter("scenes_finished_after_last_tile")
+        self.early_failures = counter("early_finish_failures")
 
     def process(self, element):
         task, maps = element
@@ -100,5 +103,8 @@ class SaveTiles(beam.DoFn):
                                              "write_tile", exc).tagged()
             return
         yield task.scene.scene_id, result
-        if finish_if_last(result, self.params, self.output, self.run_id):
+        finished = finish_if_last(result, self.params, self.output, self.run_id)
+        if finished:
             self.finished_early.inc()
+        elif finished is None:
+            self.early_failures.inc()

@@ -143,7 +143,7 @@ def test_a_storage_error_in_the_early_finish_leaves_the_scene_to_the_end(
     output = f"gs://{bucket}/out"
     _, tasks = plan_scene(scene, params, output)
     results = save_all(tasks, params, output, 4)
-    assert not finish_if_last(results[-1], params, "gs://no-such-bucket-glcm/out", RUN)
+    assert finish_if_last(results[-1], params, "gs://no-such-bucket-glcm/out", RUN) is None
     assert Manifest.read(manifest_uri(output, scene.scene_id)) is None
     assert list(FinishScenes(params, output, RUN).process(
         (scene.scene_id, results))) == [scene.scene_id]
