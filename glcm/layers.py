@@ -1,21 +1,27 @@
-"""Serializable Keras layers: GLCM, GLCMFeatures and TextureMap.
+"""Serializable Keras layers: GLCM, GLCMFeatures and TextureMap (exact), and
+SoftGLCMFeatures and SoftTextureMap (differentiable).
 
-Each layer takes (batch, H, W) or (batch, H, W, 1) grey levels in [0, levels)
+The exact layers take (batch, H, W) or (batch, H, W, 1) grey levels in [0, levels)
 (any numeric dtype holding integers) and an optional boolean ``mask`` of the same
-shape (False = invalid pixel). No weights, no hidden state: the config is the layer.
+shape (False = invalid pixel); they have no weights and no hidden state: the config
+is the layer. The soft layers take float values and a range (optionally learned:
+their only weights).
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
+from glcm import soft
+from glcm._inputs import as_image_batch, as_mask_batch
 from glcm.cooccurrence import graycomatrix
 from glcm.features import resolve_features
 from glcm.properties import features_from_glcm, nanmean
 from glcm.texture import texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
-                             check_window)
+                             check_window, pixel_offsets)
 
 
 class _GLCMConfig(keras.layers.Layer):
@@ -157,4 +163,154 @@ class TextureMap(_GLCMConfig):
         config = super().get_config()
         config.update(features=list(self.features), window=self.window,
                       average=self.average)
+        return config
+
+
+class _SoftGLCMConfig(keras.layers.Layer):
+    """Shared arguments, range weights and config of the soft (differentiable) layers.
+
+    The quantization range is two scalars: constants in the config, or, with
+    ``trainable_range=True``, weights initialized from them and learned with the
+    rest of the model (saved with its weights).
+    """
+
+    def __init__(self, features, levels, vmin, vmax, distances=(1,),
+                 angles=DEFAULT_ANGLES, bandwidth=0.5, symmetric=True,
+                 trainable_range=False, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.features = soft.smooth_features(features)
+        self.levels = check_levels(levels)
+        self.vmin, self.vmax = float(vmin), float(vmax)
+        if not (np.isfinite(self.vmin) and np.isfinite(self.vmax)
+                and self.vmax > self.vmin):
+            raise ValueError(f"vmin and vmax must be finite with vmax > vmin, got "
+                             f"vmin={vmin!r}, vmax={vmax!r}")
+        self.distances = check_distances(distances)
+        self.angles = check_angles(angles)
+        self.offsets = tuple(map(tuple, pixel_offsets(self.distances,
+                                                      self.angles).tolist()))
+        self.bandwidth = soft.check_bandwidth(bandwidth)
+        self.symmetric = bool(symmetric)
+        self.trainable_range = bool(trainable_range)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if self.trainable_range:
+            self.range_min = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(self.vmin),
+                trainable=True, name="vmin")
+            self.range_max = self.add_weight(
+                shape=(), initializer=keras.initializers.Constant(self.vmax),
+                trainable=True, name="vmax")
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def _weights(self, inputs, mask):
+        x = as_image_batch(inputs, "inputs")
+        if mask is not None:
+            mask = as_mask_batch(mask, tuple(x.shape))
+        lo, hi = ((self.range_min, self.range_max) if self.trainable_range
+                  else (self.vmin, self.vmax))
+        return soft.soft_assign(x, self.levels, lo, hi, self.bandwidth, mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(features=list(self.features), levels=self.levels, vmin=self.vmin,
+                      vmax=self.vmax, distances=list(self.distances),
+                      angles=list(self.angles), bandwidth=self.bandwidth,
+                      symmetric=self.symmetric, trainable_range=self.trainable_range)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="glcm")
+class SoftGLCMFeatures(_SoftGLCMConfig):
+    """Differentiable GLCM features of whole images (see :mod:`glcm.soft`).
+
+    Each pixel is assigned to the ``levels`` grey levels of ``[vmin, vmax)`` softly,
+    with a kernel ``bandwidth`` levels wide; each pixel pair adds the outer product of
+    its two pixels' assignments to the co-occurrence matrix (a matrix product); the
+    features follow from the matrix as in :class:`GLCMFeatures`. Gradients reach the
+    input and, with ``trainable_range=True``, the range. As ``bandwidth`` goes to 0
+    the output equals ``GLCMFeatures`` on ``glcm.quantize(x, levels, vmin, vmax)``.
+
+    Input: float (batch, H, W) or (batch, H, W, 1); NaN, ±inf and ``mask`` False are
+    invalid (their pairs do not count). Output: float32 (batch, n_features), each
+    feature averaged over the offsets that have a valid pair; NaN where none has.
+
+    Args:
+      features: names or aliases of smooth features (every feature of
+        :data:`glcm.FEATURES` except joint_max and max_correlation, refused with the
+        reason).
+      levels: grey levels.
+      vmin, vmax: the value range mapped onto the levels (the initial range with
+        ``trainable_range``).
+      distances, angles: as :func:`glcm.graycomatrix` (radians).
+      bandwidth: kernel width in levels (0.5 default: smooth gradients; small values
+        approach the exact features, see docs/soft.md).
+      symmetric: count (i, j) and (j, i) (default True).
+      trainable_range: learn vmin and vmax.
+
+    Examples
+    --------
+    >>> import numpy as np, glcm
+    >>> x = np.random.default_rng(0).uniform(0, 1, (2, 16, 16)).astype("float32")
+    >>> layer = glcm.layers.SoftGLCMFeatures(["contrast", "entropy"], levels=8,
+    ...                                       vmin=0.0, vmax=1.0)
+    >>> tuple(layer(x).shape)
+    (2, 2)
+    """
+
+    def call(self, inputs, mask=None):
+        weights, _ = self._weights(inputs, mask)
+        P = soft.soft_glcm(weights, self.offsets, self.symmetric)  # (B, K, L, L)
+        return soft.average_offsets(soft.soft_features(P, self.features))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.features))
+
+
+@keras.saving.register_keras_serializable(package="glcm")
+class SoftTextureMap(_SoftGLCMConfig):
+    """Differentiable per-pixel texture maps: :class:`SoftGLCMFeatures` of the window
+    centred on every pixel (clipped at the border, as :func:`glcm.texture_map`): window
+    sums of the outer products of each pair's soft assignments.
+
+    Memory: ``levels²`` floats per pixel and offset (a matrix per window), several
+    times that while the gradient is taken; an input holding more than
+    :data:`glcm.soft.SOFT_MAP_MAX_ELEMENTS` (2**26) such entries is refused. E.g. 8
+    levels, 4 offsets: 256 floats per pixel, so up to 512 x 512 pixels per batch.
+
+    Input as :class:`SoftGLCMFeatures`. Output: float32 (batch, H, W, n_features),
+    averaged over the offsets with a pair in the window; NaN where the centre pixel is
+    invalid or the window has no valid pair. As ``bandwidth`` goes to 0 it equals
+    :class:`TextureMap` on the quantized input.
+
+    Args:
+      features, levels, vmin, vmax, distances, angles, bandwidth, symmetric,
+      trainable_range: as :class:`SoftGLCMFeatures`.
+      window: odd window size, 3..63.
+    """
+
+    def __init__(self, features, window, levels, vmin, vmax, distances=(1,),
+                 angles=DEFAULT_ANGLES, bandwidth=0.5, symmetric=True,
+                 trainable_range=False, **kwargs):
+        super().__init__(features, levels, vmin, vmax, distances, angles, bandwidth,
+                         symmetric, trainable_range, **kwargs)
+        self.window = check_window(window)
+
+    def call(self, inputs, mask=None):
+        weights, valid = self._weights(inputs, mask)
+        soft.check_map_size(tuple(weights.shape[:3]), self.levels, len(self.offsets))
+        P = soft.soft_glcm_maps(weights, self.offsets, self.window, self.symmetric)
+        values = soft.average_offsets(soft.soft_features(P, self.features))
+        return ops.where(valid[..., None], values, float("nan"))
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:3]) + (len(self.features),)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(window=self.window)
         return config

@@ -23,6 +23,11 @@ LINEAR_WEIGHTS = {
     "inverse_variance": lambda d, L: np.where(d != 0, 1.0 / np.where(d != 0, d, 1) ** 2, 0.0),
 }
 LN2 = float(np.log(2.0))
+# Smallest argument of a square root whose gradient is taken (float32's normal range
+# starts at 1.2e-38; the root's derivative there is still finite).
+TINY = 1e-30
+# Marginal entropy below which imc1 of a soft matrix counts as one level's (0).
+IMC_SINGLE_LEVEL = 1e-6
 
 
 def entropy_of(q, axis):
@@ -45,10 +50,15 @@ class GLCMStatistics:
         computed together in one product. Default: all of them.
       convention: "skimage" (grey levels from 0, natural log: the default) or
         "ibsi" (grey levels from 1, log2 in entropies and in imc2).
+      differentiable: square roots of values that can be 0 (energy, std,
+        correlation's denominator, imc2) take the root of at least
+        :data:`TINY`, so that their gradient stays finite (the soft layers); the
+        values change only where the argument is below TINY.
     """
 
     def __init__(self, counts, names: Optional[Sequence[str]] = None,
-                 convention: str = "skimage"):
+                 convention: str = "skimage", differentiable: bool = False):
+        self.differentiable = bool(differentiable)
         self.ibsi = check_convention(convention) == "ibsi"
         # IBSI counts grey levels from 1: the level-dependent averages shift by one.
         self.first_level = 1.0 if self.ibsi else 0.0
@@ -61,6 +71,9 @@ class GLCMStatistics:
         self.diff = index[:, None] - index[None, :]
         wanted = LINEAR_WEIGHTS if names is None else names
         self.linear_names = tuple(n for n in LINEAR_WEIGHTS if n in wanted)
+
+    def _sqrt(self, x):
+        return ops.sqrt(ops.maximum(x, TINY)) if self.differentiable else ops.sqrt(x)
 
     @functools.cached_property
     def total(self):
@@ -172,6 +185,16 @@ class GLCMStatistics:
     def mutual_information(self):
         """HX + HY - HXY = Σ P ln(P / (p_x p_y)), summed directly: the difference of
         entropies would cancel catastrophically in float32 when it is small."""
+        if self.differentiable:
+            # ln P - ln p_x - ln p_y: a soft matrix has tiny entries whose p_x p_y
+            # underflows, and the gradient of P / (p_x p_y) would be 0 x inf there;
+            # P / p_x <= 1 keeps this one finite
+            positive = self.P > 0
+            logs = (ops.log(ops.where(positive, self.P, 1.0))
+                    - ops.log(ops.where(self.px > 0, self.px, 1.0))[..., :, None]
+                    - ops.log(ops.where(self.py > 0, self.py, 1.0))[..., None, :])
+            terms = ops.where(positive, self.P * logs, 0.0)
+            return ops.maximum(ops.sum(terms, axis=(-2, -1)), 0.0)
         outer = self.px[..., :, None] * self.py[..., None, :]
         positive = self.P > 0
         ratio = ops.where(positive, self.P, 1.0) / ops.where(positive, outer, 1.0)
@@ -225,10 +248,10 @@ class GLCMStatistics:
         return self._asm
 
     def energy(self):
-        return ops.sqrt(self._asm)
+        return self._sqrt(self._asm)
 
     def correlation(self):
-        denom = ops.sqrt(self.var_x * self.var_y)
+        denom = self._sqrt(self.var_x * self.var_y)
         value = self.cov / ops.where(self.single_level, 1.0, denom)
         return ops.where(self.single_level, 1.0, value)
 
@@ -239,7 +262,7 @@ class GLCMStatistics:
         return self.var_x
 
     def std(self):
-        return ops.sqrt(self.var_x)
+        return self._sqrt(self.var_x)
 
     def entropy(self):
         return self.hxy / self.entropy_unit
@@ -264,14 +287,18 @@ class GLCMStatistics:
     def imc1(self):
         # HXY1 = -Σ P ln(p_x p_y) = HX + HY exactly, so HXY - HXY1 = -(mutual information).
         hmax = ops.maximum(self.hx, self.hy)
-        value = -self.mutual_information / ops.where(hmax > 0, hmax, 1.0)
-        return ops.where(hmax > 0, value, 0.0)
+        # Soft matrices leak a little weight into every level: below float32's
+        # resolution of the entropies (as texture_map's count features), a matrix
+        # counts as one level, where the ratio would be rounding over rounding.
+        positive = hmax > (IMC_SINGLE_LEVEL if self.differentiable else 0.0)
+        value = -self.mutual_information / ops.where(positive, hmax, 1.0)
+        return ops.where(positive, value, 0.0)
 
     def imc2(self):
         # HXY2 = HX + HY as well: HXY2 - HXY is the mutual information (in bits under
         # IBSI); expm1 keeps precision where it is tiny.
         mutual = self.mutual_information / self.entropy_unit
-        return ops.sqrt(ops.maximum(-ops.expm1(-2.0 * mutual), 0.0))
+        return self._sqrt(ops.maximum(-ops.expm1(-2.0 * mutual), 0.0))
 
     def max_correlation(self):
         # Q = D_x^-1 P D_y^-1 P^T is similar to A A^T with A = D_x^-1/2 P D_y^-1/2, so
@@ -326,19 +353,22 @@ def nanmean(values, axis):
     return ops.where(count > 0, total / ops.maximum(count, 1.0), float("nan"))
 
 
-def features_from_glcm(P, features: Iterable[str], convention: str = "skimage"):
+def features_from_glcm(P, features: Iterable[str], convention: str = "skimage",
+                       differentiable: bool = False):
     """Features of (..., L, L) GLCMs (not necessarily normalized).
+
+    ``differentiable``: see :class:`GLCMStatistics`.
 
     Returns:
       float32 (..., n_features); NaN where a matrix has no pair.
     """
     return _features_from_glcm(P, names=resolve_features(features, convention),
-                               convention=convention)
+                               convention=convention, differentiable=bool(differentiable))
 
 
 @jit_when_eager
-def _features_from_glcm(P, *, names, convention="skimage"):
-    stats = GLCMStatistics(P, names, convention)
+def _features_from_glcm(P, *, names, convention="skimage", differentiable=False):
+    stats = GLCMStatistics(P, names, convention, differentiable)
     values = ops.stack([stats.feature(n) for n in names], axis=-1)
     return ops.where(stats.has_pairs[..., None], values, float("nan"))
 
