@@ -3,7 +3,8 @@
 Public API: :func:`quantize`, :func:`graycomatrix`, :func:`graycoprops`,
 :func:`texture_map`, the feature names (:data:`FEATURES`, :data:`ALIASES`), the
 argument limits (:mod:`glcm.validation`) and the Keras layers in :mod:`glcm.layers`
-(``glcm.layers.TextureMap`` works after ``import glcm``). Definitions and
+(``glcm.layers.TextureMap`` works after ``import glcm``), exact and soft
+(differentiable, :mod:`glcm.soft`). Definitions and
 conventions: ``docs/features.md``.
 
 Importing glcm changes nothing in the process's environment. For speed on CPU with
