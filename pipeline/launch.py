@@ -546,9 +546,9 @@ def _build_steps(o, image: str, root: str) -> List[Step]:
             when="probe_fails"))
     base = LAUNCHER_BASE.format(tag=dockerfile_args(root)["PYTHON_TAG"])
     wanted = o.launcher_tag
+    release = f"release {wanted}" if wanted else "its newest release"
     steps.append(Step(
-        "launcher-base", f"the launcher base image: {'release ' + wanted if wanted else 'its newest release'}, "
-                         f"by digest",
+        "launcher-base", f"the launcher base image: {release}, by digest",
         ("gcloud", "container", "images", "list-tags", base, "--format=json",
          "--sort-by=~timestamp", "--limit=500"),
         sets=("LAUNCHER_IMAGE",),

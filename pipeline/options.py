@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import DebugOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
+                                                  StandardOptions)
 
 from transforms.compute import ACCELERATOR_CHOICES
 from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
