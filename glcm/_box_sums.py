@@ -10,6 +10,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from glcm.features import BOX_SUMS, names_by
+
 
 def anchor_kernels(window, offsets):
     """Per-offset 1-D indicators of the window rows / columns whose anchors pair
@@ -31,30 +33,29 @@ class BoxMoments:
     the window's pair count instead of by E[x²] / variance.
 
     Args:
-      reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair, -1
-        where invalid.
-      valid: bool (B, rh, rw, K), both pixels of the pair valid.
-      centre_value: int32 (B, out_h, out_w) code of each window's centre pixel.
+      pairs: the window pairs (:class:`glcm._inputs.WindowPairs`).
     """
 
-    FEATURES = ("contrast", "dissimilarity", "homogeneity", "inverse_difference", "mean",
-                "variance", "std", "correlation", "sum_average", "sum_variance",
-                "autocorrelation", "cluster_tendency", "inverse_difference_normalized",
-                "inverse_difference_moment_normalized", "inverse_variance",
-                "cluster_shade", "cluster_prominence", "difference_variance")
+    FEATURES = names_by(lambda f: f.mechanism == BOX_SUMS)
     # Higher moments from float64 sums (exact integers; see _power_sums): where the
     # backend has float64 (TensorFlow; JAX with jax_enable_x64), else gathered windows.
-    FLOAT64_FEATURES = ("cluster_shade", "cluster_prominence", "difference_variance")
+    FLOAT64_FEATURES = names_by(lambda f: f.float64)
 
-    def __init__(self, reference, neighbour, valid, centre_value, window, offsets,
-                 symmetric, levels):
-        self.valid = ops.cast(valid, "float32")
-        self.i = ops.cast(ops.maximum(reference, 0), "float32") * self.valid
-        self.j = ops.cast(ops.maximum(neighbour, 0), "float32") * self.valid
-        self.c = ops.cast(ops.maximum(centre_value, 0), "float32")[..., None]
-        self.symmetric = symmetric
-        self.levels = float(levels)
-        self.rows, self.cols = anchor_kernels(window, offsets)
+    @classmethod
+    def elements_per_row(cls, names, batch, width, window, levels, n_offsets):
+        """Values this mechanism holds per output row: a dozen box-filtered maps per
+        pixel and offset, twice the bytes for the float64 power sums."""
+        per_pixel = 32 if set(names) & set(cls.FLOAT64_FEATURES) else 16
+        return batch * width * n_offsets * per_pixel
+
+    def __init__(self, pairs):
+        self.valid = ops.cast(pairs.valid, "float32")
+        self.i = ops.cast(ops.maximum(pairs.reference, 0), "float32") * self.valid
+        self.j = ops.cast(ops.maximum(pairs.neighbour, 0), "float32") * self.valid
+        self.c = ops.cast(ops.maximum(pairs.centre_value, 0), "float32")[..., None]
+        self.symmetric = pairs.symmetric
+        self.levels = float(pairs.levels)
+        self.rows, self.cols = anchor_kernels(pairs.window, pairs.offsets)
         self.n = self.box(self.valid)
         self.n_safe = ops.where(self.n > 0, self.n, 1.0)
 

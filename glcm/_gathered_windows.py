@@ -9,6 +9,7 @@ import functools
 import numpy as np
 from keras import ops
 
+from glcm.features import GATHERED_WINDOWS, names_by
 from glcm.properties import features_from_glcm
 
 
@@ -19,14 +20,16 @@ def anchor_mask(window, offsets):
                       & (b + dc < window)).ravel() for dr, dc in offsets], axis=1)
 
 
-def gather_windows(reference, neighbour, valid, window, offsets, levels, symmetric, n):
+def gather_windows(pairs, n):
     """The :class:`WindowStatistics` of every window.
 
     Args:
-      reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair.
-      valid: bool (B, rh, rw, K).
+      pairs: the window pairs (:class:`glcm._inputs.WindowPairs`).
       n: float32 (B, out_h, out_w, K) pairs per window (from the box sums).
     """
+    reference, neighbour, valid = pairs.reference, pairs.neighbour, pairs.valid
+    window, offsets = pairs.window, pairs.offset_tuples
+    levels, symmetric = pairs.levels, pairs.symmetric
     batch = ops.shape(reference)[0]
     region_h, region_w = reference.shape[1], reference.shape[2]
     out_h, out_w = region_h - window + 1, region_w - window + 1
@@ -62,8 +65,20 @@ class WindowStatistics:
     leaves these features unchanged.
     """
 
-    FEATURES = ("difference_variance", "cluster_shade", "cluster_prominence",
-                "max_correlation", "joint_max")
+    # its own features, and the float64 ones where the backend has no float64
+    FEATURES = names_by(lambda f: f.mechanism == GATHERED_WINDOWS or f.float64)
+
+    @classmethod
+    def elements_per_row(cls, names, batch, width, window, levels, n_offsets):
+        """Values this mechanism holds per output row: window² gathered pairs per
+        pixel and offset, times a GLCM per window (levels², for max_correlation) or
+        every pair against every other (window², for joint_max)."""
+        growth = 1
+        if "max_correlation" in names:
+            growth = max(growth, levels * levels // (window * window))
+        if "joint_max" in names:
+            growth = max(growth, window * window)
+        return batch * width * n_offsets * window * window * growth
 
     def __init__(self, i, j, w, n, levels, symmetric):
         self.i, self.j, self.w, self.n = i, j, w, n

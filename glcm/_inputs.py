@@ -3,6 +3,9 @@ codes with invalid pixels marked, and neighbour codes for every offset."""
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, Tuple
+
 import numpy as np
 from keras import ops
 
@@ -131,3 +134,33 @@ def checked_inputs(images, mask, levels, distances, angles):
     check_level_values(images, levels, mask)
     offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
     return images, mask, levels, distances, angles, offsets
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowPairs:
+    """The inputs every texture_map mechanism shares: each anchor's pair codes over
+    the region the windows cover, and the window geometry.
+
+    Attributes:
+      reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair per
+        offset, -1 where invalid (rh = out_h + window - 1, likewise rw).
+      valid: bool (B, rh, rw, K), both pixels of the pair valid.
+      centre_value: int32 (B, out_h, out_w) code of each window's centre pixel.
+      window: odd window size.
+      offsets: int (K, 2) numpy array of (row, col) offsets.
+      levels: number of grey levels.
+      symmetric: (i, j) and (j, i) both counted.
+    """
+
+    reference: Any
+    neighbour: Any
+    valid: Any
+    centre_value: Any
+    window: int
+    offsets: np.ndarray = dataclasses.field(compare=False)
+    levels: int
+    symmetric: bool
+
+    @property
+    def offset_tuples(self) -> Tuple[Tuple[int, int], ...]:
+        return tuple(map(tuple, np.asarray(self.offsets).reshape(-1, 2).tolist()))

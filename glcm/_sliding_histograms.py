@@ -3,12 +3,14 @@ histograms of the window's keys that are updated as the window moves along a row
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 from keras import ops
 
 from glcm._box_sums import anchor_kernels
+from glcm.features import BY_NAME, SLIDING_HISTOGRAMS, names_by
 
 
 # Σ m ln m is kept as an int32 fixed-point sum of a table: the running sum of table
@@ -46,31 +48,34 @@ class SlidingCounts:
     levels. The table holds rows x offsets x (levels² + 5 levels) counts;
     texture_map sizes its row chunks for it.
 
+    The constructor lays out the histograms; the window sums are computed when first
+    asked for (:attr:`sums`, :meth:`features`).
+
     Args:
-      reference, neighbour: int32 (B, rh, rw, K) codes of each anchor's pair.
-      valid: bool (B, rh, rw, K).
+      pairs: the window pairs (:class:`glcm._inputs.WindowPairs`).
       names: the count features asked for (a subset of FEATURES).
     """
 
-    FEATURES = ("asm", "energy", "entropy", "sum_entropy", "difference_entropy", "imc1",
-                "imc2")
+    FEATURES = names_by(lambda f: f.mechanism == SLIDING_HISTOGRAMS)
 
-    def __init__(self, reference, neighbour, valid, window, offsets, levels, symmetric,
-                 names):
-        self.window, self.offsets = window, offsets
-        L = levels
-        i = ops.maximum(reference, 0) + ops.zeros_like(neighbour)  # (B, rh, rw, K)
-        j = ops.maximum(neighbour, 0)
+    @classmethod
+    def elements_per_row(cls, names, batch, width, window, levels, n_offsets):
+        """Values this mechanism holds per output row: one histogram table of about
+        levels² + 5 levels counts per offset."""
+        return batch * n_offsets * (levels * levels + 5 * levels)
+
+    def __init__(self, pairs, names):
+        self.window, self.offsets = pairs.window, pairs.offsets
+        L, symmetric, window = pairs.levels, pairs.symmetric, pairs.window
+        self.symmetric = symmetric
+        i = ops.maximum(pairs.reference, 0) + ops.zeros_like(pairs.neighbour)
+        j = ops.maximum(pairs.neighbour, 0)  # both (B, rh, rw, K)
         lo, hi = ops.minimum(i, j), ops.maximum(i, j)
-        wanted = set()
-        if set(names) & {"asm", "energy", "entropy", "imc1", "imc2"}:
-            wanted.add("joint")
-        if "sum_entropy" in names:
-            wanted.add("sum")
-        if "difference_entropy" in names:
-            wanted.add("diff")
-        if set(names) & {"imc1", "imc2"}:
-            wanted.update({"x", "y"})
+        # the key histograms the features need (the registry says which); p_y comes
+        # with p_x
+        wanted = {h for name in names for h in BY_NAME[name].histograms}
+        if "x" in wanted:
+            wanted.add("y")
         ones = ops.ones_like(i)
         # asm of a symmetric GLCM: an off-diagonal key is split over two cells, so it
         # weighs half a diagonal one (weights 1 and 2 here, halved at the end).
@@ -99,8 +104,12 @@ class SlidingCounts:
         # The largest histogram: every anchor of a window (twice for symmetric p_x).
         self.most = window * window * (2 if symmetric and "x" in wanted else 1)
         self.scale_bits, self.m_log_m = m_log_m_table(self.most)
-        self.valid = ops.cast(valid, "int32")
-        self.sums = self._run()
+        self.valid = ops.cast(pairs.valid, "int32")
+
+    @functools.cached_property
+    def sums(self):
+        """{histogram: (Σ m², Σ m ln m in fixed point)} of every window, int32."""
+        return self._run()
 
     def _aligned_columns(self, maps, x, back):
         """Column ``x - back[k]`` of offset k's map, 0 outside: (B, rh, K, ...)."""
@@ -208,10 +217,10 @@ class SlidingCounts:
         h = ops.maximum(ops.log(total) - ops.cast(m_log_m, "float32") * scale / total, 0.0)
         return ops.where(single, 0.0, h)
 
-    def features(self, box, names, symmetric):
+    def features(self, box, names):
         """The count features ``names`` (a dict), with the pair count and the
         off-diagonal fraction from the window's :class:`BoxMoments` ``box``."""
-        n = box.n_safe
+        n, symmetric = box.n_safe, self.symmetric
         out = {}
         if "joint" in self.stats:
             h_joint = self.entropy_of("joint", n)

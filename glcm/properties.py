@@ -9,19 +9,11 @@ import numpy as np
 from keras import ops
 
 from glcm._compile import jit_when_eager
-from glcm.features import check_convention, resolve_features
+from glcm.features import REGISTRY, check_convention, resolve_features
 
-# Features Σ w(i - j) P(i, j), weights of (d = i - j, L): one matrix product
-# computes all of them.
-LINEAR_WEIGHTS = {
-    "contrast": lambda d, L: d ** 2,
-    "dissimilarity": lambda d, L: np.abs(d),
-    "homogeneity": lambda d, L: 1.0 / (1.0 + d ** 2),
-    "inverse_difference": lambda d, L: 1.0 / (1.0 + np.abs(d)),
-    "inverse_difference_normalized": lambda d, L: 1.0 / (1.0 + np.abs(d) / L),
-    "inverse_difference_moment_normalized": lambda d, L: 1.0 / (1.0 + (d / L) ** 2),
-    "inverse_variance": lambda d, L: np.where(d != 0, 1.0 / np.where(d != 0, d, 1) ** 2, 0.0),
-}
+# Features Σ w(i - j) P(i, j), weights of (d = i - j, L) from the registry: one matrix
+# product computes all of them.
+LINEAR_WEIGHTS = {f.name: f.weight for f in REGISTRY if f.weight is not None}
 LN2 = float(np.log(2.0))
 # Smallest argument of a square root whose gradient is taken (float32's normal range
 # starts at 1.2e-38; the root's derivative there is still finite).

@@ -65,7 +65,8 @@ QUANTIZE_KINDS = "minmax, percentile:LO,HI or fixed:VMIN,VMAX"
 
 
 def parse_quantize(spec: str) -> Tuple[str, Tuple[float, ...]]:
-    """Parses a quantization range rule, as the pipeline's ``--quantize`` takes it.
+    """Parses a quantization range rule (``glcm.xarray``'s ``quantize``, the
+    pipeline's ``--quantize``).
 
     ``minmax`` -> ("minmax", ()); ``percentile:2,98`` -> ("percentile", (2.0, 98.0));
     ``fixed:0,255`` -> ("fixed", (0.0, 255.0)).
@@ -82,12 +83,12 @@ def parse_quantize(spec: str) -> Tuple[str, Tuple[float, ...]]:
         except ValueError:
             values = ()
         if len(values) != 2 or not values[0] < values[1]:
-            raise ValueError(f"--quantize {kind}:LO,HI needs two numbers with LO < HI, "
+            raise ValueError(f"quantize {kind}:LO,HI needs two numbers with LO < HI, "
                              f"got {spec!r}")
         if kind == "percentile" and not (0 <= values[0] < values[1] <= 100):
-            raise ValueError(f"--quantize percentiles must lie in 0..100, got {spec!r}")
+            raise ValueError(f"quantize percentiles must lie in 0..100, got {spec!r}")
         return (kind, values)
-    raise ValueError(f"--quantize must be {QUANTIZE_KINDS}, got {spec!r}")
+    raise ValueError(f"quantize must be {QUANTIZE_KINDS}, got {spec!r}")
 
 
 def range_from_sample(sample: np.ndarray, rule: Tuple[str, Tuple[float, ...]]

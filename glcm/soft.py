@@ -30,17 +30,11 @@ import numpy as np
 from keras import ops
 
 from glcm._box_sums import anchor_kernels
-from glcm.features import resolve_features
+from glcm.features import REGISTRY, resolve_features
 from glcm.properties import features_from_glcm, nanmean
 
-# Features that are not smooth functions of the matrix, and why.
-NOT_SMOOTH: Dict[str, str] = {
-    "joint_max": "the largest entry of the matrix: its gradient reaches one cell only "
-                 "and jumps from cell to cell",
-    "max_correlation": "the second singular value of a normalized matrix: it has no "
-                       "gradient where singular values coincide, and the SVD's gradient "
-                       "is unstable near there",
-}
+# Features that are not smooth functions of the matrix, and why (from the registry).
+NOT_SMOOTH: Dict[str, str] = {f.name: f.not_smooth for f in REGISTRY if f.not_smooth}
 # Elements (images x pixels x levels² x offsets) SoftTextureMap may hold at once:
 # its per-pixel matrices are levels² floats per pixel and offset (256 MB here).
 SOFT_MAP_MAX_ELEMENTS = 1 << 26

@@ -32,45 +32,15 @@ from glcm._box_sums import BoxMoments
 from glcm._compile import (chunk_threads, float64_available, is_tracing, jit_when_eager,
                            map_in_threads)
 from glcm._gathered_windows import WindowStatistics, gather_windows
-from glcm._inputs import checked_inputs, level_codes, neighbour_codes
+from glcm._inputs import WindowPairs, checked_inputs, level_codes, neighbour_codes
 from glcm._sliding_histograms import SlidingCounts
-from glcm.features import resolve_features
+from glcm.features import (BOX_SUMS, BY_NAME, GATHERED_WINDOWS, REGISTRY,
+                           SLIDING_HISTOGRAMS, resolve_features)
 from glcm.validation import DEFAULT_ANGLES, check_window
 
-BOX_SUMS, SLIDING_HISTOGRAMS, GATHERED_WINDOWS = (
-    "box_sums", "sliding_histograms", "gathered_windows")
-
-# Feature -> the mechanism that computes it in texture_map (tests check that every
-# feature of glcm.FEATURES is here and that its mechanism implements it).
-MECHANISMS = {
-    "contrast": BOX_SUMS,
-    "dissimilarity": BOX_SUMS,
-    "homogeneity": BOX_SUMS,
-    "inverse_difference": BOX_SUMS,
-    "mean": BOX_SUMS,
-    "variance": BOX_SUMS,
-    "std": BOX_SUMS,
-    "correlation": BOX_SUMS,
-    "sum_average": BOX_SUMS,
-    "sum_variance": BOX_SUMS,
-    "autocorrelation": BOX_SUMS,
-    "cluster_tendency": BOX_SUMS,
-    "inverse_difference_normalized": BOX_SUMS,
-    "inverse_difference_moment_normalized": BOX_SUMS,
-    "inverse_variance": BOX_SUMS,
-    "cluster_shade": BOX_SUMS,  # gathered windows where float64 is unavailable
-    "cluster_prominence": BOX_SUMS,
-    "difference_variance": BOX_SUMS,
-    "asm": SLIDING_HISTOGRAMS,
-    "energy": SLIDING_HISTOGRAMS,
-    "entropy": SLIDING_HISTOGRAMS,
-    "sum_entropy": SLIDING_HISTOGRAMS,
-    "difference_entropy": SLIDING_HISTOGRAMS,
-    "imc1": SLIDING_HISTOGRAMS,
-    "imc2": SLIDING_HISTOGRAMS,
-    "max_correlation": GATHERED_WINDOWS,
-    "joint_max": GATHERED_WINDOWS,
-}
+# Feature -> the mechanism that computes it in texture_map (from the registry; tests
+# check that each mechanism implements its features).
+MECHANISMS = {f.name: f.mechanism for f in REGISTRY}
 # The class that implements each mechanism's features (its FEATURES attribute).
 IMPLEMENTATIONS = {BOX_SUMS: BoxMoments, SLIDING_HISTOGRAMS: SlidingCounts,
                    GATHERED_WINDOWS: WindowStatistics}
@@ -80,7 +50,7 @@ def mechanism_of(name):
     """The mechanism that computes ``name`` here: :data:`MECHANISMS`, except that the
     higher moments need float64 box sums and fall back to gathered windows without
     float64 (JAX by default)."""
-    if name in BoxMoments.FLOAT64_FEATURES and not float64_available():
+    if BY_NAME[name].float64 and not float64_available():
         return GATHERED_WINDOWS
     return MECHANISMS[name]
 
@@ -209,23 +179,14 @@ def _even_split(size, most):
 
 def _chunk_rows(names, batch, width, window, levels, n_offsets, budget=None):
     """Output rows per chunk so that the largest temporaries hold about ``budget``
-    (default CHUNK_ELEMENTS) values: window² gathered pairs per pixel and offset for the
-    gathered features (levels² for max_correlation, window⁴ for joint_max), a dozen
-    box-filtered maps otherwise, and one histogram table of ~levels² + 5 levels per
-    row and offset for the count features."""
-    mechanisms = {mechanism_of(n) for n in names}
-    per_pixel = window * window if GATHERED_WINDOWS in mechanisms else 16
-    if any(mechanism_of(n) == BOX_SUMS and n in BoxMoments.FLOAT64_FEATURES for n in names):
-        per_pixel = max(per_pixel, 32)  # float64 power sums: twice the bytes
-    growth = [1]
-    if "max_correlation" in names:
-        growth.append(levels * levels // (window * window))  # a GLCM per window
-    if "joint_max" in names:
-        growth.append(window * window)  # every pair's key against every other's
-    per_pixel *= max(growth)
-    per_row = batch * width * per_pixel * n_offsets
-    if SLIDING_HISTOGRAMS in mechanisms:
-        per_row = max(per_row, batch * n_offsets * (levels * levels + 5 * levels))
+    (default CHUNK_ELEMENTS) values: the largest of what each mechanism in use says
+    it holds per row (its ``elements_per_row``; box sums always run)."""
+    wanted = {BOX_SUMS: []}
+    for name in names:
+        wanted.setdefault(mechanism_of(name), []).append(name)
+    per_row = max(IMPLEMENTATIONS[mechanism].elements_per_row(
+        mechanism_names, batch, width, window, levels, n_offsets)
+        for mechanism, mechanism_names in wanted.items())
     budget = CHUNK_ELEMENTS if budget is None else budget
     return max(1, budget // max(1, per_row))
 
@@ -261,19 +222,18 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     valid = ops.logical_and(reference >= 0, neighbour >= 0)
     centre_value = padded[:, m:m + out_h, m:m + out_w]
 
+    pairs = WindowPairs(reference, neighbour, valid, centre_value, window, offsets_np,
+                        levels, symmetric)
     wanted = {mechanism: [n for n in names if mechanism_of(n) == mechanism]
               for mechanism in IMPLEMENTATIONS}
     # Box sums always run: their pair count n says where a window has no pair.
-    box = BoxMoments(reference, neighbour, valid, centre_value, window, offsets_np,
-                     symmetric, levels)
+    box = BoxMoments(pairs)
     values = {name: getattr(box, name)() for name in wanted[BOX_SUMS]}
     if wanted[SLIDING_HISTOGRAMS]:
-        counts = SlidingCounts(reference, neighbour, valid, window, offsets_np, levels,
-                               symmetric, wanted[SLIDING_HISTOGRAMS])
-        values.update(counts.features(box, wanted[SLIDING_HISTOGRAMS], symmetric))
+        counts = SlidingCounts(pairs, wanted[SLIDING_HISTOGRAMS])
+        values.update(counts.features(box, wanted[SLIDING_HISTOGRAMS]))
     if wanted[GATHERED_WINDOWS]:
-        stats = gather_windows(reference, neighbour, valid, window, offsets, levels,
-                               symmetric, box.n)
+        stats = gather_windows(pairs, box.n)
         values.update({name: getattr(stats, name)() for name in wanted[GATHERED_WINDOWS]})
     has_pairs = box.n > 0  # (B, h, w, K)
     centre_valid = centre_value >= 0

@@ -1,7 +1,7 @@
-"""The pipeline graph: discover -> plan -> (spread) -> read -> RunInference -> save
-tiles, where the writer of a scene's last tile finishes the scene (COG mosaic,
-quicklook, manifest) -> at the end, finish any scene not finished yet; every failure
-to errors.jsonl."""
+"""The pipeline graph: discover -> (spread) -> plan -> (spread) -> read -> texture
+(RunInference) -> save tiles -> finish after the last tile (the writer of a scene's
+last tile finishes it: COG mosaic, quicklook, manifest) -> at the end, finish any
+scene not finished yet; every failure to errors.jsonl."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from pipeline.options import (TextureOptions, add_dataflow_experiments, is_dataflow,
                               params_from)
-from transforms import storage
-from transforms.compute import inference_errors, model_handler
 from transforms.discover import DiscoverScenes
 from transforms.errors import ERRORS_TAG, WriteErrors
-from transforms.finish import FinishScenes
-from transforms.params import TextureParams
+from transforms.finish import FinishAfterLastTile, FinishScenes
+from transforms.io import storage
+from transforms.layout import errors_uri
 from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.read import ReadTiles
-from transforms.save_tile import SaveTiles
-
-ERRORS_FILE = "errors.jsonl"
+from transforms.records import TextureParams
+from transforms.save import SaveTiles
+from transforms.texture import inference_errors, model_handler
 
 
 def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TextureParams] = None):
@@ -70,7 +69,10 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
         KeyedModelHandler(model_handler(params, o.accelerator))).with_exception_handling()
     saved = maps | "WriteTile" >> beam.ParDo(SaveTiles(params, output, run_id)).with_outputs(
         ERRORS_TAG, main="saved")
-    finished = (saved.saved | "ByScene" >> beam.GroupByKey()
+    # Fused with the save: the writer of a scene's last tile finishes the scene.
+    finished_early = saved.saved | "FinishAfterLastTile" >> beam.ParDo(
+        FinishAfterLastTile(params, output, run_id))
+    finished = (finished_early | "ByScene" >> beam.GroupByKey()
                 | "Finish" >> beam.ParDo(FinishScenes(params, output, run_id)).with_outputs(
                     ERRORS_TAG, main="done"))
     texture_failed = failed.failed_inferences | "TextureErrors" >> beam.FlatMap(
@@ -79,5 +81,5 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
                saved.errors, finished.errors) | "Errors" >> beam.Flatten())
     # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
     _ = errors | "WriteErrors" >> WriteErrors(
-        storage.join(output, ERRORS_FILE), fail_job=o.fail_on_error and is_dataflow(options))
+        errors_uri(output), fail_job=o.fail_on_error and is_dataflow(options))
     return {"done": finished.done, "skipped": planned.skipped, "errors": errors}

@@ -5,8 +5,9 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
                                                   StandardOptions)
 
-from transforms.compute import ACCELERATOR_CHOICES
-from transforms.params import DEFAULT_FEATURES, QUANTIZE_KINDS, TextureParams
+from transforms.records import (DEFAULT_FEATURES, QUANTIZE_KINDS, ParameterError,
+                                TextureParams)
+from transforms.texture import ACCELERATOR_CHOICES
 
 
 def is_dataflow(options: PipelineOptions) -> bool:
@@ -57,7 +58,7 @@ class TextureOptions(PipelineOptions):
                                  "B08, or nir,red); repeatable, in output order")
         parser.add_argument("--output", default="./output",
                             help="local directory or gs:// prefix (default ./output)")
-        parser.add_argument("--features", default=DEFAULT_FEATURES,
+        parser.add_argument("--features", default=",".join(DEFAULT_FEATURES),
                             help="comma list of feature names or Earth Engine aliases")
         parser.add_argument("--window", type=int, default=7,
                             help="odd window size in pixels, 3..63 (default 7)")
@@ -101,13 +102,36 @@ class TextureOptions(PipelineOptions):
 
 
 def params_from(options: PipelineOptions) -> TextureParams:
-    """Checks every flag before any work starts; raises ValueError saying what to fix."""
+    """Checks every flag before any work starts.
+
+    Raises:
+      ValueError: naming the flag and what to fix (the core's own message, with the
+        flag's name added).
+    """
     o = options.view_as(TextureOptions)
-    params = TextureParams.from_flags(
-        features=o.features, window=o.window, distances=o.distances, angles=o.angles,
-        levels=o.levels, quantize=o.quantize, bands=o.bands, mode=o.mode, block=o.block,
-        tile=o.tile)
+    try:
+        params = TextureParams.create(
+            features=o.features, window=o.window,
+            distances=_numbers(o.distances, "distances", float),
+            angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
+            quantize=o.quantize,
+            bands=_numbers(o.bands, "bands", int) if o.bands else None, mode=o.mode,
+            block=o.block, tile=o.tile)
+    except ParameterError as exc:
+        raise ValueError(f"--{exc.parameter}: {exc}") from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):
         raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
                          f"write to Cloud Storage: use --output gs://BUCKET/prefix")
     return params
+
+
+def _numbers(text, parameter, cast):
+    """A comma list of numbers; ParameterError naming ``parameter`` otherwise."""
+    try:
+        values = tuple(cast(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise ParameterError(parameter, f"must be a comma list of numbers, got "
+                                        f"{text!r}") from None
+    if not values:
+        raise ParameterError(parameter, "is empty")
+    return values

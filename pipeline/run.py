@@ -11,13 +11,15 @@ from typing import List, Optional, Tuple
 
 import apache_beam as beam
 
-from pipeline.build import ERRORS_FILE, build
+from pipeline.build import build
 from pipeline.options import TextureOptions, is_dataflow, params_from
-from transforms import storage
-from transforms.compute import AcceleratorError, compute_device
 from transforms.discover import NO_MATCH_ERROR
-from transforms.errors import ErrorRecord, read_errors
+from transforms.errors import read_errors
+from transforms.io import storage
+from transforms.layout import errors_uri
 from transforms.metrics import counter_value
+from transforms.records import ErrorRecord
+from transforms.texture import AcceleratorError, compute_device
 
 log = logging.getLogger("glcm")
 # Libraries whose start-up chatter a user should not see unless they ask (-v).
@@ -113,7 +115,7 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
     if is_dataflow(options):
         return _submitted(result, output)
     result.wait_until_finish()
-    failures = tuple(read_errors(storage.join(output, ERRORS_FILE)))
+    failures = tuple(read_errors(errors_uri(output)))
     nothing = [f for f in failures if f.error == NO_MATCH_ERROR]
     if nothing:
         print(f"error: {nothing[0].message}", file=sys.stderr)
@@ -127,7 +129,7 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
         output=output)
     print(summary.describe())
     print(f"outputs: {storage.join(output, '<scene_id>')}/features.tif, quicklook.png, "
-          f"manifest.json; failures: {storage.join(output, ERRORS_FILE)}")
+          f"manifest.json; failures: {errors_uri(output)}")
     return summary
 
 
@@ -136,7 +138,7 @@ def _submitted(result, output: str) -> RunSummary:
     mode, once the job graph is written); the job's counters and errors.jsonl then
     tell the rest."""
     where = (f"outputs: {storage.join(output, '<scene_id>')}/, failures: "
-             f"{storage.join(output, ERRORS_FILE)}")
+             f"{errors_uri(output)}")
     if not getattr(result, "has_job", True):
         print(f"job graph written for Dataflow (template mode): no job started; {where}")
         return RunSummary(exit_code=0, output=output)

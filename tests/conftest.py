@@ -71,7 +71,7 @@ def gcs_emulator():
 @pytest.fixture
 def bucket(gcs_emulator, request):
     """A fresh, empty bucket on the emulator; yields its name."""
-    from transforms import storage
+    from transforms.io import storage
 
     name = "t-" + "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:50]
     name = name.strip("-")

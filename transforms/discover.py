@@ -8,11 +8,12 @@ from typing import Sequence
 
 import apache_beam as beam
 
-from transforms.errors import ERRORS_TAG, ErrorRecord
+from transforms.errors import ERRORS_TAG, tagged
+from transforms.io.listing import expand_lists, match_pattern, no_match_message
+from transforms.io.stac import is_stac_file, read_items, scene_for_item
+from transforms.layout import scene_id_for, scenes_for
 from transforms.metrics import counter
-from transforms.scenes import (Scene, expand_lists, match_pattern, no_match_message,
-                               scene_id_for, scenes_for)
-from transforms.stac import is_stac_file, read_items, scene_for_item
+from transforms.records import ErrorRecord, Scene
 
 NO_MATCH_ERROR = "NoRasterMatched"
 
@@ -25,7 +26,7 @@ class ExpandLists(beam.DoFn):
         try:
             yield from expand_lists(pattern)
         except Exception as exc:  # noqa: BLE001
-            yield ErrorRecord.from_exception(pattern, None, "discover", exc).tagged()
+            yield tagged(ErrorRecord.from_exception(pattern, None, "discover", exc))
 
 
 class MatchEntries(beam.DoFn):
@@ -43,12 +44,12 @@ class MatchEntries(beam.DoFn):
                 return
             found, missing = match_pattern(entry)
         except Exception as exc:  # noqa: BLE001
-            yield ErrorRecord.from_exception(entry, None, "discover", exc).tagged()
+            yield tagged(ErrorRecord.from_exception(entry, None, "discover", exc))
             return
         yield from (Scene("", uri, fingerprint) for uri, fingerprint in found)
         for uri, problem in missing:
-            yield ErrorRecord(uri, None, "discover", "FileNotFoundError",
-                              f"{problem}: check the path in the input list").tagged()
+            yield tagged(ErrorRecord(uri, None, "discover", "FileNotFoundError",
+                                     f"{problem}: check the path in the input list"))
 
     def _items(self, uri: str):
         if not self.assets:
@@ -58,14 +59,14 @@ class MatchEntries(beam.DoFn):
             try:
                 yield scene_for_item(item, uri, self.assets)
             except Exception as exc:  # noqa: BLE001 - one bad item, not the others
-                yield ErrorRecord.from_exception(f"{uri}#{item['id']}",
-                                                 scene_id_for(f"{uri}#{item['id']}"),
-                                                 "discover", exc).tagged()
+                yield tagged(ErrorRecord.from_exception(
+                    f"{uri}#{item['id']}", scene_id_for(f"{uri}#{item['id']}"),
+                    "discover", exc))
 
 
 class NameScenes(beam.DoFn):
     """The scenes found that share a base name, named: ids made unique exactly as
-    :func:`transforms.scenes.unique_scene_ids` does for the whole collection (only
+    :func:`transforms.layout.unique_scene_ids` does for the whole collection (only
     inputs with the same base name can collide)."""
 
     def __init__(self):

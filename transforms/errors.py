@@ -6,14 +6,14 @@ One bad scene or tile never stops the others: each failure becomes an
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
-from typing import Callable, Iterable, List, Optional, TypeVar
+from typing import Callable, Iterable, List, TypeVar
 
 import apache_beam as beam
 
-from transforms import storage
+from transforms.io import storage
+from transforms.records import ErrorRecord
 
 ATTEMPTS = 3  # tries of a tile's read or write before it becomes an error record
 RETRY_DELAY_SECONDS = 0.5
@@ -21,35 +21,9 @@ ERRORS_TAG = "errors"  # the tagged output every step sends its records to
 T = TypeVar("T")
 
 
-@dataclasses.dataclass(frozen=True)
-class ErrorRecord:
-    """One failed scene or tile.
-
-    Attributes:
-      uri: the input (or the missing name of an input list).
-      scene_id: the scene's output folder name; None before a scene exists.
-      stage: discover, plan, read, texture, write_tile or mosaic.
-      error: the exception's type name.
-      message: what failed and what to do, naming the file, band or window.
-    """
-
-    uri: str
-    scene_id: Optional[str]
-    stage: str
-    error: str
-    message: str
-
-    @classmethod
-    def from_exception(cls, uri: str, scene_id: Optional[str], stage: str,
-                       exc: BaseException) -> "ErrorRecord":
-        return cls(uri, scene_id, stage, type(exc).__name__, str(exc))
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def tagged(self):
-        """This record as the ``errors`` output of a DoFn."""
-        return beam.pvalue.TaggedOutput(ERRORS_TAG, self)
+def tagged(record: ErrorRecord):
+    """``record`` as the ``errors`` output of a DoFn."""
+    return beam.pvalue.TaggedOutput(ERRORS_TAG, record)
 
 
 def with_retries(action: Callable[[], T]) -> T:

@@ -1,5 +1,10 @@
-"""Finish a scene: once all its tiles arrived, the COG mosaic, the quicklook and,
-last, the manifest that marks it finished; then the run's scratch is removed."""
+"""Finish a scene: once all its tiles are saved, the COG mosaic, the quicklook and,
+last, the manifest that marks it finished; then the run's scratch is removed.
+
+Two steps call :func:`finish_scene`: :class:`FinishAfterLastTile`, right after each
+tile is saved (the writer of a scene's last tile finishes it at once), and
+:class:`FinishScenes` at the end of the run, for any scene the first did not finish.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,23 @@ import collections
 import dataclasses
 import logging
 import os
+import pickle
+import platform
 import time
-from typing import Iterable
+from typing import Dict, Iterable, Optional
 
 import apache_beam as beam
 from affine import Affine
 
-from transforms import storage
-from transforms.errors import ErrorRecord
-from transforms.manifest import Manifest, manifest_uri
+from transforms.errors import tagged
+from transforms.io import storage
+from transforms.io.cog import write_mosaic, write_quicklook
+from transforms.layout import (OUTPUTS, band_names, claim_scene, read_manifest,
+                               remove_scratch, saved_results, write_manifest)
 from transforms.metrics import counter
-from transforms.params import TextureParams
-from transforms.raster import SceneInfo
-from transforms.records import TileResult, TileTask
-from transforms.write import (RESULT_SUFFIX, TILES_PREFIX, band_names, tiles_folder,
-                              versions, write_mosaic, write_quicklook)
+from transforms.records import (ErrorRecord, Manifest, SceneInfo, TextureParams,
+                                TileResult, TileTask)
 
-# Scratch that killed runs left in a scene folder is removed when the scene is next
-# finished, once untouched this long (a run still at work keeps touching its own).
-STALE_SCRATCH_SECONDS = 6 * 3600
-OUTPUTS = ("features.tif", "quicklook.png")
 log = logging.getLogger("glcm")
 
 
@@ -58,10 +60,11 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
     started = time.time()
     folder = storage.join(output, scene_id)
     info = task.info
+    names = band_names(task.sources, params.features)
     with storage.workdir(folder) as work:  # built locally, then committed whole
         mosaic, quicklook = (os.path.join(work, name) for name in OUTPUTS)
-        write_mosaic(mosaic, output_grid(info, params.scale), task.sources,
-                     params.features, results)
+        write_mosaic(mosaic, output_grid(info, params.scale), names, len(params.features),
+                     results)
         write_quicklook(quicklook, mosaic)
         for name in OUTPUTS:
             storage.upload(os.path.join(work, name), storage.join(folder, name))
@@ -70,7 +73,7 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         params=params.to_json(), params_digest=params.digest(),
         bands=[s.band for s in task.sources],
         quantization={r.task.source.label: [r.task.vmin, r.task.vmax] for r in results},
-        band_names=band_names(task.sources, params.features),
+        band_names=names,
         size=[info.height, info.width], pixels=info.height * info.width, crs=info.crs,
         transform=list(info.transform), warnings=info.warnings, tiles=len(results),
         outputs=list(OUTPUTS), versions=versions(),
@@ -79,12 +82,8 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         else {}, run_id=run_id,
         timings={"mosaic_seconds": round(time.time() - started, 3),
                  "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
-    manifest.write(manifest_uri(output, scene_id))
-    own = tiles_folder(output, scene_id, run_id)
-    storage.delete_tree(own)
-    stale = storage.remove_stale(
-        folder, (TILES_PREFIX, storage.WORKDIR_PREFIX, storage.TEMPORARY_PREFIX),
-        keep=own.rsplit("/", 1)[-1], older_than_seconds=STALE_SCRATCH_SECONDS)
+    write_manifest(manifest, output)
+    stale = remove_scratch(output, scene_id, run_id)
     if stale:
         log.info("%s: removed scratch of earlier interrupted runs: %s", scene_id,
                  ", ".join(sorted(stale)))
@@ -98,21 +97,20 @@ def finished_by(output: str, task: TileTask, params_digest: str, run_id: str) ->
     it describes the same input and parameters and this run's tiles of the scene
     are gone, as finishing deletes them."""
     scene = task.scene
-    manifest = Manifest.read(manifest_uri(output, scene.scene_id))
+    manifest = read_manifest(output, scene.scene_id)
     if manifest is None:
         return False
     if manifest.run_id == run_id:
         return True
     return (manifest.is_finished(scene.fingerprint, params_digest) and not
-            storage.list_files(tiles_folder(output, scene.scene_id, run_id),
-                               RESULT_SUFFIX))
+            saved_results(output, scene.scene_id, run_id))
 
 
 class FinishScenes(beam.DoFn):
     """:func:`finish_scene` for each (scene_id, [TileResult]) that this run has not
     finished yet (most scenes are finished after their last tile: see
-    :func:`transforms.save_tile.finish_if_last`): finished scene ids out, failures to
-    ``errors``; counts scenes done and pixels."""
+    :class:`FinishAfterLastTile`): finished scene ids out, failures to ``errors``;
+    counts scenes done and pixels."""
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
         self.params, self.output, self.run_id = params, output, run_id
@@ -126,13 +124,89 @@ class FinishScenes(beam.DoFn):
         try:
             if finished_by(self.output, task, self.params.digest(), self.run_id):
                 # what retried tile writes may have left after it was finished
-                storage.delete_tree(tiles_folder(self.output, scene_id, self.run_id))
+                remove_scratch(self.output, scene_id, self.run_id)
             else:
                 finish_scene(scene_id, results, self.params, self.output, self.run_id)
         except Exception as exc:  # noqa: BLE001
-            yield ErrorRecord.from_exception(task.scene.uri, scene_id, "mosaic",
-                                             exc).tagged()
+            yield tagged(ErrorRecord.from_exception(task.scene.uri, scene_id, "mosaic",
+                                             exc))
             return
         self.done.inc()
         self.pixels.inc(task.info.height * task.info.width * len(task.sources))
         yield scene_id
+
+
+def finish_if_last(result: TileResult, params: TextureParams, output: str,
+                   run_id: str) -> Optional[bool]:
+    """Finishes ``result``'s scene now if every one of its tiles is saved.
+
+    A batch GroupByKey emits only once all of its input is in, so without this every
+    scene's mosaic would wait for the last tile of the whole run; this way a scene is
+    written (and safe from a later crash) while other scenes still compute. Of the
+    writers that see their scene complete, the one that creates the scene's claim
+    file finishes it. If none does, or it fails, :class:`FinishScenes` finishes the
+    scene at the end of the run: this step only decides *when*, so it never raises.
+    A storage error here (listing the records, creating the claim, building the
+    scene) is logged and leaves the scene to that step, instead of failing the
+    bundle and recomputing every tile in it.
+
+    Returns:
+      True when this call finished the scene; False when it was not the scene's last
+      tile or another writer claimed the scene; None when it failed (logged).
+    """
+    task = result.task
+    scene_id = task.scene.scene_id
+    try:
+        records = saved_results(output, scene_id, run_id)
+        if len(records) < task.n_tasks or not claim_scene(output, scene_id, run_id):
+            return False
+        results = [pickle.loads(storage.read_bytes(uri)) for uri in records]
+        finish_scene(scene_id, results, params, output, run_id)
+    except Exception as exc:  # noqa: BLE001 - the end-of-run step tries again
+        log.warning("%s: finishing after its last tile failed (%s: %s); the finish "
+                    "step at the end of the run tries again", scene_id,
+                    type(exc).__name__, exc)
+        return None
+    return True
+
+
+class FinishAfterLastTile(beam.DoFn):
+    """:func:`finish_if_last` for each saved (scene_id, TileResult), passed on
+    unchanged (fused with the save: no shuffle); counts the scenes it finished and
+    the times it failed."""
+
+    def __init__(self, params: TextureParams, output: str, run_id: str):
+        self.params, self.output, self.run_id = params, output, run_id
+        self.finished = counter("scenes_finished_after_last_tile")
+        self.failures = counter("early_finish_failures")
+
+    def process(self, element):
+        _, result = element
+        finished = finish_if_last(result, self.params, self.output, self.run_id)
+        if finished:
+            self.finished.inc()
+        elif finished is None:
+            self.failures.inc()
+        yield element
+
+
+def versions() -> Dict[str, str]:
+    """The versions a manifest records."""
+    import apache_beam
+    import keras
+    import numpy as np
+    import rasterio
+
+    import glcm
+
+    out = {"glcm": glcm.__version__, "keras": keras.__version__,
+           "keras_backend": keras.backend.backend(), "apache_beam": apache_beam.__version__,
+           "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
+           "numpy": np.__version__, "python": platform.python_version()}
+    try:
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    except ImportError:
+        pass
+    return out

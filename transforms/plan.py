@@ -8,15 +8,12 @@ from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from transforms.errors import ErrorRecord
-from transforms.manifest import finished_state
+from transforms.errors import tagged
+from transforms.io.raster import RasterError, check_bands, quantization_range, scene_info
+from transforms.layout import finished_state
 from transforms.metrics import counter
-from transforms.params import TextureParams
-from transforms.raster import (RasterError, SceneInfo, check_bands, quantization_range,
-                               scene_info)
-from transforms.records import BandSource, TileTask
-from transforms.scenes import Scene
-from transforms.tiling import tiles_for
+from transforms.records import (BandSource, ErrorRecord, Scene, SceneInfo, TextureParams,
+                                Tile, TileKey, TileTask)
 
 SKIPPED_TAG = "skipped"
 log = logging.getLogger("glcm")
@@ -83,6 +80,41 @@ def scene_sources(scene: Scene, bands: Optional[Sequence[int]]
     return first[1], tuple(sources)
 
 
+def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> List[Tile]:
+    """Splits a height x width scene into tile x tile cores (smaller at the edges).
+
+    Args:
+      scene_id: scene the tiles belong to.
+      height, width: scene size in pixels (>= 1).
+      tile: core size (>= 1).
+      halo: pixels read around each core (>= 0): ``glcm.texture_halo(window,
+        distances)`` makes per-tile texture maps join seamlessly.
+
+    Returns:
+      Tiles in row-major order; their cores cover the scene exactly once.
+
+    Raises:
+      ValueError: a non-positive size, tile, or a negative halo.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"scene {scene_id!r} has no pixels ({height}x{width})")
+    if tile < 1:
+        raise ValueError(f"--tile must be >= 1, got {tile}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    out = []
+    for gr, r0 in enumerate(range(0, height, tile)):
+        for gc, c0 in enumerate(range(0, width, tile)):
+            h, w = min(tile, height - r0), min(tile, width - c0)
+            top, left = max(0, r0 - halo), max(0, c0 - halo)
+            bottom, right = min(height, r0 + h + halo), min(width, c0 + w + halo)
+            out.append(Tile(TileKey(scene_id, gr, gc), r0, c0, h, w, top, left,
+                            bottom - top, right - left, top - (r0 - halo),
+                            left - (c0 - halo), (r0 + h + halo) - bottom,
+                            (c0 + w + halo) - right))
+    return out
+
+
 class PlanScenes(beam.DoFn):
     """:func:`plan_scene` for each Scene: TileTasks out, skipped scene ids to the
     ``skipped`` output, failures to ``errors``; counts new, changed and skipped
@@ -97,7 +129,7 @@ class PlanScenes(beam.DoFn):
         try:
             why, tasks = plan_scene(scene, self.params, self.output, self.force)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a record
-            yield ErrorRecord.from_exception(scene.uri, scene.scene_id, "plan", exc).tagged()
+            yield tagged(ErrorRecord.from_exception(scene.uri, scene.scene_id, "plan", exc))
             return
         if why in self.counters:
             self.counters[why].inc()

@@ -9,10 +9,9 @@ import apache_beam as beam
 import numpy as np
 
 import glcm
-from transforms.errors import ErrorRecord, with_retries
-from transforms.params import TextureParams
-from transforms.raster import read_tile
-from transforms.records import TileTask
+from transforms.errors import tagged, with_retries
+from transforms.io.raster import read_tile
+from transforms.records import ErrorRecord, TextureParams, TileTask
 
 
 def read_example(task: TileTask, params: TextureParams) -> Dict[str, np.ndarray]:
@@ -38,7 +37,7 @@ class ReadTiles(beam.DoFn):
         try:
             example = read_example(task, self.params)
         except Exception as exc:  # noqa: BLE001
-            yield ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id, "read",
-                                             exc).tagged()
+            yield tagged(ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id, "read",
+                                             exc))
             return
         yield task, example

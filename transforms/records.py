@@ -1,13 +1,124 @@
-"""What travels between the pipeline's steps: immutable, named records."""
+"""What travels between the pipeline's steps: immutable, named records.
+
+Every record of the pipeline is here, and this module imports no I/O library (no
+Beam, rasterio or storage client): a record can be built, compared and pickled
+anywhere. Reading and writing them is the steps' business (:mod:`transforms.layout`
+for the manifest).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Tuple
+import hashlib
+import json
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-from transforms.raster import SceneInfo
-from transforms.scenes import Scene
-from transforms.tiling import Tile
+import glcm
+from glcm.quantization import QUANTIZE_KINDS, parse_quantize
+from glcm.validation import check_distances, check_levels, check_window
+
+__all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
+           "ParameterError", "Scene", "SceneInfo", "TextureParams", "Tile", "TileKey",
+           "TileResult", "TileTask"]
+DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
+                    "correlation", "mean", "variance")
+MODES = ("pixel", "block")
+
+
+class ParameterError(ValueError):
+    """A texture parameter that cannot be used; ``parameter`` names it (the command
+    line adds its flag's name)."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """One input: a raster, or a STAC item whose assets are read as its bands.
+
+    Attributes:
+      scene_id: output folder name, safe and unique within the run.
+      uri: local path or ``gs://`` URI of the raster; for a STAC item, the JSON
+        file's URI and ``#`` and the item id.
+      fingerprint: size and modification time of a local input, size and
+        generation of a Cloud Storage object (of every asset for an item); a rerun
+        recomputes a scene whose fingerprint changed.
+      assets: for a STAC item, (asset name, href) of the assets to read, in order.
+      item: for a STAC item, ("id", ...), ("datetime", ...), ("collection", ...).
+    """
+
+    scene_id: str
+    uri: str
+    fingerprint: str
+    assets: Tuple[Tuple[str, str], ...] = ()
+    item: Tuple[Tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneInfo:
+    """What the pipeline needs to know of a scene before tiling it."""
+
+    height: int
+    width: int
+    count: int
+    dtype: str
+    crs: Optional[str]
+    transform: Tuple[float, ...]
+    nodata: Optional[float]
+
+    @property
+    def warnings(self) -> List[str]:
+        """What a user should know about the output's georeferencing."""
+        out = []
+        if self.crs is None:
+            out.append("the input has no CRS; the output has none either")
+        a, b, _, d, e, _ = self.transform
+        if b != 0 or d != 0:
+            out.append("the input's geotransform is rotated or sheared; texture is "
+                       "computed on the pixel grid and the output keeps the same "
+                       "transform")
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TileKey:
+    """Immutable, hashable key of one tile: the scene and the tile's grid position."""
+
+    scene_id: str
+    row: int
+    col: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """Where a tile's core lies in the scene and what to read for it.
+
+    Attributes:
+      key: the tile's key.
+      core_row, core_col, core_height, core_width: the pixels this tile writes.
+      read_row, read_col, read_height, read_width: the window to read (core plus
+        halo, clipped to the scene).
+      pad_top, pad_left, pad_bottom, pad_right: halo that fell outside the scene;
+        pad it as invalid (masked) so windows are clipped at the scene border as
+        ``glcm.texture_map`` clips them.
+    """
+
+    key: TileKey
+    core_row: int
+    core_col: int
+    core_height: int
+    core_width: int
+    read_row: int
+    read_col: int
+    read_height: int
+    read_width: int
+    pad_top: int
+    pad_left: int
+    pad_bottom: int
+    pad_right: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +150,94 @@ class BandSource:
         if self.asset is None:
             return str(self.band)
         return self.asset if self.single else f"{self.asset}:{self.band}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureParams:
+    """Validated parameters: everything that determines the numbers in the output."""
+
+    features: Tuple[str, ...]
+    window: int
+    distances: Tuple[int, ...]
+    angles_degrees: Tuple[float, ...]
+    levels: int
+    quantize: Tuple[str, Tuple[float, ...]]
+    bands: Optional[Tuple[int, ...]]
+    mode: str
+    block: int
+    tile: int
+
+    @classmethod
+    def create(cls, *, features: Union[str, Sequence[str]] = DEFAULT_FEATURES,
+               window: int = 7, distances: Sequence[int] = (1,),
+               angles_degrees: Sequence[float] = (0.0, 45.0, 90.0, 135.0),
+               levels: int = 32, quantize: str = "percentile:2,98",
+               bands: Optional[Sequence[int]] = None, mode: str = "pixel",
+               block: int = 32, tile: int = 1024) -> "TextureParams":
+        """Checks every parameter with the core's rules (:mod:`glcm.validation`).
+
+        Raises:
+          ParameterError: naming the parameter and what to fix.
+        """
+        def checked(name, check, value):
+            try:
+                return check(value)
+            except ValueError as exc:
+                raise ParameterError(name, str(exc)) from None
+
+        names = checked("features", glcm.resolve_features, features)
+        window = checked("window", check_window, window)
+        levels = checked("levels", check_levels, levels)
+        distances = checked("distances", check_distances, tuple(distances))
+        angles = tuple(float(a) for a in angles_degrees)
+        if not angles or not all(math.isfinite(a) for a in angles):
+            raise ParameterError("angles", f"angles must be finite degrees, got "
+                                           f"{tuple(angles_degrees)!r}")
+        rule = checked("quantize", parse_quantize, quantize)
+        if bands is not None:
+            bands = tuple(int(b) for b in bands)
+            if not bands or min(bands) < 1:
+                raise ParameterError("bands", f"bands are 1-based, got {bands}")
+        if mode not in MODES:
+            raise ParameterError("mode", f"mode must be pixel or block, got {mode!r}")
+        if tile < 16:
+            raise ParameterError("tile", f"tile must be >= 16, got {tile}")
+        if mode == "block" and not 2 <= block <= 4096:
+            raise ParameterError("block", f"block must be in 2..4096, got {block}")
+        return cls(names, window, distances, angles, levels, rule, bands, mode, block,
+                   tile)
+
+    @property
+    def angles(self) -> Tuple[float, ...]:
+        return tuple(math.radians(a) for a in self.angles_degrees)
+
+    @property
+    def halo(self) -> int:
+        """Pixels read around a tile core: none in block mode (blocks do not overlap)."""
+        return 0 if self.mode == "block" else glcm.texture_halo(self.window, self.distances)
+
+    @property
+    def scale(self) -> int:
+        """Output pixels per input pixel side: the block size in block mode."""
+        return self.block if self.mode == "block" else 1
+
+    @property
+    def tile_size(self) -> int:
+        """Tile core size; a multiple of the block in block mode."""
+        if self.mode == "block":
+            return max(self.block, self.tile // self.block * self.block)
+        return self.tile
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Hash of the parameters that change the output (not the tile size: tiles
+        join seamlessly)."""
+        values = self.to_json()
+        values.pop("tile")
+        blob = json.dumps(values, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,3 +291,84 @@ class TileResult:
     def order(self) -> Tuple[int, int, int]:
         """Mosaic order: position, then band."""
         return (self.row, self.col, self.task.band_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorRecord:
+    """One failed scene or tile (a line of ``errors.jsonl``).
+
+    Attributes:
+      uri: the input (or the missing name of an input list).
+      scene_id: the scene's output folder name; None before a scene exists.
+      stage: discover, plan, read, texture, write_tile or mosaic.
+      error: the exception's type name.
+      message: what failed and what to do, naming the file, band or window.
+    """
+
+    uri: str
+    scene_id: Optional[str]
+    stage: str
+    error: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, uri: str, scene_id: Optional[str], stage: str,
+                       exc: BaseException) -> "ErrorRecord":
+        return cls(uri, scene_id, stage, type(exc).__name__, str(exc))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names;
+    ``workers``: tiles computed per ``host:pid``; ``item``: for a STAC item, its id,
+    datetime, collection and the hrefs of the assets read; ``run_id``: the run that
+    wrote it).
+
+    A scene is finished exactly when its manifest exists and records the same input
+    fingerprint and parameter digest: the manifest is committed after the mosaic
+    and the quicklook, so its presence means they are complete.
+    """
+
+    scene_id: str
+    input: str
+    fingerprint: str
+    params: dict
+    params_digest: str
+    bands: List[int]
+    quantization: Dict[str, List[float]]
+    band_names: List[str]
+    size: List[int]
+    pixels: int
+    crs: Optional[str]
+    transform: List[float]
+    warnings: List[str]
+    tiles: int
+    outputs: List[str]
+    versions: Dict[str, str]
+    timings: Dict[str, object]
+    workers: Dict[str, int] = dataclasses.field(default_factory=dict)
+    item: Dict[str, object] = dataclasses.field(default_factory=dict)
+    run_id: str = ""
+
+    def is_finished(self, fingerprint: str, params_digest: str) -> bool:
+        """True when this manifest describes the same input computed with the same
+        parameters: a rerun skips the scene."""
+        return self.fingerprint == fingerprint and self.params_digest == params_digest
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, content: dict) -> "Manifest":
+        """A manifest from its JSON; fields with a default were added later, so older
+        manifests may lack them.
+
+        Raises:
+          KeyError, TypeError: not a manifest of this layout.
+        """
+        return cls(**{f.name: content[f.name] for f in dataclasses.fields(cls)
+                      if f.name in content or (f.default is dataclasses.MISSING and
+                                               f.default_factory is dataclasses.MISSING)})

@@ -13,7 +13,7 @@ import sys
 import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from transforms import storage
+from transforms.io import storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE = "europe-west4-docker.pkg.dev/my-proj/glcm/glcm-worker:0123abc"

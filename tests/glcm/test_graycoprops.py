@@ -139,3 +139,30 @@ def test_unknown_prop_lists_valid_names():
         glcm.graycoprops(P, "contrastt")
     with pytest.raises(ValueError, match="batch, L, L"):
         glcm.graycoprops(np.ones((4, 4)), "contrast")
+
+
+def test_the_registry_declares_every_feature_once():
+    from glcm.features import BY_NAME, REGISTRY
+    from glcm.properties import LINEAR_WEIGHTS, GLCMStatistics
+
+    assert len(BY_NAME) == len(REGISTRY) and glcm.FEATURES == tuple(BY_NAME)
+    names = set(glcm.FEATURES)
+    for feature in REGISTRY:
+        assert callable(getattr(GLCMStatistics, feature.name))  # graycoprops has it
+        assert not set(feature.aliases) & names  # an alias never shadows a name
+        assert all(glcm.canonical_name(alias) == feature.name for alias in feature.aliases)
+        assert all(glcm.canonical_name(n, "ibsi") == feature.name for n in feature.ibsi)
+        assert (feature.weight is not None) == (feature.name in LINEAR_WEIGHTS)
+    # every alias belongs to one feature
+    owners = [a for f in REGISTRY for a in f.aliases]
+    assert len(owners) == len(set(owners))
+
+
+@pytest.mark.parametrize("typo, closest", [("contrastt", "contrast"), ("entropie", "entropy"),
+                                           ("corelation", "correlation"), ("SAVG", None)])
+def test_an_unknown_name_suggests_the_closest(typo, closest):
+    if closest is None:  # case-insensitive alias: no error at all
+        assert glcm.canonical_name(typo) == "sum_average"
+        return
+    with pytest.raises(ValueError, match=f"did you mean '{closest}'"):
+        glcm.resolve_features(["mean", typo])

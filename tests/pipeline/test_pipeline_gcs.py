@@ -12,7 +12,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from pipeline.run import main
-from transforms import storage
+from transforms.io import storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=40"]

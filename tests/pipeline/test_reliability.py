@@ -19,11 +19,11 @@ import rasterio
 from rasterio.transform import Affine
 
 import transforms.errors
-import transforms.finish
+import transforms.layout
 import transforms.read
 from pipeline.run import main
-from transforms.compute import TextureModelHandler
-from transforms.scenes import scene_id_for
+from transforms.texture import TextureModelHandler
+from transforms.layout import scene_id_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=64"]
@@ -366,7 +366,7 @@ def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypat
     assert any(name.startswith(".tiles-") for name in left)  # the killed run's scratch
 
     # the rerun finishes what was missing; here it may treat any scratch as stale
-    monkeypatch.setattr(transforms.finish, "STALE_SCRATCH_SECONDS", 0)
+    monkeypatch.setattr(transforms.layout, "STALE_SCRATCH_SECONDS", 0)
     assert main([f"--input={folder}", f"--output={out}", *FLAGS]).exit_code == 0
     check_complete(out, ref, 4)
     for k in range(4):

@@ -9,7 +9,7 @@ from rasterio.transform import Affine
 
 import glcm
 from pipeline.run import main
-from transforms import storage
+from transforms.io import storage
 
 FLAGS = ["--features=contrast,mean", "--window=5", "--levels=16", "--tile=32"]
 GEO = Affine(10, 0, 500000, 0, -10, 4000000)

@@ -1,5 +1,5 @@
-"""transforms.raster, transforms.write and transforms.compute on their own, with real
-GeoTIFFs written here."""
+"""transforms.io.raster, transforms.io.cog and transforms.texture on their own, with
+real GeoTIFFs written here."""
 
 import dataclasses
 import math
@@ -11,12 +11,14 @@ import rasterio
 from rasterio.transform import Affine
 
 import glcm
-from transforms.compute import BlockModelHandler, TextureModelHandler
-from transforms.raster import (RasterError, check_bands, quantization_range, read_tile,
-                               scene_info)
+from transforms.io import storage
+from transforms.io.cog import write_mosaic, write_quicklook
+from transforms.io.raster import (RasterError, check_bands, quantization_range, read_tile,
+                                  scene_info)
+from transforms.layout import band_names
+from transforms.plan import tiles_for
 from transforms.records import BandSource, TileResult, TileTask
-from transforms.tiling import tiles_for
-from transforms.write import band_names, write_mosaic, write_quicklook, write_tile
+from transforms.texture import BlockModelHandler, TextureModelHandler
 
 GEO = Affine(20, 0, 400000, 0, -30, 6000000)
 
@@ -115,11 +117,12 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
         for b in range(2):
             core = full[b, tile.core_row:tile.core_row + tile.core_height,
                         tile.core_col:tile.core_col + tile.core_width]
-            uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy"), core)
+            uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy")
+            storage.save_npy(uri, core)
             task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
             tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, sources, features, tiles)
+    write_mosaic(mosaic, info, band_names(sources, features), len(features), tiles)
     with rasterio.open(mosaic) as src:
         assert src.descriptions == tuple(band_names(sources, features)) == (
             "b1_contrast", "b1_mean", "b2_contrast", "b2_mean")
@@ -149,11 +152,12 @@ def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
     for tile in tiles_for("big", size, size, 520, 0):
         core = full[tile.core_row:tile.core_row + tile.core_height,
                     tile.core_col:tile.core_col + tile.core_width]
-        uri = write_tile(str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy"), core)
+        uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
+        storage.save_npy(uri, core)
         task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
         tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, sources, ["asm"], tiles)
+    write_mosaic(mosaic, info, band_names(sources, ["asm"]), 1, tiles)
     with rasterio.open(mosaic) as src:
         assert src.overviews(1)[0] == 2
         half = src.read(1, out_shape=(size // 2, size // 2))
@@ -188,7 +192,7 @@ def test_model_handlers_equal_the_core(tmp_path):
 
 def test_a_required_gpu_that_is_missing_fails_at_start_up():
     # this machine has no GPU: "required" must refuse, the others compute on the CPU
-    from transforms.compute import AcceleratorError, compute_device
+    from transforms.texture import AcceleratorError, compute_device
 
     with pytest.raises(AcceleratorError, match="--accelerator=required, but"):
         compute_device("required")

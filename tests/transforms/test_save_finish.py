@@ -1,4 +1,4 @@
-"""transforms.save_tile and transforms.finish on their own: a scene is finished by the
+"""transforms.save and transforms.finish on their own: a scene is finished by the
 writer of its last tile, and the end-of-run finish step then only cleans up; if that
 did not happen, the end-of-run step builds the scene. Real GeoTIFFs, local and on the
 Cloud Storage emulator."""
@@ -10,14 +10,13 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from transforms import storage
-from transforms.finish import FinishScenes, finished_by
-from transforms.manifest import Manifest, manifest_uri
-from transforms.params import TextureParams
+from transforms.finish import FinishScenes, finish_if_last, finished_by
+from transforms.io import storage
+from transforms.layout import (FINISH_CLAIM, RESULT_SUFFIX, read_manifest, scenes_for,
+                               tiles_folder)
 from transforms.plan import plan_scene
-from transforms.save_tile import FINISH_CLAIM, finish_if_last, save_tile
-from transforms.scenes import discover
-from transforms.write import RESULT_SUFFIX, tiles_folder
+from transforms.records import Scene, TextureParams
+from transforms.save import save_tile
 
 RUN = "20261130T000000-0123abcd"
 
@@ -39,9 +38,9 @@ def planned(tmp_path):
                        dtype="uint8", crs="EPSG:32632",
                        transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
         dst.write(data)
-    params = TextureParams.from_flags(features="contrast,mean", window=3, levels=8,
-                                      tile=25)
-    [scene], _ = discover([str(path)])
+    params = TextureParams.create(features="contrast,mean", window=3, levels=8, tile=25)
+    [scene] = scenes_for([Scene("", uri, fingerprint)
+                          for uri, fingerprint in storage.match(str(path))])
     return scene, params
 
 
@@ -62,9 +61,9 @@ def test_the_last_tile_finishes_the_scene(planned, output, tmp_path):
         assert len(storage.list_files(folder, RESULT_SUFFIX)) == k + 1
         finished = finish_if_last(results[-1], params, output, RUN)
         assert finished == (k == len(tasks) - 1)
-        assert (Manifest.read(manifest_uri(output, scene.scene_id)) is not None) == finished
+        assert (read_manifest(output, scene.scene_id) is not None) == finished
     assert storage.list_files(folder, RESULT_SUFFIX) == []  # tiles deleted
-    manifest = Manifest.read(manifest_uri(output, scene.scene_id))
+    manifest = read_manifest(output, scene.scene_id)
     assert manifest.run_id == RUN and manifest.tiles == 8
     assert finished_by(output, tasks[0], params.digest(), RUN)
     # An older tile's writer, late: the scene is not built twice.
@@ -105,10 +104,10 @@ def test_one_writer_finishes(planned, tmp_path):
     assert storage.create_exclusive(storage.join(folder, FINISH_CLAIM))
     assert not storage.create_exclusive(storage.join(folder, FINISH_CLAIM))
     assert [finish_if_last(r, params, output, RUN) for r in results] == [False] * 8
-    assert Manifest.read(manifest_uri(output, scene.scene_id)) is None
+    assert read_manifest(output, scene.scene_id) is None
     os.remove(os.path.join(folder, FINISH_CLAIM))
     assert [finish_if_last(r, params, output, RUN) for r in results] == [True] + [False] * 7
-    assert Manifest.read(manifest_uri(output, scene.scene_id)).run_id == RUN
+    assert read_manifest(output, scene.scene_id).run_id == RUN
 
 
 def test_end_of_run_step_builds_what_was_not_finished(planned, tmp_path):
@@ -119,7 +118,7 @@ def test_end_of_run_step_builds_what_was_not_finished(planned, tmp_path):
     assert not finished_by(output, tasks[0], params.digest(), RUN)
     fn = FinishScenes(params, output, RUN)
     assert list(fn.process((scene.scene_id, results))) == [scene.scene_id]
-    manifest = Manifest.read(manifest_uri(output, scene.scene_id))
+    manifest = read_manifest(output, scene.scene_id)
     assert manifest.run_id == RUN
     assert sorted(os.listdir(os.path.join(output, scene.scene_id))) == [
         "features.tif", "manifest.json", "quicklook.png"]
@@ -144,7 +143,7 @@ def test_a_storage_error_in_the_early_finish_leaves_the_scene_to_the_end(
     _, tasks = plan_scene(scene, params, output)
     results = save_all(tasks, params, output, 4)
     assert finish_if_last(results[-1], params, "gs://no-such-bucket-glcm/out", RUN) is None
-    assert Manifest.read(manifest_uri(output, scene.scene_id)) is None
+    assert read_manifest(output, scene.scene_id) is None
     assert list(FinishScenes(params, output, RUN).process(
         (scene.scene_id, results))) == [scene.scene_id]
-    assert Manifest.read(manifest_uri(output, scene.scene_id)).run_id == RUN
+    assert read_manifest(output, scene.scene_id).run_id == RUN

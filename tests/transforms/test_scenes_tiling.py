@@ -1,13 +1,20 @@
-"""Scene discovery and tiling (the tiling test runs the real texture math)."""
+"""Scene naming, the discovery step on Beam's test pipeline, and tiling (the tiling
+test runs the real texture math)."""
 
+import functools
 import os
 
 import numpy as np
 import pytest
 
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that
+
 import glcm
-from transforms.scenes import Scene, discover, scene_id_for, unique_scene_ids
-from transforms.tiling import TileKey, tiles_for
+from transforms.discover import NO_MATCH_ERROR, DiscoverScenes
+from transforms.layout import scene_id_for, unique_scene_ids
+from transforms.plan import tiles_for
+from transforms.records import Scene, TileKey
 
 
 @pytest.mark.parametrize("uri, expected", [
@@ -41,6 +48,24 @@ def touch(path, data=b"x"):
     return path
 
 
+_FOUND = {}  # what the matchers saw (module level: the runner pickles them by name)
+
+
+def _keep(name, elements):
+    _FOUND[name] = list(elements)
+
+
+def discovered(patterns, assets=()):
+    """Runs the real discovery step (DiscoverScenes) on Beam's test pipeline (in this
+    process); returns (scenes, error records) as it emitted them."""
+    _FOUND.clear()
+    with TestPipeline() as p:
+        out = p | DiscoverScenes(patterns, assets)
+        assert_that(out["scenes"], functools.partial(_keep, "scenes"), label="Scenes")
+        assert_that(out["errors"], functools.partial(_keep, "errors"), label="Errors")
+    return sorted(_FOUND["scenes"], key=lambda s: s.uri), _FOUND["errors"]
+
+
 def test_discover_globs_directories_lists(tmp_path):
     d = str(tmp_path)
     a = touch(f"{d}/in/a.tif")
@@ -49,21 +74,33 @@ def test_discover_globs_directories_lists(tmp_path):
     c = touch(f"{d}/other/c.tif")
     listing = touch(f"{d}/list.txt",
                     f"# inputs\n{c}\n\n  # indented\n{d}/missing.tif\n{a}\n".encode())
-    scenes, problems = discover([f"{d}/in", f"{d}/in/*.tif", f"@{listing}"])
+    scenes, problems = discovered([f"{d}/in", f"{d}/in/*.tif", f"@{listing}"])
     assert [s.uri for s in scenes] == sorted([a, b, c])  # sorted, deduplicated
     assert [s.scene_id for s in scenes] == ["a", "b", "c"]
-    assert problems == [(f"{d}/missing.tif", "file not found")]
+    assert [(r.uri, r.stage, r.error) for r in problems] == [
+        (f"{d}/missing.tif", "discover", "FileNotFoundError")]
+    assert "file not found" in problems[0].message
     assert scenes[1].fingerprint.startswith("3-")  # size-mtime
     assert isinstance(scenes[0], Scene) and hash(scenes[0])
 
 
+def test_discover_names_scenes_that_share_a_file_name_uniquely(tmp_path):
+    d = str(tmp_path)
+    uris = [touch(f"{d}/{s}/B04.tif") for s in ("S2A_1", "S2B_2", "S2A_3")]
+    scenes, problems = discovered([f"{d}/*/B04.tif"])
+    assert problems == [] and [s.uri for s in scenes] == sorted(uris)
+    assert [s.scene_id for s in scenes] == unique_scene_ids(sorted(uris))
+    assert scenes[0].scene_id == "B04" and len({s.scene_id for s in scenes}) == 3
+
+
 def test_discover_nothing_matched_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="no raster matched --input"):
-        discover([f"{tmp_path}/*.tif"])
+    scenes, [record] = discovered([f"{tmp_path}/*.tif"])
+    assert scenes == [] and record.error == NO_MATCH_ERROR
+    assert "no raster matched --input" in record.message
     with pytest.raises(ValueError, match="no input given"):
-        discover([])
-    with pytest.raises(ValueError, match="cannot read the input list"):
-        discover([f"@{tmp_path}/nope.txt"])
+        DiscoverScenes([])
+    _, records = discovered([f"@{tmp_path}/nope.txt"])
+    assert any("cannot read the input list" in r.message for r in records)
 
 
 def test_tiles_cover_scene_once():
@@ -106,7 +143,7 @@ def test_tiled_texture_map_is_seamless(tile):
 def test_stac_items_resolve_hrefs_and_fingerprint_without_network(tmp_path):
     import json
 
-    from transforms.stac import read_items, resolve_href, scene_for_item
+    from transforms.io.stac import read_items, resolve_href, scene_for_item
 
     item = {"type": "Feature", "stac_version": "1.0.0", "id": "S2A 1/2",
             "properties": {"datetime": "2026-01-02T00:00:00Z",

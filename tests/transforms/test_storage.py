@@ -1,11 +1,11 @@
-"""transforms.storage: the same behaviour on a local folder and on the GCS emulator."""
+"""transforms.io.storage: the same behaviour on a local folder and on the GCS emulator."""
 
 import os
 import time
 
 import pytest
 
-from transforms import storage
+from transforms.io import storage
 
 LAYOUT = ["in/a.tif", "in/b.TIF", "in/sub/c.tif", "in/notes.txt", "in2/d.tif"]
 

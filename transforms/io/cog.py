@@ -1,17 +1,15 @@
-"""Outputs: per-tile results, the per-scene COG mosaic and the quicklook PNG.
+"""Writing rasters: the per-scene Cloud-Optimized GeoTIFF mosaic and its quicklook PNG.
 
-Local folders and ``gs://`` prefixes alike (through :mod:`transforms.storage`). Files
-are built in a private scratch folder and then committed whole (a rename, or an
-upload that becomes visible only when complete), so a reader never sees a partial
-``features.tif`` or ``manifest.json``.
+Both are written to local files in a scratch folder; the finish step commits them
+whole (a rename, or an upload that becomes visible only when complete), so a reader
+never sees a partial ``features.tif``.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import warnings
-from typing import Dict, Iterable, List, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import rasterio
@@ -20,14 +18,9 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.windows import Window
 
-from transforms import storage
-from transforms.raster import SceneInfo
-from transforms.records import BandSource, TileResult
+from transforms.io import storage
+from transforms.records import SceneInfo, TileResult
 
-TILES_PREFIX = ".tiles-"
-# A saved tile's record: written after the tile itself, so the records in a tile
-# folder name the tiles that are complete.
-RESULT_SUFFIX = ".result"
 # GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
 # writes once; a bounded cache is as fast (README, "Benchmarks").
@@ -36,54 +29,25 @@ MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 OVERVIEW_RESAMPLING = "AVERAGE"
 
 
-def tiles_folder(output: str, scene_id: str, run_id: str) -> str:
-    """Where one run keeps a scene's tile results until the mosaic is built; one
-    folder per run, so two runs on the same output never remove each other's."""
-    return storage.join(output, scene_id, TILES_PREFIX + run_id)
-
-
-def tile_path(output: str, scene_id: str, run_id: str, row: int, col: int,
-              band_index: int) -> str:
-    return storage.join(tiles_folder(output, scene_id, run_id),
-                        f"r{row}_c{col}_i{band_index}.npy")
-
-
-def result_path(tile_uri: str) -> str:
-    """Where a saved tile's :class:`~transforms.records.TileResult` is kept, beside
-    the tile (``r0_c1_i0.npy`` -> ``r0_c1_i0.result``)."""
-    return tile_uri.rsplit(".", 1)[0] + RESULT_SUFFIX
-
-
-def write_tile(uri: str, core: np.ndarray) -> str:
-    """Saves one tile's core features (h, w, F) float32, atomically."""
-    storage.save_npy(uri, core.astype(np.float32))
-    return uri
-
-
-def band_names(sources: Sequence[BandSource], features: Sequence[str]) -> List[str]:
-    """Output band names, ``<source>_<feature>``: ``b1_contrast``, ``nir_contrast``."""
-    return [f"{s.name}_{f}" for s in sources for f in features]
-
-
-def write_mosaic(path: str, info: SceneInfo, sources: Sequence[BandSource],
-                 features: Sequence[str], tiles: Iterable[TileResult]) -> None:
+def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
+                 tiles: Iterable[TileResult]) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
       path: the local file to write (in a scratch folder; the caller commits it).
       info: the input's size, CRS and transform (kept as they are).
-      sources, features: output band order is (band, feature), named as
-        :func:`band_names`.
+      names: the output band names, in (band, feature) order
+        (:func:`transforms.layout.band_names`).
+      n_features: features per source band (the bands of each saved tile).
       tiles: every tile and band's saved core, placed at its (row, col) in output
         pixels (block cells in block mode).
     """
     with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
-        _write_mosaic(path, info, sources, features, tiles)
+        _write_mosaic(path, info, names, n_features, tiles)
 
 
-def _write_mosaic(path, info, sources, features, tiles) -> None:
+def _write_mosaic(path, info, names, n_features, tiles) -> None:
     """The body of :func:`write_mosaic`, inside its GDAL settings."""
-    names = band_names(sources, features)
     plain = path + ".plain.tif"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
                    count=len(names), dtype="float32", nodata=float("nan"),
@@ -98,9 +62,9 @@ def _write_mosaic(path, info, sources, features, tiles) -> None:
             for result in tiles:
                 core = storage.load_npy(result.path)  # (h, w, F)
                 window = Window(result.col, result.row, core.shape[1], core.shape[0])
-                first = result.task.band_index * len(features) + 1
+                first = result.task.band_index * n_features + 1
                 dst.write(np.moveaxis(core, -1, 0),
-                          indexes=list(range(first, first + len(features))), window=window)
+                          indexes=list(range(first, first + n_features)), window=window)
         # Compressed once, here, with every core (the intermediate stays raw).
         # Level 1: float features barely compress, and level 6 took 60 % longer.
         # Overviews average (NaN skipped): the COG driver's default, cubic,
@@ -138,20 +102,3 @@ def write_quicklook(path: str, mosaic: str, max_side: int = 512) -> None:
             dst.write(alpha.astype(np.uint8) * 255, 4)
 
 
-def versions() -> Dict[str, str]:
-    import apache_beam
-    import keras
-
-    import glcm
-
-    out = {"glcm": glcm.__version__, "keras": keras.__version__,
-           "keras_backend": keras.backend.backend(), "apache_beam": apache_beam.__version__,
-           "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
-           "numpy": np.__version__, "python": platform.python_version()}
-    try:
-        import tensorflow as tf
-
-        out["tensorflow"] = tf.__version__
-    except ImportError:
-        pass
-    return out

@@ -14,8 +14,8 @@ import json
 import posixpath
 from typing import List, Sequence
 
-from transforms import storage
-from transforms.scenes import Scene
+from transforms.io import storage
+from transforms.records import Scene
 
 STAC_SUFFIXES = (".json", ".geojson")
 REMOTE_SCHEMES = ("http://", "https://")

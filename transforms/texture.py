@@ -1,4 +1,5 @@
-"""Compute: texture maps per tile with Beam's RunInference and the glcm Keras layers."""
+"""Texture: maps per tile with Beam's RunInference and the glcm Keras layers (the
+model handlers; the graph wires them with ``RunInference``)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from transforms.errors import ErrorRecord
+from transforms.records import ErrorRecord
 
 # One model call at a time per process: each call already uses every core
 # (texture_map's chunk threads and XLA's thread pool) or the whole GPU; two at once
@@ -192,7 +193,7 @@ class BlockModelHandler(TextureModelHandler):
 
 
 def model_handler(params, accelerator: str = "optional") -> TextureModelHandler:
-    """The model handler for a run's :class:`~transforms.params.TextureParams`:
+    """The model handler for a run's :class:`~transforms.records.TextureParams`:
     per-pixel texture maps, or per-block features in block mode."""
     if params.mode == "block":
         return BlockModelHandler(params.features, params.block, params.levels,

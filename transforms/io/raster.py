@@ -1,10 +1,9 @@
-"""Raster I/O with rasterio: scene metadata, quantization ranges, tile windows."""
+"""Raster reading with rasterio: scene headers, quantization ranges, tile windows."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -12,37 +11,11 @@ import rasterio.errors
 from rasterio.windows import Window
 
 from glcm.quantization import range_from_sample
-from transforms import storage
-from transforms.tiling import Tile
+from transforms.io import storage
+from transforms.records import SceneInfo, Tile
 
 SUPPORTED_KINDS = "uif"  # unsigned, signed integer, float
 STATS_SAMPLE_SIDE = 1024  # decimated read for quantization ranges
-
-
-@dataclasses.dataclass(frozen=True)
-class SceneInfo:
-    """What the pipeline needs to know of a scene before tiling it."""
-
-    height: int
-    width: int
-    count: int
-    dtype: str
-    crs: Optional[str]
-    transform: Tuple[float, ...]
-    nodata: Optional[float]
-
-    @property
-    def warnings(self) -> List[str]:
-        """What a user should know about the output's georeferencing."""
-        out = []
-        if self.crs is None:
-            out.append("the input has no CRS; the output has none either")
-        a, b, _, d, e, _ = self.transform
-        if b != 0 or d != 0:
-            out.append("the input's geotransform is rotated or sheared; texture is "
-                       "computed on the pixel grid and the output keeps the same "
-                       "transform")
-        return out
 
 
 class RasterError(ValueError):

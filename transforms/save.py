@@ -1,0 +1,60 @@
+"""Save a tile: keep the core of its texture maps (the halo only fed the windows)
+where its scene's finish step will read it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+
+import apache_beam as beam
+import numpy as np
+
+from transforms.errors import tagged, with_retries
+from transforms.io import storage
+from transforms.layout import result_path, tile_path
+from transforms.records import ErrorRecord, TextureParams, TileResult, TileTask
+
+log = logging.getLogger("glcm")
+
+
+def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
+              run_id: str) -> TileResult:
+    """Saves the core of ``maps`` (the model's output for ``task``) as float32
+    ``.npy``, then its :class:`TileResult` beside it
+    (:func:`~transforms.layout.result_path`); each write is atomic and retried. In
+    block mode the core is in cells of ``block`` pixels, with a partial cell at the
+    scene's edge."""
+    t, h, scale = task.tile, params.halo, params.scale
+    height, width = -(-t.core_height // scale), -(-t.core_width // scale)
+    path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
+                     task.band_index)
+    core = maps[h:h + height, h:h + width].astype(np.float32)
+    with_retries(lambda: storage.save_npy(path, core))
+    result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
+                        worker=f"{socket.gethostname()}:{os.getpid()}")
+    # The record last: a record present means its tile is complete.
+    record = pickle.dumps(result)
+    with_retries(lambda: storage.write_bytes(result_path(path), record))
+    log.info("%s: tile row %d col %d band %s computed", task.scene.scene_id, t.key.row,
+             t.key.col, task.source.label)
+    return result
+
+
+class SaveTiles(beam.DoFn):
+    """:func:`save_tile` for each (task, maps): (scene_id, TileResult) out; failures
+    to ``errors``."""
+
+    def __init__(self, params: TextureParams, output: str, run_id: str):
+        self.params, self.output, self.run_id = params, output, run_id
+
+    def process(self, element):
+        task, maps = element
+        try:
+            result = save_tile(task, maps, self.params, self.output, self.run_id)
+        except Exception as exc:  # noqa: BLE001
+            yield tagged(ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id,
+                                                    "write_tile", exc))
+            return
+        yield task.scene.scene_id, result
