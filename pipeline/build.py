@@ -5,12 +5,13 @@ scene not finished yet; every failure to errors.jsonl."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
-from typing import Optional
+from typing import Callable, Optional
 
 import apache_beam as beam
-from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import (TextureOptions, add_dataflow_experiments, is_dataflow,
                               params_from)
@@ -18,15 +19,33 @@ from transforms.discover import DiscoverScenes
 from transforms.errors import ERRORS_TAG, WriteErrors
 from transforms.finish import FinishAfterLastTile, FinishScenes
 from transforms.io import storage
+from transforms.io.raster import read_tile
 from transforms.layout import errors_uri
 from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.read import ReadTiles
 from transforms.records import TextureParams
 from transforms.save import SaveTiles
-from transforms.texture import inference_errors, model_handler
+from transforms.texture import TextureResults, TileModelHandler, model_handler
 
 
-def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TextureParams] = None):
+@dataclasses.dataclass(frozen=True)
+class Seams:
+    """What the graph calls to read tiles and to make its model handler. Tests pass
+    other functions here (a reader that fails, a handler that raises) instead of
+    patching module globals.
+
+    Attributes:
+      read_tile: ``read_tile(uri, band, tile) -> (values, valid)``.
+      model_handler: ``model_handler(params, accelerator) -> ModelHandler`` of
+        examples -> maps.
+    """
+
+    read_tile: Callable = read_tile
+    model_handler: Callable = model_handler
+
+
+def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TextureParams] = None,
+          seams: Seams = Seams()):
     """Adds the texture pipeline to ``p``.
 
     Returns:
@@ -63,21 +82,22 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     # Breaks fusion: the tiles of one scene spread over every worker, not only the
     # one that planned it.
     tasks = planned.tasks | "SpreadTiles" >> beam.Reshuffle()
-    read = tasks | "Read" >> beam.ParDo(ReadTiles(params)).with_outputs(
+    read = tasks | "Read" >> beam.ParDo(ReadTiles(params, seams.read_tile)).with_outputs(
         ERRORS_TAG, main="examples")
-    maps, failed = read.examples | "Texture" >> RunInference(
-        KeyedModelHandler(model_handler(params, o.accelerator))).with_exception_handling()
-    saved = maps | "WriteTile" >> beam.ParDo(SaveTiles(params, output, run_id)).with_outputs(
-        ERRORS_TAG, main="saved")
+    computed = (read.examples
+                | "Texture" >> RunInference(TileModelHandler(
+                    seams.model_handler(params, o.accelerator)))
+                | "TextureResults" >> beam.ParDo(TextureResults()).with_outputs(
+                    ERRORS_TAG, main="maps"))
+    saved = computed.maps | "WriteTile" >> beam.ParDo(
+        SaveTiles(params, output, run_id)).with_outputs(ERRORS_TAG, main="saved")
     # Fused with the save: the writer of a scene's last tile finishes the scene.
     finished_early = saved.saved | "FinishAfterLastTile" >> beam.ParDo(
         FinishAfterLastTile(params, output, run_id))
     finished = (finished_early | "ByScene" >> beam.GroupByKey()
                 | "Finish" >> beam.ParDo(FinishScenes(params, output, run_id)).with_outputs(
                     ERRORS_TAG, main="done"))
-    texture_failed = failed.failed_inferences | "TextureErrors" >> beam.FlatMap(
-        inference_errors)
-    errors = ((discovered["errors"], planned.errors, read.errors, texture_failed,
+    errors = ((discovered["errors"], planned.errors, read.errors, computed.errors,
                saved.errors, finished.errors) | "Errors" >> beam.Flatten())
     # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
     _ = errors | "WriteErrors" >> WriteErrors(

@@ -7,17 +7,17 @@ import dataclasses
 import logging
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
 
-from pipeline.build import build
+from pipeline.build import Seams, build
 from pipeline.options import TextureOptions, is_dataflow, params_from
 from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import read_errors
 from transforms.io import storage
 from transforms.layout import errors_uri
-from transforms.metrics import counter_value
+from transforms.metrics import counter_value, step_seconds
 from transforms.records import ErrorRecord
 from transforms.texture import AcceleratorError, compute_device
 
@@ -42,6 +42,8 @@ class RunSummary:
       output: the output folder or prefix.
       job_id: on Dataflow, the submitted job (None when only a job graph or a
         template was written); the counts are then unknown (zero).
+      step_seconds: seconds each step spent (discover, plan, read, texture, save,
+        finish), summed over workers and threads: they can exceed the wall time.
     """
 
     exit_code: int
@@ -55,13 +57,18 @@ class RunSummary:
     seconds: float = 0.0
     output: str = ""
     job_id: Optional[str] = None
+    step_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     def describe(self) -> str:
-        """The summary line printed at the end of a local run."""
+        """The summary printed at the end of a local run: the scenes, then where the
+        time went, step by step."""
         rate = self.pixels / max(self.seconds, 1e-9)
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in
+                          self.step_seconds.items())
         return (f"scenes done: {self.done} (new: {self.new}, changed: {self.changed}), "
                 f"skipped (already finished): {self.skipped}, failure records: "
-                f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s")
+                f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s"
+                + (f"\nsteps: {steps} (seconds summed over workers)" if steps else ""))
 
 
 def configure_logging(verbose: bool) -> None:
@@ -87,11 +94,15 @@ def print_help() -> None:
     parser.print_help()
 
 
-def main(argv: Optional[List[str]] = None) -> RunSummary:
+def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary:
     """Runs the pipeline with the command line ``argv`` (default: sys.argv[1:]).
 
+    Args:
+      seams: what the graph calls to read tiles and make its model
+        (:class:`pipeline.build.Seams`; tests inject faults there).
+
     Returns:
-      a :class:`RunSummary`; its summary line is printed on stdout.
+      a :class:`RunSummary`; its summary is printed on stdout.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
@@ -106,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
             compute_device(o.accelerator)  # this machine computes: is its GPU there?
         started = time.time()
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, options, params)
+        build(pipeline, options, params, seams)
     except (ValueError, AcceleratorError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return RunSummary(exit_code=2, error=str(exc))
@@ -126,7 +137,7 @@ def main(argv: Optional[List[str]] = None) -> RunSummary:
         changed=counter_value(result, "scenes_changed"),
         skipped=counter_value(result, "scenes_skipped"), failures=failures,
         pixels=counter_value(result, "pixels"), seconds=time.time() - started,
-        output=output)
+        output=output, step_seconds=step_seconds(result))
     print(summary.describe())
     print(f"outputs: {storage.join(output, '<scene_id>')}/features.tif, quicklook.png, "
           f"manifest.json; failures: {errors_uri(output)}")

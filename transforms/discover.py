@@ -8,7 +8,7 @@ from typing import Sequence
 
 import apache_beam as beam
 
-from transforms.errors import ERRORS_TAG, tagged
+from transforms.errors import ERRORS_TAG, GuardedStep, tagged
 from transforms.io.listing import expand_lists, match_pattern, no_match_message
 from transforms.io.stac import is_stac_file, read_items, scene_for_item
 from transforms.layout import scene_id_for, scenes_for
@@ -18,34 +18,38 @@ from transforms.records import ErrorRecord, Scene
 NO_MATCH_ERROR = "NoRasterMatched"
 
 
-class ExpandLists(beam.DoFn):
+class ExpandLists(GuardedStep):
     """A pattern, or every entry of an ``@list`` (one element each); an unreadable
     list becomes an error record."""
 
-    def process(self, pattern: str):
-        try:
-            yield from expand_lists(pattern)
-        except Exception as exc:  # noqa: BLE001
-            yield tagged(ErrorRecord.from_exception(pattern, None, "discover", exc))
+    STEP, STAGE = "discover", "discover"
+
+    def run(self, pattern: str):
+        yield from expand_lists(pattern)
+
+    def where(self, pattern: str):
+        return pattern, None
 
 
-class MatchEntries(beam.DoFn):
+class MatchEntries(GuardedStep):
     """A Scene (not named yet) for every raster an entry matches, or for every item
-    of a STAC file; a named file that does not exist, a STAC file without --asset
-    and an item that lacks an asset become error records."""
+    of a STAC file; a named file that does not exist, a STAC file without assets
+    to read and an item that lacks an asset become error records."""
+
+    STEP, STAGE = "discover", "discover"
 
     def __init__(self, assets: Sequence[str] = ()):
+        super().__init__()
         self.assets = tuple(assets)
 
-    def process(self, entry: str):
-        try:
-            if is_stac_file(entry):
-                yield from self._items(entry)
-                return
-            found, missing = match_pattern(entry)
-        except Exception as exc:  # noqa: BLE001
-            yield tagged(ErrorRecord.from_exception(entry, None, "discover", exc))
+    def where(self, entry: str):
+        return entry, None
+
+    def run(self, entry: str):
+        if is_stac_file(entry):
+            yield from self._items(entry)
             return
+        found, missing = match_pattern(entry)
         yield from (Scene("", uri, fingerprint) for uri, fingerprint in found)
         for uri, problem in missing:
             yield tagged(ErrorRecord(uri, None, "discover", "FileNotFoundError",

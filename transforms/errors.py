@@ -1,23 +1,31 @@
-"""Failures: one error-record type, retries of I/O, and the run's dead-letter file.
+"""Failures: the one dead-letter mechanism of every step, the retry rule, and the
+run's dead-letter file.
 
-One bad scene or tile never stops the others: each failure becomes an
-:class:`ErrorRecord` in ``OUTPUT/errors.jsonl``.
+One bad scene or tile never stops the others: each step's DoFn is a
+:class:`GuardedStep`, whose failures become an :class:`ErrorRecord` on the ``errors``
+output, collected into ``OUTPUT/errors.jsonl`` by :class:`WriteErrors`. Which
+failures are worth a retry is said once, by type (:data:`PERMANENT_ERRORS`).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Callable, Iterable, List, TypeVar
+from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
 
 import apache_beam as beam
 
 from transforms.io import storage
+from transforms.metrics import StepMetrics
 from transforms.records import ErrorRecord
 
 ATTEMPTS = 3  # tries of a tile's read or write before it becomes an error record
 RETRY_DELAY_SECONDS = 0.5
 ERRORS_TAG = "errors"  # the tagged output every step sends its records to
+# Failures that say the input itself is wrong (a corrupt file, a missing band, bad
+# parameters: RasterError and ParameterError are ValueErrors): a retry cannot help.
+# Anything else (OSError, a storage client's 5xx...) may pass: retried.
+PERMANENT_ERRORS: Tuple[type, ...] = (ValueError,)
 T = TypeVar("T")
 
 
@@ -26,13 +34,53 @@ def tagged(record: ErrorRecord):
     return beam.pvalue.TaggedOutput(ERRORS_TAG, record)
 
 
+def is_permanent(exc: BaseException) -> bool:
+    """Whether ``exc`` says the input is wrong (:data:`PERMANENT_ERRORS`)."""
+    return isinstance(exc, PERMANENT_ERRORS)
+
+
+class GuardedStep(beam.DoFn):
+    """The DoFn of a step: :meth:`run` is the step's work for one element; whatever
+    it raises becomes one :class:`ErrorRecord` (stage :attr:`STAGE`, the element's
+    input and scene from :meth:`where`) on the ``errors`` output, and the step's time
+    and elements are counted (:class:`~transforms.metrics.StepMetrics`).
+
+    Subclasses set STEP (metrics) and STAGE (the record's stage) and define ``run``
+    (a generator of outputs) and ``where``.
+    """
+
+    STEP = ""
+    STAGE = ""
+
+    def __init__(self):
+        self.metrics = StepMetrics(self.STEP)
+
+    def run(self, element) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def where(self, element) -> Tuple[str, Optional[str]]:
+        """(input URI, scene id or None) of ``element``, for its error record."""
+        raise NotImplementedError
+
+    def process(self, element):
+        try:
+            with self.metrics.timed():
+                outputs = list(self.run(element))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a record
+            uri, scene_id = self.where(element)
+            yield tagged(ErrorRecord.from_exception(uri, scene_id, self.STAGE, exc))
+            return
+        yield from outputs
+
+
 def with_retries(action: Callable[[], T]) -> T:
     """Runs ``action`` up to ATTEMPTS times: I/O can fail once and work the next time
-    (a dropped connection, a busy disk). A ValueError means bad input: not retried."""
+    (a dropped connection, a busy disk). Permanent failures (:func:`is_permanent`)
+    are raised at once."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             return action()
-        except ValueError:
+        except PERMANENT_ERRORS:
             raise
         except Exception:  # noqa: BLE001 - the last failure is raised below
             if attempt == ATTEMPTS:

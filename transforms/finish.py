@@ -15,19 +15,18 @@ import os
 import pickle
 import platform
 import time
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Sequence
 
 import apache_beam as beam
 from affine import Affine
 
-from transforms.errors import tagged
+from transforms.errors import GuardedStep
 from transforms.io import storage
 from transforms.io.cog import write_mosaic, write_quicklook
 from transforms.layout import (OUTPUTS, band_names, claim_scene, read_manifest,
                                remove_scratch, saved_results, write_manifest)
-from transforms.metrics import counter
-from transforms.records import (ErrorRecord, Manifest, SceneInfo, TextureParams,
-                                TileResult, TileTask)
+from transforms.metrics import StepMetrics, counter
+from transforms.records import Manifest, SceneInfo, TextureParams, TileResult, TileTask
 
 log = logging.getLogger("glcm")
 
@@ -41,6 +40,16 @@ def output_grid(info: SceneInfo, scale: int) -> SceneInfo:
     return dataclasses.replace(info, height=-(-info.height // scale),
                                width=-(-info.width // scale),
                                transform=tuple(transform)[:6])
+
+
+def step_timings(results: Sequence[TileResult]) -> Dict[str, float]:
+    """The scene's seconds per step (summed over its tiles and workers): planning,
+    then each tile's read, texture and save."""
+    totals = {"plan_seconds": results[0].task.plan_seconds}
+    for result in results:
+        for step, seconds in result.timings:
+            totals[f"{step}_seconds"] = totals.get(f"{step}_seconds", 0.0) + seconds
+    return {key: round(value, 3) for key, value in totals.items()}
 
 
 def finish_scene(scene_id: str, results: Iterable[TileResult], params: TextureParams,
@@ -80,8 +89,8 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         workers=dict(collections.Counter(r.worker for r in results)),
         item=dict(task.scene.item, assets=dict(task.scene.assets)) if task.scene.assets
         else {}, run_id=run_id,
-        timings={"mosaic_seconds": round(time.time() - started, 3),
-                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        timings=dict(step_timings(results), mosaic_seconds=round(time.time() - started, 3),
+                     finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
     write_manifest(manifest, output)
     stale = remove_scratch(output, scene_id, run_id)
     if stale:
@@ -106,31 +115,33 @@ def finished_by(output: str, task: TileTask, params_digest: str, run_id: str) ->
             saved_results(output, scene.scene_id, run_id))
 
 
-class FinishScenes(beam.DoFn):
+class FinishScenes(GuardedStep):
     """:func:`finish_scene` for each (scene_id, [TileResult]) that this run has not
     finished yet (most scenes are finished after their last tile: see
-    :class:`FinishAfterLastTile`): finished scene ids out, failures to ``errors``;
-    counts scenes done and pixels."""
+    :class:`FinishAfterLastTile`): finished scene ids out, failures to ``errors``
+    (stage ``mosaic``); counts scenes done and pixels."""
+
+    STEP, STAGE = "finish", "mosaic"
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
+        super().__init__()
         self.params, self.output, self.run_id = params, output, run_id
         self.done = counter("scenes_done")
         self.pixels = counter("pixels")
 
-    def process(self, element):
+    def where(self, element):
+        scene_id, results = element
+        return next(iter(results)).task.scene.uri, scene_id
+
+    def run(self, element):
         scene_id, results = element
         results = list(results)
         task = results[0].task
-        try:
-            if finished_by(self.output, task, self.params.digest(), self.run_id):
-                # what retried tile writes may have left after it was finished
-                remove_scratch(self.output, scene_id, self.run_id)
-            else:
-                finish_scene(scene_id, results, self.params, self.output, self.run_id)
-        except Exception as exc:  # noqa: BLE001
-            yield tagged(ErrorRecord.from_exception(task.scene.uri, scene_id, "mosaic",
-                                             exc))
-            return
+        if finished_by(self.output, task, self.params.digest(), self.run_id):
+            # what retried tile writes may have left after it was finished
+            remove_scratch(self.output, scene_id, self.run_id)
+        else:
+            finish_scene(scene_id, results, self.params, self.output, self.run_id)
         self.done.inc()
         self.pixels.inc(task.info.height * task.info.width * len(task.sources))
         yield scene_id
@@ -179,10 +190,12 @@ class FinishAfterLastTile(beam.DoFn):
         self.params, self.output, self.run_id = params, output, run_id
         self.finished = counter("scenes_finished_after_last_tile")
         self.failures = counter("early_finish_failures")
+        self.metrics = StepMetrics("finish")
 
     def process(self, element):
         _, result = element
-        finished = finish_if_last(result, self.params, self.output, self.run_id)
+        with self.metrics.timed(elements=0):  # the finish step's time, wherever spent
+            finished = finish_if_last(result, self.params, self.output, self.run_id)
         if finished:
             self.finished.inc()
         elif finished is None:

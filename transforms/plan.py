@@ -4,16 +4,17 @@ and emit one task per tile and band."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 
-from transforms.errors import tagged
+from transforms.errors import GuardedStep
 from transforms.io.raster import RasterError, check_bands, quantization_range, scene_info
 from transforms.layout import finished_state
 from transforms.metrics import counter
-from transforms.records import (BandSource, ErrorRecord, Scene, SceneInfo, TextureParams,
-                                Tile, TileKey, TileTask)
+from transforms.records import (BandSource, Scene, SceneInfo, TextureParams, Tile, TileKey,
+                                TileTask)
 
 SKIPPED_TAG = "skipped"
 log = logging.getLogger("glcm")
@@ -32,6 +33,7 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
       ValueError (RasterError): the scene cannot be read, has no valid pixel, or lacks
         a requested band.
     """
+    started = time.perf_counter()
     manifest, finished = finished_state(output, scene.scene_id, scene.fingerprint,
                                         params.digest())
     if finished and not force:
@@ -45,7 +47,9 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
     notes = "".join(f"; note: {w}" for w in info.warnings)
     log.info("%s (%s): %dx%d, %d band(s), %d tile(s)%s", scene.scene_id, why, info.height,
              info.width, len(sources), len(tiles), notes)
-    return why, [TileTask(scene, info, sources, band_index, tile, vmin, vmax, n_tasks)
+    seconds = time.perf_counter() - started
+    return why, [TileTask(scene, info, sources, band_index, tile, vmin, vmax, n_tasks,
+                          seconds)
                  for band_index, (vmin, vmax) in enumerate(ranges) for tile in tiles]
 
 
@@ -115,22 +119,24 @@ def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> L
     return out
 
 
-class PlanScenes(beam.DoFn):
+class PlanScenes(GuardedStep):
     """:func:`plan_scene` for each Scene: TileTasks out, skipped scene ids to the
     ``skipped`` output, failures to ``errors``; counts new, changed and skipped
     scenes."""
 
+    STEP, STAGE = "plan", "plan"
+
     def __init__(self, params: TextureParams, output: str, force: bool):
+        super().__init__()
         self.params, self.output, self.force = params, output, force
         self.counters = {why: counter(f"scenes_{why}")
                          for why in ("skipped", "new", "changed")}
 
-    def process(self, scene: Scene):
-        try:
-            why, tasks = plan_scene(scene, self.params, self.output, self.force)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a record
-            yield tagged(ErrorRecord.from_exception(scene.uri, scene.scene_id, "plan", exc))
-            return
+    def where(self, scene: Scene):
+        return scene.uri, scene.scene_id
+
+    def run(self, scene: Scene):
+        why, tasks = plan_scene(scene, self.params, self.output, self.force)
         if why in self.counters:
             self.counters[why].inc()
         if why == "skipped":

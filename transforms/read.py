@@ -3,20 +3,24 @@ range, padded to the common shape every tile of the run shares."""
 
 from __future__ import annotations
 
+import time
 from typing import Dict
 
-import apache_beam as beam
 import numpy as np
 
 import glcm
-from transforms.errors import tagged, with_retries
+from transforms.errors import GuardedStep, with_retries
 from transforms.io.raster import read_tile
-from transforms.records import ErrorRecord, TextureParams, TileTask
+from transforms.records import TextureParams, TileTask
 
 
-def read_example(task: TileTask, params: TextureParams) -> Dict[str, np.ndarray]:
+def read_example(task: TileTask, params: TextureParams,
+                 read_tile=read_tile) -> Dict[str, np.ndarray]:
     """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both
-    (tile + 2 halo) square, invalid outside the scene. Reads are retried."""
+    (tile + 2 halo) square, invalid outside the scene. Reads are retried.
+
+    ``read_tile(uri, band, tile) -> (values, valid)``: the raster reader
+    (:func:`transforms.io.raster.read_tile`; tests pass a failing one)."""
     source = task.source
     values, valid = with_retries(lambda: read_tile(source.uri, source.band, task.tile))
     side = params.tile_size + 2 * params.halo
@@ -26,18 +30,22 @@ def read_example(task: TileTask, params: TextureParams) -> Dict[str, np.ndarray]
             "valid": np.pad(np.asarray(ok), pad)}
 
 
-class ReadTiles(beam.DoFn):
-    """:func:`read_example` for each TileTask: (task, example) out, failures to
-    ``errors``."""
+class ReadTiles(GuardedStep):
+    """:func:`read_example` for each TileTask: (task, example) out, the example also
+    holding ``read_seconds``; failures to ``errors``."""
 
-    def __init__(self, params: TextureParams):
-        self.params = params
+    STEP, STAGE = "read", "read"
 
-    def process(self, task: TileTask):
-        try:
-            example = read_example(task, self.params)
-        except Exception as exc:  # noqa: BLE001
-            yield tagged(ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id, "read",
-                                             exc))
-            return
+    def __init__(self, params: TextureParams, read_tile=read_tile):
+        super().__init__()
+        self.params, self.read_tile = params, read_tile
+
+    def run(self, task: TileTask):
+        start = time.perf_counter()
+        example = read_example(task, self.params, self.read_tile)
+        example["read_seconds"] = time.perf_counter() - start
+        self.metrics.bytes.inc(int(example["codes"].nbytes))
         yield task, example
+
+    def where(self, task: TileTask):
+        return task.scene.uri, task.scene.scene_id

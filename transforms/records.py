@@ -12,15 +12,15 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import glcm
 from glcm.quantization import QUANTIZE_KINDS, parse_quantize
 from glcm.validation import check_distances, check_levels, check_window
 
 __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
-           "ParameterError", "Scene", "SceneInfo", "TextureParams", "Tile", "TileKey",
-           "TileResult", "TileTask"]
+           "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
+           "TextureParams", "Tile", "TileKey", "TileResult", "TileTask"]
 DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
                     "correlation", "mean", "variance")
 MODES = ("pixel", "block")
@@ -252,6 +252,7 @@ class TileTask:
       tile: the tile's core and read window.
       vmin, vmax: the band's quantization range (one per scene and band).
       n_tasks: tasks of the scene in all (tiles x bands): its mosaic waits for them.
+      plan_seconds: how long planning the scene took (the manifest's step times).
     """
 
     scene: Scene
@@ -262,6 +263,7 @@ class TileTask:
     vmin: float
     vmax: float
     n_tasks: int
+    plan_seconds: float = 0.0
 
     @property
     def source(self) -> BandSource:
@@ -279,6 +281,7 @@ class TileResult:
       path: the saved (h, w, n_features) float32 array.
       worker: ``host:pid`` of the process that computed it (the manifest counts
         tiles per worker: how the work spread).
+      timings: (step, seconds) this tile spent in read, texture and save.
     """
 
     task: TileTask
@@ -286,11 +289,30 @@ class TileResult:
     col: int
     path: str
     worker: str = ""
+    timings: Tuple[Tuple[str, float], ...] = ()
 
     @property
     def order(self) -> Tuple[int, int, int]:
         """Mosaic order: position, then band."""
         return (self.row, self.col, self.task.band_index)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureOutput:
+    """The texture step's result for one tile: its maps (S, S, F) and the seconds
+    its read and its model call took."""
+
+    maps: Any = dataclasses.field(compare=False)
+    read_seconds: float = 0.0
+    texture_seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TextureFailure:
+    """The texture step's result for a tile the model could not compute."""
+
+    error: str
+    message: str
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,25 +7,27 @@ import logging
 import os
 import pickle
 import socket
+import time
 
-import apache_beam as beam
 import numpy as np
 
-from transforms.errors import tagged, with_retries
+from transforms.errors import GuardedStep, with_retries
 from transforms.io import storage
 from transforms.layout import result_path, tile_path
-from transforms.records import ErrorRecord, TextureParams, TileResult, TileTask
+from transforms.records import TextureParams, TileResult, TileTask
 
 log = logging.getLogger("glcm")
 
 
 def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
-              run_id: str) -> TileResult:
+              run_id: str, timings=()) -> TileResult:
     """Saves the core of ``maps`` (the model's output for ``task``) as float32
     ``.npy``, then its :class:`TileResult` beside it
     (:func:`~transforms.layout.result_path`); each write is atomic and retried. In
     block mode the core is in cells of ``block`` pixels, with a partial cell at the
-    scene's edge."""
+    scene's edge. ``timings``: the tile's (step, seconds) so far; the save's own
+    time is added."""
+    started = time.perf_counter()
     t, h, scale = task.tile, params.halo, params.scale
     height, width = -(-t.core_height // scale), -(-t.core_width // scale)
     path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
@@ -33,7 +35,8 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     core = maps[h:h + height, h:h + width].astype(np.float32)
     with_retries(lambda: storage.save_npy(path, core))
     result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
-                        worker=f"{socket.gethostname()}:{os.getpid()}")
+                        worker=f"{socket.gethostname()}:{os.getpid()}",
+                        timings=tuple(timings) + (("save", time.perf_counter() - started),))
     # The record last: a record present means its tile is complete.
     record = pickle.dumps(result)
     with_retries(lambda: storage.write_bytes(result_path(path), record))
@@ -42,19 +45,23 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     return result
 
 
-class SaveTiles(beam.DoFn):
-    """:func:`save_tile` for each (task, maps): (scene_id, TileResult) out; failures
-    to ``errors``."""
+class SaveTiles(GuardedStep):
+    """:func:`save_tile` for each (task, TextureOutput): (scene_id, TileResult) out;
+    failures to ``errors`` (stage ``write_tile``)."""
+
+    STEP, STAGE = "save", "write_tile"
 
     def __init__(self, params: TextureParams, output: str, run_id: str):
+        super().__init__()
         self.params, self.output, self.run_id = params, output, run_id
 
-    def process(self, element):
-        task, maps = element
-        try:
-            result = save_tile(task, maps, self.params, self.output, self.run_id)
-        except Exception as exc:  # noqa: BLE001
-            yield tagged(ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id,
-                                                    "write_tile", exc))
-            return
+    def where(self, element):
+        task = element[0]
+        return task.scene.uri, task.scene.scene_id
+
+    def run(self, element):
+        task, out = element
+        timings = (("read", out.read_seconds), ("texture", out.texture_seconds))
+        result = save_tile(task, out.maps, self.params, self.output, self.run_id, timings)
+        self.metrics.bytes.inc(int(out.maps.nbytes))
         yield task.scene.scene_id, result

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
-from transforms.records import ErrorRecord
+from transforms.errors import GuardedStep, tagged
+from transforms.metrics import StepMetrics
+from transforms.records import ErrorRecord, TextureFailure, TextureOutput, TileTask
 
 # One model call at a time per process: each call already uses every core
 # (texture_map's chunk threads and XLA's thread pool) or the whole GPU; two at once
@@ -95,14 +98,6 @@ def device_scope(device: str):
 
         return jax.default_device(jax.devices("cpu")[0])
     return contextlib.nullcontext()
-
-
-def inference_errors(failure) -> list:
-    """Error records for a batch RunInference could not compute."""
-    batch, exc = failure
-    exc = exc if isinstance(exc, BaseException) else RuntimeError(str(exc))
-    return [ErrorRecord.from_exception(task.scene.uri, task.scene.scene_id, "texture", exc)
-            for task, _ in batch]
 
 
 class TextureModelHandler(ModelHandler):
@@ -200,3 +195,52 @@ def model_handler(params, accelerator: str = "optional") -> TextureModelHandler:
                                  params.distances, params.angles, accelerator=accelerator)
     return TextureModelHandler(params.features, params.window, params.levels,
                                params.distances, params.angles, accelerator=accelerator)
+
+
+class TileModelHandler(KeyedModelHandler):
+    """(TileTask, example) -> (TileTask, :class:`TextureOutput` or
+    :class:`TextureFailure`) around a texture or block model handler.
+
+    A batch the model cannot compute becomes a TextureFailure per tile instead of
+    failing the bundle, so that :class:`TextureResults` turns it into error records
+    like every other step's failures. Counts the model's time and output bytes
+    (the texture step's metrics).
+    """
+
+    def __init__(self, unkeyed: "TextureModelHandler"):
+        super().__init__(unkeyed)
+        self.metrics = StepMetrics("texture")
+
+    def run_inference(self, batch, model, inference_args=None):
+        tasks, examples = zip(*batch)
+        start = time.perf_counter()
+        try:
+            maps = list(self._unkeyed.run_inference(list(examples), model, inference_args))
+        except Exception as exc:  # noqa: BLE001 - recorded per tile by TextureResults
+            failure = TextureFailure(type(exc).__name__, str(exc))
+            return [(task, failure) for task in tasks]
+        seconds = time.perf_counter() - start
+        self.metrics.msec.inc(int(round(seconds * 1000)))
+        self.metrics.bytes.inc(sum(int(m.nbytes) for m in maps))
+        share = seconds / len(tasks)
+        return [(task, TextureOutput(m, float(e.get("read_seconds", 0.0)), share))
+                for task, e, m in zip(tasks, examples, maps)]
+
+
+class TextureResults(GuardedStep):
+    """The texture step's outputs: computed tiles pass on, failed ones become error
+    records (stage ``texture``)."""
+
+    STEP, STAGE = "texture", "texture"
+
+    def run(self, element):
+        task, out = element
+        if isinstance(out, TextureFailure):
+            yield tagged(ErrorRecord(task.scene.uri, task.scene.scene_id, self.STAGE,
+                                     out.error, out.message))
+            return
+        yield task, out
+
+    def where(self, element):
+        task: TileTask = element[0]
+        return task.scene.uri, task.scene.scene_id

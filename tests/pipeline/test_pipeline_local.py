@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -49,14 +50,22 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     summary = run([str(scenes)], out)
     assert (summary.exit_code, summary.done, summary.new, summary.changed,
             summary.skipped, summary.failures) == (0, 3, 3, 0, 0, ())
-    # the printed line says the same
+    # the printed line says the same, then where the time went, step by step
+    printed = capsys.readouterr().out
     assert ("scenes done: 3 (new: 3, changed: 0), skipped (already finished): 0, "
-            "failure records: 0") in capsys.readouterr().out
+            "failure records: 0") in printed
+    assert list(summary.step_seconds) == ["discover", "plan", "read", "texture", "save",
+                                          "finish"]
+    assert summary.step_seconds["texture"] > 0
+    assert re.search(r"^steps: discover [\d.]+ s, plan [\d.]+ s, read [\d.]+ s, "
+                     r"texture [\d.]+ s, save [\d.]+ s, finish [\d.]+ s", printed, re.M)
     assert (out / "errors.jsonl").read_text() == ""
     for name, sid in [("u8.tif", "u8"), ("f32 nodata.tif", "f32_nodata"),
                       ("multi.tif", "multi")]:
         folder = out / sid
         manifest = json.loads((folder / "manifest.json").read_text())
+        assert {"plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
+                "mosaic_seconds"} <= set(manifest["timings"])
         with rasterio.open(scenes / name) as src, rasterio.open(folder / "features.tif") as dst:
             assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
             assert dst.dtypes[0] == "float32" and np.isnan(dst.nodata)

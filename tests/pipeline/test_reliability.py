@@ -20,10 +20,11 @@ from rasterio.transform import Affine
 
 import transforms.errors
 import transforms.layout
-import transforms.read
+from pipeline.build import Seams
 from pipeline.run import main
-from transforms.texture import TextureModelHandler
+from transforms.io.raster import read_tile
 from transforms.layout import scene_id_for
+from transforms.texture import TextureModelHandler
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS = ["--features=contrast,entropy,mean", "--window=5", "--levels=16", "--tile=64"]
@@ -237,23 +238,50 @@ def test_band_that_does_not_exist(good, tmp_path):
     assert "has 1 band(s); --bands asks for [2]: choose bands in 1..1" in record["message"]
 
 
+# What the injected faults saw. Module level, like the readers below: the runner
+# pickles the DoFns that call them, and module-level names travel by reference.
+INJECTED = {"failed": set(), "calls": []}
+
+
+def flaky_read(uri, band, tile):
+    """Fails the first read of every tile in column 1."""
+    key = (uri, band, tile.key.row, tile.key.col)
+    if tile.key.col == 1 and key not in INJECTED["failed"]:
+        INJECTED["failed"].add(key)
+        raise OSError(f"injected: connection reset reading {uri}")
+    return read_tile(uri, band, tile)
+
+
+def broken_read(uri, band, tile):
+    """Always fails good_b's band 2 at tile (0, 0)."""
+    if uri.endswith("good_b.tif") and (band, tile.key.row, tile.key.col) == (2, 0, 0):
+        INJECTED["calls"].append(1)
+        raise OSError("injected: disk unreadable")
+    return read_tile(uri, band, tile)
+
+
+class FailingHandler(TextureModelHandler):
+    """Raises for good_b's tiles (one per band), as a device out of memory would."""
+
+    def run_inference(self, batch, model, inference_args=None):
+        if batch[0]["valid"].sum() == 40 * 33:  # good_b: one tile per band
+            raise RuntimeError("injected: device out of memory")
+        return super().run_inference(batch, model, inference_args)
+
+
+def failing_handler(params, accelerator):
+    return FailingHandler(params.features, params.window, params.levels, params.distances,
+                          params.angles, accelerator=accelerator)
+
+
 def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_path,
                                                          monkeypatch):
-    original = transforms.read.read_tile
-    failed = set()
-
-    def flaky_read(uri, band, tile):
-        key = (uri, band, tile.key.row, tile.key.col)
-        if tile.key.col == 1 and key not in failed:
-            failed.add(key)
-            raise OSError(f"injected: connection reset reading {uri}")
-        return original(uri, band, tile)
-
-    monkeypatch.setattr(transforms.read, "read_tile", flaky_read)
+    INJECTED["failed"].clear()
     monkeypatch.setattr(transforms.errors, "RETRY_DELAY_SECONDS", 0.01)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
-    assert len(failed) == 2  # good_a's 2 tiles in column 1 (2x2 tiles of 64)
+    assert main([f"--input={good}", f"--output={out}", *FLAGS],
+                seams=Seams(read_tile=flaky_read)).exit_code == 0
+    assert len(INJECTED["failed"]) == 2  # good_a's 2 tiles in column 1 (2x2 tiles of 64)
     assert read_records(out) == []
     for sid in ("good_a", "good_b"):
         assert visible(out / sid) == OUTPUTS
@@ -262,20 +290,12 @@ def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_pa
 
 def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
         good, reference, tmp_path, monkeypatch):
-    original = transforms.read.read_tile
-    calls = []
-
-    def broken_read(uri, band, tile):
-        if uri.endswith("good_b.tif") and (band, tile.key.row, tile.key.col) == (2, 0, 0):
-            calls.append(1)
-            raise OSError("injected: disk unreadable")
-        return original(uri, band, tile)
-
-    monkeypatch.setattr(transforms.read, "read_tile", broken_read)
+    INJECTED["calls"].clear()
     monkeypatch.setattr(transforms.errors, "RETRY_DELAY_SECONDS", 0.01)
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
-    assert len(calls) == transforms.errors.ATTEMPTS
+    assert main([f"--input={good}", f"--output={out}", *FLAGS],
+                seams=Seams(read_tile=broken_read)).exit_code == 0
+    assert len(INJECTED["calls"]) == transforms.errors.ATTEMPTS
     records = {r["stage"]: r for r in read_records(out)}
     assert sorted((r["scene_id"], stage, r["error"]) for stage, r in records.items()) == [
         ("good_b", "mosaic", "RuntimeError"), ("good_b", "read", "OSError")]
@@ -284,25 +304,17 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
     assert visible(out / "good_b") == []  # no mosaic that looks finished
     np.testing.assert_array_equal(features(out, "good_a"), features(reference, "good_a"))
 
-    monkeypatch.setattr(transforms.read, "read_tile", original)
-    summary = main([f"--input={good}", f"--output={out}", *FLAGS])
+    summary = main([f"--input={good}", f"--output={out}", *FLAGS])  # the real reader
     assert (summary.exit_code, summary.done, summary.new, summary.changed,
             summary.skipped) == (0, 1, 1, 0, 1)
     assert read_records(out) == []
     np.testing.assert_array_equal(features(out, "good_b"), features(reference, "good_b"))
 
 
-def test_inference_failure_is_recorded(good, tmp_path, monkeypatch):
-    original = TextureModelHandler.run_inference
-
-    def failing(self, batch, model, inference_args=None):
-        if batch[0]["valid"].sum() == 40 * 33:  # good_b: one tile per band
-            raise RuntimeError("injected: device out of memory")
-        return original(self, batch, model, inference_args)
-
-    monkeypatch.setattr(TextureModelHandler, "run_inference", failing)
+def test_inference_failure_is_recorded(good, tmp_path):
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS]).exit_code == 0
+    assert main([f"--input={good}", f"--output={out}", *FLAGS],
+                seams=Seams(model_handler=failing_handler)).exit_code == 0
     records = read_records(out)
     # both tiles (one per band) failed: a record each, and no mosaic was attempted
     assert sorted((r["scene_id"], r["stage"]) for r in records) == [("good_b", "texture")] * 2

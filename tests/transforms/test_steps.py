@@ -1,0 +1,111 @@
+"""Each step of the graph on its own, on Beam's TestPipeline: its outputs, its error
+records, and the timings it passes on. Real GeoTIFFs; faults come through seams."""
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import Affine
+
+from tests.beam_util import run_step
+from transforms.errors import ERRORS_TAG
+from transforms.finish import FinishScenes
+from transforms.io import storage
+from transforms.layout import read_manifest, scenes_for
+from transforms.plan import SKIPPED_TAG, PlanScenes
+from transforms.read import ReadTiles
+from transforms.records import Scene, TextureFailure, TextureOutput, TextureParams
+from transforms.save import SaveTiles
+from transforms.texture import TextureResults
+
+RUN = "20261201T000000-0123abcd"
+
+
+@pytest.fixture
+def scene(tmp_path):
+    path = tmp_path / "scene.tif"
+    data = np.random.default_rng(0).integers(0, 200, (1, 40, 50)).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", height=40, width=50, count=1,
+                       dtype="uint8", crs="EPSG:32632",
+                       transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
+        dst.write(data)
+    [found] = scenes_for([Scene("", uri, fp) for uri, fp in storage.match(str(path))])
+    return found
+
+
+PARAMS = TextureParams.create(features="contrast,mean", window=3, levels=8, tile=25)
+
+
+def broken_read(uri, band, tile):
+    raise ValueError(f"injected: {uri} band {band} is corrupt")
+
+
+def test_plan_step_emits_tasks_and_records(scene, tmp_path):
+    out = str(tmp_path / "out")
+    missing = Scene("ghost", str(tmp_path / "ghost.tif"), "0-0")
+    found = run_step([scene, missing], PlanScenes(PARAMS, out, False),
+                     ("tasks", ERRORS_TAG, SKIPPED_TAG))
+    assert len(found["tasks"]) == 4 and found[SKIPPED_TAG] == []
+    assert {t.n_tasks for t in found["tasks"]} == {4}
+    assert all(t.plan_seconds > 0 for t in found["tasks"])
+    [record] = found[ERRORS_TAG]
+    assert (record.scene_id, record.stage) == ("ghost", "plan")
+    assert "cannot be opened as a raster" in record.message
+
+
+def test_read_step_passes_read_time_and_records_a_failing_reader(scene, tmp_path):
+    from transforms.plan import plan_scene
+
+    _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
+    found = run_step(tasks[:2], ReadTiles(PARAMS), ("examples", ERRORS_TAG))
+    assert len(found["examples"]) == 2 and found[ERRORS_TAG] == []
+    for task, example in found["examples"]:
+        side = PARAMS.tile_size + 2 * PARAMS.halo
+        assert example["codes"].shape == (side, side) and example["read_seconds"] >= 0
+    # a reader that fails with bad data: one record per tile, not retried
+    found = run_step(tasks[:2], ReadTiles(PARAMS, read_tile=broken_read),
+                     ("examples", ERRORS_TAG))
+    assert found["examples"] == []
+    assert [(r.stage, r.error) for r in found[ERRORS_TAG]] == [("read", "ValueError")] * 2
+    assert "injected" in found[ERRORS_TAG][0].message
+
+
+def test_texture_results_turn_failures_into_records(scene, tmp_path):
+    from transforms.plan import plan_scene
+
+    _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
+    maps = np.zeros((31, 31, 2), np.float32)
+    found = run_step([(tasks[0], TextureOutput(maps, 0.1, 0.2)),
+                      (tasks[1], TextureFailure("RuntimeError", "out of memory"))],
+                     TextureResults(), ("maps", ERRORS_TAG))
+    assert [t for t, _ in found["maps"]] == [tasks[0]]
+    [record] = found[ERRORS_TAG]
+    assert (record.stage, record.error, record.message) == ("texture", "RuntimeError",
+                                                            "out of memory")
+
+
+def test_save_and_finish_steps_keep_each_scenes_step_times(scene, tmp_path):
+    from transforms.plan import plan_scene
+
+    out = str(tmp_path / "out")
+    _, tasks = plan_scene(scene, PARAMS, out)
+    side = PARAMS.tile_size + 2 * PARAMS.halo
+    computed = [(task, TextureOutput(np.full((side, side, 2), k, np.float32), 0.5, 2.0))
+                for k, task in enumerate(tasks)]
+    saved = run_step(computed, SaveTiles(PARAMS, out, RUN), ("saved", ERRORS_TAG))
+    assert saved[ERRORS_TAG] == [] and len(saved["saved"]) == 4
+    results = [result for _, result in saved["saved"]]
+    assert all(dict(r.timings)["texture"] == 2.0 for r in results)
+    # a scene whose tiles are not all there: a mosaic record, nothing written
+    partial = run_step([(scene.scene_id, results[:3])], FinishScenes(PARAMS, out, RUN),
+                       ("done", ERRORS_TAG))
+    assert partial["done"] == [] and partial[ERRORS_TAG][0].stage == "mosaic"
+    assert "1 of 4 tiles failed" in partial[ERRORS_TAG][0].message
+    assert read_manifest(out, scene.scene_id) is None
+    done = run_step([(scene.scene_id, results)], FinishScenes(PARAMS, out, RUN),
+                    ("done", ERRORS_TAG))
+    assert done == {"done": [scene.scene_id], ERRORS_TAG: []}
+    timings = read_manifest(out, scene.scene_id).timings
+    assert timings["read_seconds"] == pytest.approx(2.0)  # 4 tiles x 0.5
+    assert timings["texture_seconds"] == pytest.approx(8.0)
+    assert timings["plan_seconds"] > 0 and timings["save_seconds"] > 0
+    assert timings["mosaic_seconds"] > 0
