@@ -105,3 +105,21 @@ def test_list_files_and_exclusive_create(root):
     assert storage.read_bytes(claim) == b""
     if not root.startswith("gs://"):  # the emulator does not check preconditions
         assert not storage.create_exclusive(claim)
+
+
+def test_one_interface_chosen_by_the_uri(root):
+    backend = storage.backend_for(root)
+    assert isinstance(backend, storage.Storage)
+    assert isinstance(backend, storage.CloudStorage) == root.startswith("gs://")
+    # errors come back as Python's own, whatever the back-end
+    with pytest.raises(FileNotFoundError):
+        storage.read_bytes(storage.join(root, "nothing/here.txt"))
+    assert storage.list_files(storage.join(root, "nothing"), ".txt") == []
+
+
+def test_cloud_storage_errors_are_translated_in_one_place(gcs_emulator):
+    # a bucket that does not exist: a 404 from the service, FileNotFoundError here
+    with pytest.raises(FileNotFoundError, match="gs://no-such-bucket-glcm/x"):
+        storage.match("gs://no-such-bucket-glcm/x/*.tif")
+    with pytest.raises(FileNotFoundError):
+        storage.write_bytes("gs://no-such-bucket-glcm/x/a.txt", b"a")
