@@ -13,8 +13,8 @@ from typing import Callable, Optional
 import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
-from pipeline.options import (TextureOptions, add_dataflow_experiments, is_dataflow,
-                              params_from)
+from pipeline.options import (TextureOptions, add_dataflow_experiments, flag_names,
+                              is_dataflow, params_from)
 from transforms.discover import DiscoverScenes
 from transforms.errors import ERRORS_TAG, WriteErrors
 from transforms.finish import FinishAfterLastTile, FinishScenes
@@ -101,5 +101,6 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
                saved.errors, finished.errors) | "Errors" >> beam.Flatten())
     # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
     _ = errors | "WriteErrors" >> WriteErrors(
-        errors_uri(output), fail_job=o.fail_on_error and is_dataflow(options))
+        errors_uri(output), fail_job=o.fail_on_error and is_dataflow(options),
+        parameter_names=flag_names())
     return {"done": finished.done, "skipped": planned.skipped, "errors": errors}

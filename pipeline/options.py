@@ -101,6 +101,16 @@ class TextureOptions(PipelineOptions):
                                  "other libraries (default: only the pipeline's own)")
 
 
+def flag_names() -> dict:
+    """{parameter: flag} for every pipeline flag (``bands`` -> ``--bands``): the
+    command line puts the flag before a message about that parameter."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    TextureOptions._add_argparse_args(parser)
+    return {action.dest: action.option_strings[0] for action in parser._actions}
+
+
 def params_from(options: PipelineOptions) -> TextureParams:
     """Checks every flag before any work starts.
 
@@ -118,7 +128,7 @@ def params_from(options: PipelineOptions) -> TextureParams:
             bands=_numbers(o.bands, "bands", int) if o.bands else None, mode=o.mode,
             block=o.block, tile=o.tile)
     except ParameterError as exc:
-        raise ValueError(f"--{exc.parameter}: {exc}") from None
+        raise ValueError(f"{flag_names().get(exc.parameter, exc.parameter)}: {exc}") from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):
         raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
                          f"write to Cloud Storage: use --output gs://BUCKET/prefix")

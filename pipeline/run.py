@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Tuple
 import apache_beam as beam
 
 from pipeline.build import Seams, build
-from pipeline.options import TextureOptions, is_dataflow, params_from
+from pipeline.options import TextureOptions, flag_names, is_dataflow, params_from
 from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import read_errors
 from transforms.io import storage
@@ -119,8 +119,10 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         pipeline = beam.Pipeline(options=options)
         build(pipeline, options, params, seams)
     except (ValueError, AcceleratorError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return RunSummary(exit_code=2, error=str(exc))
+        flag = flag_names().get(getattr(exc, "parameter", None))
+        message = f"{flag}: {exc}" if flag and not str(exc).startswith(flag) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
+        return RunSummary(exit_code=2, error=message)
     output = storage.normalize(o.output)
     result = pipeline.run()
     if is_dataflow(options):

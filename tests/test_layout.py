@@ -3,6 +3,7 @@ pipeline -> transforms -> glcm, transforms/io is Beam-free, the records import n
 library, and no package writes the process environment."""
 
 import ast
+import re
 import os
 
 import pytest
@@ -81,3 +82,35 @@ def test_the_checks_see_what_they_look_for():
                      "os.environ.setdefault('B', '2')\n")
     assert list(imported(tree)) == ["os", "glcm.texture"]
     assert list(writes_environment(tree)) == [3, 4]
+
+
+# Beam-free code speaks its own arguments; flag names live in pipeline/, which adds
+# them to messages about a parameter.
+FLAG_FREE = ("glcm", "transforms/io", "transforms/records.py", "transforms/layout.py")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z_-]+")
+
+
+def strings_outside_docstrings(tree):
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                                       ast.AsyncFunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr)
+                  and isinstance(node.body[0].value, ast.Constant)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and id(node) not in docstrings):
+            yield node.lineno, node.value
+
+
+@pytest.mark.parametrize("package", FLAG_FREE)
+def test_library_messages_name_no_flag(package):
+    found = [(os.path.relpath(path, ROOT), line, FLAG.search(text).group())
+             for path, tree in modules(package)
+             for line, text in strings_outside_docstrings(tree) if FLAG.search(text)]
+    assert found == []
+
+
+def test_the_flag_check_sees_flags():
+    tree = ast.parse('"""Takes --input."""\nx = f"{a} --bands asks"\ny = "e.g. -45,0"\n')
+    assert [FLAG.search(t).group() for _, t in strings_outside_docstrings(tree)
+            if FLAG.search(t)] == ["--bands"]

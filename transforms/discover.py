@@ -1,4 +1,4 @@
-"""Discover scenes while the job runs: the job graph holds only the ``--input``
+"""Discover scenes while the job runs: the job graph holds only the input
 patterns, so it is the same size for ten scenes or a hundred thousand, and listing
 (and the entries of ``@lists``) is spread over the workers."""
 
@@ -13,7 +13,7 @@ from transforms.io.listing import expand_lists, match_pattern, no_match_message
 from transforms.io.stac import is_stac_file, read_items, scene_for_item
 from transforms.layout import scene_id_for, scenes_for
 from transforms.metrics import counter
-from transforms.records import ErrorRecord, Scene
+from transforms.records import ErrorRecord, ParameterError, Scene
 
 NO_MATCH_ERROR = "NoRasterMatched"
 
@@ -57,8 +57,8 @@ class MatchEntries(GuardedStep):
 
     def _items(self, uri: str):
         if not self.assets:
-            raise ValueError(f"{uri} is a STAC file: name the assets to read as bands "
-                             f"with --asset (e.g. --asset nir)")
+            raise ParameterError("asset", f"{uri} is a STAC file: name the assets to "
+                                          f"read as bands (e.g. nir)")
         for item in read_items(uri):
             try:
                 yield scene_for_item(item, uri, self.assets)
@@ -84,7 +84,7 @@ class NameScenes(beam.DoFn):
 
 
 class DiscoverScenes(beam.PTransform):
-    """``--input`` patterns -> Scenes.
+    """Input patterns -> Scenes.
 
     Args:
       patterns: globs, directories, files, ``@lists`` or STAC JSON files, local or
@@ -101,7 +101,8 @@ class DiscoverScenes(beam.PTransform):
         self.patterns = tuple(p for p in patterns if p)
         self.assets = tuple(assets)
         if not self.patterns:
-            raise ValueError("no input given: pass --input with a glob, directory or @list")
+            raise ParameterError("input", "no input given: a glob, directory, @list or "
+                                          "STAC file")
 
     def expand(self, pbegin):
         listed = (pbegin | "Patterns" >> beam.Create(self.patterns)
@@ -123,4 +124,4 @@ class DiscoverScenes(beam.PTransform):
     def _nothing_matched(self, count: int):
         if count == 0:
             yield ErrorRecord(", ".join(self.patterns), None, "discover", NO_MATCH_ERROR,
-                              no_match_message(self.patterns))
+                              no_match_message(self.patterns), parameter="input")

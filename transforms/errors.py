@@ -9,9 +9,10 @@ failures are worth a retry is said once, by type (:data:`PERMANENT_ERRORS`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from typing import Any, Callable, Iterable, List, Optional, Tuple, TypeVar
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, TypeVar
 
 import apache_beam as beam
 
@@ -111,21 +112,40 @@ def read_errors(uri: str) -> List[ErrorRecord]:
 
 def _fail_if_any(records: List[ErrorRecord]) -> None:
     if records:
-        raise RuntimeError(f"{len(records)} scene(s) or tile(s) failed (--fail-on-error); "
-                           f"see errors.jsonl")
+        raise RuntimeError(f"{len(records)} scene(s) or tile(s) failed; see errors.jsonl")
+
+
+def spelled(records: Iterable[ErrorRecord], names: Mapping[str, str]) -> List[ErrorRecord]:
+    """``records`` with the caller's name of their parameter before the message
+    (``--bands: ...`` for the command line); records without one unchanged."""
+    out = []
+    for record in records:
+        name = names.get(record.parameter) if record.parameter else None
+        if name and not record.message.startswith(f"{name}: "):
+            record = dataclasses.replace(record, message=f"{name}: {record.message}")
+        out.append(record)
+    return out
 
 
 class WriteErrors(beam.PTransform):
     """Collects every error record into ``uri`` (``errors.jsonl``); with
     ``fail_job``, the pipeline then fails if there was any (on Dataflow, where no
-    process exit code reaches the user)."""
+    process exit code reaches the user).
 
-    def __init__(self, uri: str, fail_job: bool = False):
+    Args:
+      parameter_names: how the caller names each parameter (the command line: its
+        flags), put before the message of records about a parameter.
+    """
+
+    def __init__(self, uri: str, fail_job: bool = False,
+                 parameter_names: Optional[Mapping[str, str]] = None):
         super().__init__()
         self.uri, self.fail_job = uri, fail_job
+        self.parameter_names = dict(parameter_names or {})
 
     def expand(self, records):
-        collected = records | "Collect" >> beam.combiners.ToList()
+        collected = (records | "Collect" >> beam.combiners.ToList()
+                     | "Spell" >> beam.Map(spelled, self.parameter_names))
         written = collected | "Write" >> beam.Map(write_errors, self.uri)
         if self.fail_job:
             # Downstream of the write, never beside it: in a fused stage a sibling may

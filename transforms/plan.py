@@ -13,8 +13,8 @@ from transforms.errors import GuardedStep
 from transforms.io.raster import RasterError, check_bands, quantization_range, scene_info
 from transforms.layout import finished_state
 from transforms.metrics import counter
-from transforms.records import (BandSource, Scene, SceneInfo, TextureParams, Tile, TileKey,
-                                TileTask)
+from transforms.records import (BandSource, ParameterError, Scene, SceneInfo, TextureParams,
+                                Tile, TileKey, TileTask)
 
 SKIPPED_TAG = "skipped"
 log = logging.getLogger("glcm")
@@ -103,7 +103,7 @@ def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> L
     if height < 1 or width < 1:
         raise ValueError(f"scene {scene_id!r} has no pixels ({height}x{width})")
     if tile < 1:
-        raise ValueError(f"--tile must be >= 1, got {tile}")
+        raise ParameterError("tile", f"tile must be >= 1, got {tile}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
     out = []

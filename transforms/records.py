@@ -325,6 +325,8 @@ class ErrorRecord:
       stage: discover, plan, read, texture, write_tile or mosaic.
       error: the exception's type name.
       message: what failed and what to do, naming the file, band or window.
+      parameter: the parameter the failure is about (``bands``, ``asset``...), if
+        any: the command line adds its flag's name to the message.
     """
 
     uri: str
@@ -332,14 +334,20 @@ class ErrorRecord:
     stage: str
     error: str
     message: str
+    parameter: Optional[str] = None
 
     @classmethod
     def from_exception(cls, uri: str, scene_id: Optional[str], stage: str,
                        exc: BaseException) -> "ErrorRecord":
-        return cls(uri, scene_id, stage, type(exc).__name__, str(exc))
+        return cls(uri, scene_id, stage, type(exc).__name__, str(exc),
+                   getattr(exc, "parameter", None))
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The record as JSON (``parameter`` only where there is one)."""
+        out = dataclasses.asdict(self)
+        if out["parameter"] is None:
+            del out["parameter"]
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

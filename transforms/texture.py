@@ -25,7 +25,9 @@ ACCELERATOR_CHOICES = ("required", "optional", "none")
 
 
 class AcceleratorError(RuntimeError):
-    """A GPU was required (--accelerator=required) and the backend sees none."""
+    """A GPU was required (accelerator "required") and the backend sees none."""
+
+    parameter = "accelerator"
 
 
 def visible_gpus() -> list:
@@ -70,11 +72,11 @@ def compute_device(accelerator: str) -> str:
             else:
                 build = " This TensorFlow is a CPU-only build."
         raise AcceleratorError(
-            "--accelerator=required, but the Keras backend "
+            "accelerator=required, but the Keras backend "
             f"({keras.backend.backend()}) sees no GPU on this worker. Check that the job "
             "requested one (worker_accelerator experiment, a GPU machine type) and "
             "that the worker image's CUDA and cuDNN match its TensorFlow." + build +
-            " Use --accelerator=optional to allow the CPU.")
+            " Use accelerator=optional to allow the CPU.")
     if gpus and accelerator != "none":
         return f"GPU ({gpus[0]})"
     return "CPU"

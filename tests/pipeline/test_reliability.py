@@ -235,7 +235,8 @@ def test_band_that_does_not_exist(good, tmp_path):
     [record] = read_records(out)
     assert summary.failures[0].to_json() == record
     assert record["stage"] == "plan" and record["scene_id"] == "good_a"
-    assert "has 1 band(s); --bands asks for [2]: choose bands in 1..1" in record["message"]
+    assert record["message"].startswith("--bands: ") and record["parameter"] == "bands"
+    assert "has 1 band(s), not [2]: choose bands in 1..1" in record["message"]
 
 
 # What the injected faults saw. Module level, like the readers below: the runner

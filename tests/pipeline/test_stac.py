@@ -112,6 +112,6 @@ def test_stac_file_without_asset_is_a_record(tmp_path):
     items.write_text(json.dumps(item("x", {"nir": "nir.tif"})))
     summary = main([f"--input={items}", f"--output={tmp_path / 'out'}", *FLAGS])
     [nothing, record] = sorted(summary.failures, key=lambda f: f.error)
-    assert "is a STAC file: name the assets to read as bands with --asset" in \
-        record.message
+    assert record.message.startswith("--asset: ") and \
+        "is a STAC file: name the assets to read as bands" in record.message
     assert summary.exit_code == 2 and nothing.error == "NoRasterMatched"

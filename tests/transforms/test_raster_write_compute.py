@@ -45,7 +45,7 @@ def test_scene_info_and_bands(masked_scene, tmp_path):
     assert info.transform == tuple(GEO)[:6] and info.nodata == -9999 and info.warnings == []
     assert check_bands(path, info, None) == (1, 2)
     assert check_bands(path, info, (2,)) == (2,)
-    with pytest.raises(ValueError, match=r"has 2 band\(s\); --bands asks for \[3\]"):
+    with pytest.raises(ValueError, match=r"has 2 band\(s\), not \[3\]: choose bands in 1..2"):
         check_bands(path, info, (1, 3))
     (tmp_path / "junk.tif").write_bytes(b"II*\x00junk")
     with pytest.raises(RasterError, match="cannot be opened as a raster"):
@@ -194,7 +194,7 @@ def test_a_required_gpu_that_is_missing_fails_at_start_up():
     # this machine has no GPU: "required" must refuse, the others compute on the CPU
     from transforms.texture import AcceleratorError, compute_device
 
-    with pytest.raises(AcceleratorError, match="--accelerator=required, but"):
+    with pytest.raises(AcceleratorError, match="accelerator=required, but"):
         compute_device("required")
     assert compute_device("optional") == compute_device("none") == "CPU"
     with pytest.raises(ValueError, match="accelerator must be one of"):

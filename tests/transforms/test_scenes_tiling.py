@@ -96,7 +96,7 @@ def test_discover_names_scenes_that_share_a_file_name_uniquely(tmp_path):
 def test_discover_nothing_matched_is_a_clear_error(tmp_path):
     scenes, [record] = discovered([f"{tmp_path}/*.tif"])
     assert scenes == [] and record.error == NO_MATCH_ERROR
-    assert "no raster matched --input" in record.message
+    assert "no raster matched" in record.message and record.parameter == "input"
     with pytest.raises(ValueError, match="no input given"):
         DiscoverScenes([])
     _, records = discovered([f"@{tmp_path}/nope.txt"])
@@ -112,7 +112,7 @@ def test_tiles_cover_scene_once():
         assert t.read_width + t.pad_left + t.pad_right == t.core_width + 8
     assert (cover == 1).all()
     assert tiles[0].key == TileKey("s", 0, 0) and tiles[-1].key == TileKey("s", 3, 2)
-    with pytest.raises(ValueError, match="--tile must be >= 1"):
+    with pytest.raises(ValueError, match="tile must be >= 1"):
         tiles_for("s", 5, 5, 0, 1)
 
 

@@ -58,5 +58,5 @@ def expand_lists(pattern: str) -> List[str]:
 
 
 def no_match_message(patterns: Sequence[str]) -> str:
-    return (f"no raster matched --input {', '.join(patterns)}; check the paths, or "
-            f"give a directory of .tif files")
+    return (f"no raster matched {', '.join(patterns)}; check the paths, or give a "
+            f"directory of .tif files")

@@ -12,7 +12,7 @@ from rasterio.windows import Window
 
 from glcm.quantization import range_from_sample
 from transforms.io import storage
-from transforms.records import SceneInfo, Tile
+from transforms.records import ParameterError, SceneInfo, Tile
 
 SUPPORTED_KINDS = "uif"  # unsigned, signed integer, float
 STATS_SAMPLE_SIDE = 1024  # decimated read for quantization ranges
@@ -66,13 +66,14 @@ def scene_info(uri: str) -> SceneInfo:
 
 
 def check_bands(uri: str, info: SceneInfo, bands: Optional[Sequence[int]]) -> Tuple[int, ...]:
-    """The 1-based bands to process; ValueError naming the file for a missing band."""
+    """The 1-based bands to process; ParameterError (``bands``) naming the file for a
+    missing band."""
     if bands is None:
         return tuple(range(1, info.count + 1))
     missing = [b for b in bands if b > info.count]
     if missing:
-        raise ValueError(f"{uri} has {info.count} band(s); --bands asks for {missing}: "
-                         f"choose bands in 1..{info.count}")
+        raise ParameterError("bands", f"{uri} has {info.count} band(s), not {missing}: "
+                                      f"choose bands in 1..{info.count}")
     return tuple(bands)
 
 
@@ -105,8 +106,8 @@ def quantization_range(uri: str, band: int, quantize) -> Tuple[float, float]:
     sample = data.data[valid].astype(np.float64)
     if sample.size == 0:
         raise ValueError(f"{uri} band {band} has no valid pixel (all nodata/NaN): "
-                         f"nothing to compute; with --quantize fixed:VMIN,VMAX it would "
-                         f"give an all-NaN output")
+                         f"nothing to compute (a fixed quantization range, "
+                         f"fixed:VMIN,VMAX, would give an all-NaN output)")
     return range_from_sample(sample, quantize)
 
 

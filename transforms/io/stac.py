@@ -15,7 +15,7 @@ import posixpath
 from typing import List, Sequence
 
 from transforms.io import storage
-from transforms.records import Scene
+from transforms.records import ParameterError, Scene
 
 STAC_SUFFIXES = (".json", ".geojson")
 REMOTE_SCHEMES = ("http://", "https://")
@@ -87,9 +87,9 @@ def scene_for_item(item: dict, json_uri: str, assets: Sequence[str]) -> Scene:
     available = item.get("assets") or {}
     missing = [a for a in assets if a not in available]
     if missing:
-        raise ValueError(f"STAC item {item['id']!r} in {json_uri} has no asset "
-                         f"{', '.join(repr(a) for a in missing)}; its assets: "
-                         f"{', '.join(sorted(available)) or 'none'} (choose with --asset)")
+        raise ParameterError("asset", f"STAC item {item['id']!r} in {json_uri} has no "
+                                      f"asset {', '.join(repr(a) for a in missing)}; its "
+                                      f"assets: {', '.join(sorted(available)) or 'none'}")
     pairs = []
     for name in assets:
         href = available[name].get("href") if isinstance(available[name], dict) else None
