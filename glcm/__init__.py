@@ -1,7 +1,7 @@
 """GLCM (Haralick) texture features with Keras 3: batched, exact, fast.
 
 Public API: :func:`quantize`, :func:`graycomatrix`, :func:`graycoprops`,
-:func:`texture_map`, the feature names (:data:`FEATURES`, :data:`ALIASES`), the
+:func:`texture_map` and its validated arguments (:class:`TextureSpec`), the feature names (:data:`FEATURES`, :data:`ALIASES`), the
 argument limits (:mod:`glcm.validation`) and the Keras layers in :mod:`glcm.layers`
 (``glcm.layers.TextureMap`` works after ``import glcm``), exact and soft
 (differentiable, :mod:`glcm.soft`). Definitions and
@@ -17,6 +17,7 @@ from glcm.cooccurrence import graycomatrix
 from glcm.features import ALIASES, FEATURES, canonical_name, resolve_features
 from glcm.properties import graycoprops
 from glcm.quantization import quantize
+from glcm.spec import TextureSpec
 from glcm.texture import MECHANISMS, texture_map
 from glcm.validation import DEFAULT_ANGLES, texture_halo
 
@@ -25,5 +26,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ALIASES", "DEFAULT_ANGLES", "FEATURES", "MECHANISMS", "canonical_name",
     "graycomatrix", "graycoprops", "layers", "quantize", "resolve_features",
-    "texture_halo", "texture_map", "validation",
+    "texture_halo", "texture_map", "TextureSpec", "validation",
 ]

@@ -19,6 +19,7 @@ from glcm._inputs import as_image_batch, as_mask_batch
 from glcm.cooccurrence import graycomatrix
 from glcm.features import resolve_features
 from glcm.properties import features_from_glcm, nanmean
+from glcm.spec import TextureSpec
 from glcm.texture import texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
                              check_window, pixel_offsets)
@@ -144,14 +145,20 @@ class TextureMap(_GLCMConfig):
     def __init__(self, features, window, levels, distances=(1,), angles=DEFAULT_ANGLES,
                  symmetric=True, average=True, **kwargs):
         super().__init__(levels, distances, angles, symmetric, **kwargs)
-        self.features = resolve_features(features)
-        self.window = check_window(window)
+        self.spec = TextureSpec(features, window, levels, distances, angles, symmetric)
+        self.features, self.window = self.spec.features, self.spec.window
         self.average = bool(average)
 
+    @classmethod
+    def from_spec(cls, spec: TextureSpec, average=True, **kwargs) -> "TextureMap":
+        """The layer of a :class:`glcm.TextureSpec`."""
+        return cls(**spec.to_config(), average=average, **kwargs)
+
     def call(self, inputs, mask=None):
-        return texture_map(inputs, self.features, self.window, levels=self.levels,
-                           distances=self.distances, angles=self.angles,
-                           symmetric=self.symmetric, average=self.average, mask=mask)
+        spec = self.spec
+        return texture_map(inputs, spec.features, spec.window, levels=spec.levels,
+                           distances=spec.distances, angles=spec.angles,
+                           symmetric=spec.symmetric, average=self.average, mask=mask)
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(input_shape[:3])

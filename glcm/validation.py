@@ -17,6 +17,26 @@ MIN_LEVELS, MAX_LEVELS = 2, 65536
 MIN_WINDOW, MAX_WINDOW = 3, 63
 
 
+class ParameterError(ValueError):
+    """An argument that cannot be used; ``parameter`` names it (a command line adds
+    its own name for it, such as a flag, to the message)."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def checked(parameter: str, check, value):
+    """``check(value)``, its ValueError turned into a ParameterError naming
+    ``parameter``."""
+    try:
+        return check(value)
+    except ParameterError:
+        raise
+    except ValueError as exc:
+        raise ParameterError(parameter, str(exc)) from None
+
+
 def check_levels(levels) -> int:
     """Returns ``levels`` as an int.
 

@@ -1,7 +1,8 @@
 """Texture maps of xarray DataArrays, in memory or lazily with Dask.
 
 Needs the optional extra (``pip install glcm-texture[xarray]``); ``import glcm``
-does not import this module. Georeferencing travels with the coordinates: the
+does not import this module. :func:`raster_bands` turns a result into ``(band, y,
+x)`` named like the pipeline's COG bands, for ``rio.to_raster``. Georeferencing travels with the coordinates: the
 ``y``/``x`` coordinates and a ``spatial_ref`` coordinate (rioxarray's) are kept, so
 ``result.rio.crs`` and ``result.rio.transform()`` work when rioxarray is imported.
 """
@@ -14,11 +15,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import xarray as xr
 
-from glcm.features import resolve_features
 from glcm.quantization import parse_quantize, quantize, range_from_sample
+from glcm.spec import TextureSpec
 from glcm.texture import texture_map as _texture_map
-from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
-                             check_window, texture_halo)
+from glcm.validation import DEFAULT_ANGLES, checked
 
 # Percentiles come from a regular sample of at most about SAMPLE_SIDE² pixels per
 # band: the same sample whatever the chunking, so the ranges never depend on it.
@@ -75,20 +75,18 @@ def texture_map(da: xr.DataArray, features, *, window: int = 7, levels: int = 32
     if da.ndim not in (2, 3):
         raise ValueError(f"texture_map needs a 2-D (y, x) or 3-D (band, y, x) DataArray, "
                          f"got dims {da.dims}")
-    names = resolve_features(features)
-    window, levels = check_window(window), check_levels(levels)
-    distances, angles = check_distances(distances), check_angles(angles)
-    rule = parse_quantize(quantize)
+    spec = TextureSpec(features, window, levels, distances, angles, symmetric)
+    names, window, levels = spec.features, spec.window, spec.levels
+    distances, angles = spec.distances, spec.angles
+    rule = checked("quantize", parse_quantize, quantize)
     nodata = _nodata(da) if nodata is None else nodata
-    params = dict(names=names, window=window, levels=levels, distances=distances,
-                  angles=angles, symmetric=bool(symmetric))
     bands = [da] if da.ndim == 2 else [da[k] for k in range(da.shape[0])]
     results, ranges = [], []
     for k, band in enumerate(bands):
         values = _valid_values(band.data, nodata)
         vmin, vmax = _quantization_range(values, rule, k)
         ranges.append([vmin, vmax])
-        results.append(_band_texture(values, vmin, vmax, params))
+        results.append(_band_texture(values, vmin, vmax, spec))
     data = results[0] if da.ndim == 2 else _stack(results)
     y, x = da.dims[-2:]
     dims = ("feature", y, x) if da.ndim == 2 else (da.dims[0], "feature", y, x)
@@ -98,10 +96,64 @@ def texture_map(da: xr.DataArray, features, *, window: int = 7, levels: int = 32
     attrs = {key: value for key, value in da.attrs.items() if key not in VALUE_ATTRS}
     attrs.update(glcm_features=list(names), glcm_window=window, glcm_levels=levels,
                  glcm_distances=list(distances), glcm_angles=list(angles),
-                 glcm_symmetric=int(bool(symmetric)), glcm_quantize=str(quantize),
+                 glcm_symmetric=int(spec.symmetric), glcm_quantize=str(quantize),
                  glcm_quantization_range=ranges if da.ndim == 3 else ranges[0])
     result = xr.DataArray(data, dims=dims, coords=coords, attrs=attrs,
                           name=f"{da.name}_texture" if da.name else "texture")
+    result.encoding["_FillValue"] = np.float32(np.nan)
+    return result
+
+
+def raster_bands(texture: xr.DataArray) -> xr.DataArray:
+    """A texture of :func:`texture_map` as ``(band, y, x)``, one band per (input band,
+    feature), named as the pipeline names its COG bands, ready for
+    ``result.rio.to_raster(path)``.
+
+    Band names are ``b<band>_<feature>`` (``b1_contrast`` for a 2-D input), or
+    ``<name>_<feature>`` where the input's band coordinate holds names (``nir``), in
+    (band, feature) order; they are the ``long_name`` attribute, which rioxarray
+    writes as the band descriptions. Lazy input stays lazy.
+
+    Parameters
+    ----------
+    texture : DataArray, dims ``(feature, y, x)`` or ``(band, feature, y, x)``
+
+    Returns
+    -------
+    DataArray, dims ``(band, y, x)``, ``band`` = 1..n, the spatial coordinates and
+    ``spatial_ref`` of ``texture``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, glcm.xarray
+    >>> da = xr.DataArray(np.arange(64.0).reshape(2, 4, 8), dims=("band", "y", "x"),
+    ...                   coords={"band": [1, 2]})
+    >>> t = glcm.xarray.texture_map(da, ["contrast", "mean"], window=3, levels=4,
+    ...                             quantize="minmax")
+    >>> list(glcm.xarray.raster_bands(t).attrs["long_name"])
+    ['b1_contrast', 'b1_mean', 'b2_contrast', 'b2_mean']
+    """
+    if "feature" not in texture.dims or texture.ndim not in (3, 4):
+        raise ValueError(f"raster_bands takes the result of glcm.xarray.texture_map, "
+                         f"dims (feature, y, x) or (band, feature, y, x); got {texture.dims}")
+    features = [str(f) for f in texture["feature"].values]
+    if texture.ndim == 3:
+        prefixes = ["b1"]
+    else:
+        band_dim = texture.dims[0]
+        labels = (texture[band_dim].values if band_dim in texture.coords
+                  else np.arange(1, texture.shape[0] + 1))
+        prefixes = [str(v) if isinstance(v, str) else f"b{int(v)}" for v in labels]
+    names = [f"{p}_{f}" for p in prefixes for f in features]
+    y, x = texture.dims[-2:]
+    data = texture.data.reshape((len(names),) + texture.shape[-2:])
+    coords = {name: coord for name, coord in texture.coords.items()
+              if set(coord.dims) <= {y, x}}
+    coords["band"] = np.arange(1, len(names) + 1)
+    attrs = {k: v for k, v in texture.attrs.items() if k != "long_name"}
+    attrs["long_name"] = tuple(names)
+    result = xr.DataArray(data, dims=("band", y, x), coords=coords, attrs=attrs,
+                          name=texture.name)
     result.encoding["_FillValue"] = np.float32(np.nan)
     return result
 
@@ -147,7 +199,7 @@ def _quantization_range(values, rule, band_index) -> Tuple[float, float]:
                          f"an all-NaN result") from None
 
 
-def _texture_block(block, *, halo, vmin, vmax, params, shape=None, threads=None):
+def _texture_block(block, *, halo, vmin, vmax, spec, shape=None, threads=None):
     """(features, h, w) float32 texture of the core of a (h + 2 halo, w + 2 halo)
     block of float64 values (NaN invalid).
 
@@ -158,19 +210,19 @@ def _texture_block(block, *, halo, vmin, vmax, params, shape=None, threads=None)
     if shape is not None:
         block = np.pad(block, [(0, shape[0] - block.shape[0]),
                                (0, shape[1] - block.shape[1])], constant_values=np.nan)
-    q, ok = quantize(block[None], params["levels"], vmin, vmax)
-    maps = _texture_map(q, params["names"], params["window"], levels=params["levels"],
-                        distances=params["distances"], angles=params["angles"],
-                        symmetric=params["symmetric"], mask=ok, threads=threads)
+    q, ok = quantize(block[None], spec.levels, vmin, vmax)
+    maps = _texture_map(q, spec.features, spec.window, levels=spec.levels,
+                        distances=spec.distances, angles=spec.angles,
+                        symmetric=spec.symmetric, mask=ok, threads=threads)
     maps = np.asarray(maps)[0]
     core = maps[halo:halo + core_shape[0], halo:halo + core_shape[1]]
     return np.ascontiguousarray(np.moveaxis(core, -1, 0), dtype=np.float32)
 
 
-def _band_texture(values, vmin, vmax, params):
+def _band_texture(values, vmin, vmax, spec):
     """One band's (features, y, x) texture; chunk by chunk for Dask input."""
-    halo = texture_halo(params["window"], params["distances"])
-    settings = dict(halo=halo, vmin=vmin, vmax=vmax, params=params)
+    halo = spec.halo
+    settings = dict(halo=halo, vmin=vmin, vmax=vmax, spec=spec)
     if not _is_dask(values):
         return _texture_block(np.pad(values, halo, constant_values=np.nan), **settings)
     import dask.array as dsa
@@ -182,7 +234,7 @@ def _band_texture(values, vmin, vmax, params):
     values = _chunks_of_at_least(values, halo)
     padded = dsa.overlap.overlap(values, depth={0: halo, 1: halo},
                                  boundary={0: np.nan, 1: np.nan})
-    n_features = len(params["names"])
+    n_features = len(spec.features)
     largest = tuple(max(c) + 2 * halo for c in values.chunks)
     return padded.map_blocks(_texture_block, dtype=np.float32, new_axis=0,
                              chunks=((n_features,),) + values.chunks, shape=largest,

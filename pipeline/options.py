@@ -5,8 +5,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
                                                   StandardOptions)
 
-from transforms.records import (DEFAULT_FEATURES, QUANTIZE_KINDS, ParameterError,
-                                TextureParams)
+from transforms.records import DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError, TextureParams
 from transforms.texture import ACCELERATOR_CHOICES
 
 
@@ -58,29 +57,33 @@ class TextureOptions(PipelineOptions):
                                  "B08, or nir,red); repeatable, in output order")
         parser.add_argument("--output", default="./output",
                             help="local directory or gs:// prefix (default ./output)")
-        parser.add_argument("--features", default=",".join(DEFAULT_FEATURES),
-                            help="comma list of feature names or Earth Engine aliases")
-        parser.add_argument("--window", type=int, default=7,
-                            help="odd window size in pixels, 3..63 (default 7)")
-        parser.add_argument("--distances", default="1",
-                            help="comma list of pixel distances (default 1)")
-        parser.add_argument("--angles", default="0,45,90,135",
+        # defaults: transforms.records.DEFAULTS, as text (declared there once)
+        d = {name: _text(value) for name, value in DEFAULTS.items()}
+        parser.add_argument("--features", default=d["features"],
+                            help="comma list of feature names or Earth Engine aliases "
+                                 f"(default {d['features']})")
+        parser.add_argument("--window", type=int, default=DEFAULTS["window"],
+                            help=f"odd window size in pixels, 3..63 (default {d['window']})")
+        parser.add_argument("--distances", default=d["distances"],
+                            help=f"comma list of pixel distances (default {d['distances']})")
+        parser.add_argument("--angles", default=d["angles_degrees"],
                             help="comma list of angles in degrees, scikit-image "
-                                 "convention (default 0,45,90,135)")
-        parser.add_argument("--levels", type=int, default=32,
-                            help="grey levels after quantization, 2..65536 (default 32)")
-        parser.add_argument("--quantize", default="percentile:2,98",
+                                 f"convention (default {d['angles_degrees']})")
+        parser.add_argument("--levels", type=int, default=DEFAULTS["levels"],
+                            help="grey levels after quantization, 2..65536 (default "
+                                 f"{d['levels']})")
+        parser.add_argument("--quantize", default=d["quantize"],
                             help=f"{QUANTIZE_KINDS}; per scene and band (default "
-                                 f"percentile:2,98)")
-        parser.add_argument("--bands", default=None,
+                                 f"{d['quantize']})")
+        parser.add_argument("--bands", default=DEFAULTS["bands"],
                             help="comma list of 1-based band indexes (default all)")
-        parser.add_argument("--mode", default="pixel", choices=["pixel", "block"],
+        parser.add_argument("--mode", default=DEFAULTS["mode"], choices=list(MODES),
                             help="pixel: a texture map per pixel (default); block: one "
                                  "feature vector per block x block cell")
-        parser.add_argument("--block", type=int, default=32,
-                            help="block size for --mode block (default 32)")
-        parser.add_argument("--tile", type=int, default=1024,
-                            help="tile core size in pixels; halo added (default 1024)")
+        parser.add_argument("--block", type=int, default=DEFAULTS["block"],
+                            help=f"block size for --mode block (default {d['block']})")
+        parser.add_argument("--tile", type=int, default=DEFAULTS["tile"],
+                            help=f"tile core size in pixels; halo added (default {d['tile']})")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.
         parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
                             metavar="true|false", help="recompute scenes that are already finished")
@@ -99,6 +102,15 @@ class TextureOptions(PipelineOptions):
                             default=False, metavar="true|false",
                             help="also show the log lines of Beam, TensorFlow and the "
                                  "other libraries (default: only the pipeline's own)")
+
+
+def _text(value) -> str:
+    """A default as the command line writes it: ``1``, ``0,45,90,135``."""
+    if isinstance(value, (tuple, list)):
+        return ",".join(_text(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def flag_names() -> dict:
@@ -120,13 +132,12 @@ def params_from(options: PipelineOptions) -> TextureParams:
     """
     o = options.view_as(TextureOptions)
     try:
+        bands = _numbers(o.bands, "bands", int) if o.bands else None
         params = TextureParams.create(
             features=o.features, window=o.window,
             distances=_numbers(o.distances, "distances", float),
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
-            quantize=o.quantize,
-            bands=_numbers(o.bands, "bands", int) if o.bands else None, mode=o.mode,
-            block=o.block, tile=o.tile)
+            quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile)
     except ParameterError as exc:
         raise ValueError(f"{flag_names().get(exc.parameter, exc.parameter)}: {exc}") from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):

@@ -12,11 +12,12 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import glcm
 from glcm.quantization import QUANTIZE_KINDS, parse_quantize
-from glcm.validation import check_distances, check_levels, check_window
+from glcm.spec import TextureSpec, spec_defaults
+from glcm.validation import ParameterError, checked
 
 __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
            "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
@@ -24,15 +25,16 @@ __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "M
 DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
                     "correlation", "mean", "variance")
 MODES = ("pixel", "block")
-
-
-class ParameterError(ValueError):
-    """A texture parameter that cannot be used; ``parameter`` names it (the command
-    line adds its flag's name)."""
-
-    def __init__(self, parameter: str, message: str):
-        super().__init__(message)
-        self.parameter = parameter
+_SPEC = spec_defaults()
+# Every texture parameter's default, declared once: the texture's own from
+# glcm.TextureSpec, the pipeline's here. The command line's flags, the launcher's
+# help and the Flex Template metadata take theirs from this (tests check the last,
+# and the README's flags table).
+DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
+            "distances": _SPEC["distances"],
+            "angles_degrees": tuple(round(math.degrees(a), 6) for a in _SPEC["angles"]),
+            "levels": _SPEC["levels"], "quantize": "percentile:2,98", "bands": None,
+            "mode": "pixel", "block": 32, "tile": 1024}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,31 +170,27 @@ class TextureParams:
     tile: int
 
     @classmethod
-    def create(cls, *, features: Union[str, Sequence[str]] = DEFAULT_FEATURES,
-               window: int = 7, distances: Sequence[int] = (1,),
-               angles_degrees: Sequence[float] = (0.0, 45.0, 90.0, 135.0),
-               levels: int = 32, quantize: str = "percentile:2,98",
-               bands: Optional[Sequence[int]] = None, mode: str = "pixel",
-               block: int = 32, tile: int = 1024) -> "TextureParams":
-        """Checks every parameter with the core's rules (:mod:`glcm.validation`).
+    def create(cls, **parameters) -> "TextureParams":
+        """The parameters given (keyword arguments named as the fields), the others
+        at :data:`DEFAULTS`, checked with the core's rules (the texture ones by
+        :class:`glcm.TextureSpec`).
 
         Raises:
           ParameterError: naming the parameter and what to fix.
         """
-        def checked(name, check, value):
-            try:
-                return check(value)
-            except ValueError as exc:
-                raise ParameterError(name, str(exc)) from None
-
-        names = checked("features", glcm.resolve_features, features)
-        window = checked("window", check_window, window)
-        levels = checked("levels", check_levels, levels)
-        distances = checked("distances", check_distances, tuple(distances))
-        angles = tuple(float(a) for a in angles_degrees)
+        unknown = set(parameters) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown texture parameter(s) {sorted(unknown)}; known: "
+                            f"{', '.join(DEFAULTS)}")
+        p = dict(DEFAULTS, **parameters)
+        angles = tuple(float(a) for a in p["angles_degrees"])
         if not angles or not all(math.isfinite(a) for a in angles):
             raise ParameterError("angles", f"angles must be finite degrees, got "
-                                           f"{tuple(angles_degrees)!r}")
+                                           f"{tuple(p['angles_degrees'])!r}")
+        spec = TextureSpec(p["features"], p["window"], p["levels"], tuple(p["distances"]),
+                           tuple(math.radians(a) for a in angles))
+        quantize, bands, mode, block, tile = (p[k] for k in ("quantize", "bands", "mode",
+                                                              "block", "tile"))
         rule = checked("quantize", parse_quantize, quantize)
         if bands is not None:
             bands = tuple(int(b) for b in bands)
@@ -204,8 +202,14 @@ class TextureParams:
             raise ParameterError("tile", f"tile must be >= 16, got {tile}")
         if mode == "block" and not 2 <= block <= 4096:
             raise ParameterError("block", f"block must be in 2..4096, got {block}")
-        return cls(names, window, distances, angles, levels, rule, bands, mode, block,
-                   tile)
+        return cls(spec.features, spec.window, spec.distances, angles, spec.levels, rule,
+                   bands, mode, block, tile)
+
+    @property
+    def spec(self) -> TextureSpec:
+        """The texture part, as :class:`glcm.TextureSpec` (the model handler's)."""
+        return TextureSpec(self.features, self.window, self.levels, self.distances,
+                           self.angles)
 
     @property
     def angles(self) -> Tuple[float, ...]:

@@ -11,6 +11,8 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
+import glcm
+
 from transforms.errors import GuardedStep, tagged
 from transforms.metrics import StepMetrics
 from transforms.records import ErrorRecord, TextureFailure, TextureOutput, TileTask
@@ -109,15 +111,16 @@ class TextureModelHandler(ModelHandler):
     bool, every tile padded to the same S (core + 2 halo), so Beam can batch them.
     Predictions are float32 (S, S, n_features) maps.
 
-    ``max_batch_size`` defaults to 1: on a CPU a batch brings no speed, and every new
-    batch size compiles the kernel again.
+    Args:
+      spec: the texture (:class:`glcm.TextureSpec`).
+      max_batch_size: 1 by default: on a CPU a batch brings no speed, and every new
+        batch size compiles the kernel again.
+      accelerator: ``required``, ``optional`` or ``none`` (:func:`compute_device`).
     """
 
-    def __init__(self, features: Sequence[str], window: int, levels: int,
-                 distances: Sequence[int], angles: Sequence[float],
-                 max_batch_size: int = 1, accelerator: str = "optional"):
-        self._config = dict(features=list(features), window=window, levels=levels,
-                            distances=list(distances), angles=list(angles))
+    def __init__(self, spec: glcm.TextureSpec, max_batch_size: int = 1,
+                 accelerator: str = "optional"):
+        self.spec = spec
         self._max_batch_size = max_batch_size
         self._accelerator = accelerator
         self._device = None
@@ -125,7 +128,7 @@ class TextureModelHandler(ModelHandler):
     def _layer(self, shape):
         from glcm.layers import TextureMap
 
-        return TextureMap(**self._config), shape
+        return TextureMap.from_spec(self.spec), shape
 
     def load_model(self):
         """The Keras model, on the device ``accelerator`` allows (checked first)."""
@@ -163,17 +166,17 @@ class BlockModelHandler(TextureModelHandler):
     predictions are float32 (S / block, S / block, n_features).
     """
 
-    def __init__(self, features, block: int, levels: int, distances, angles,
-                 max_batch_size: int = 1, accelerator: str = "optional"):
-        super().__init__(features, 3, levels, distances, angles, max_batch_size,
-                         accelerator)
-        self._config.pop("window")
+    def __init__(self, spec: glcm.TextureSpec, block: int, max_batch_size: int = 1,
+                 accelerator: str = "optional"):
+        super().__init__(spec, max_batch_size, accelerator)
         self._block = block
 
     def _layer(self, shape):
         from glcm.layers import GLCMFeatures
 
-        return GLCMFeatures(**self._config), (self._block, self._block)
+        config = self.spec.to_config()
+        config.pop("window")  # a block is one GLCM, not a sliding window
+        return GLCMFeatures(**config), (self._block, self._block)
 
     def run_inference(self, batch, model, inference_args=None):
         b = self._block
@@ -193,10 +196,8 @@ def model_handler(params, accelerator: str = "optional") -> TextureModelHandler:
     """The model handler for a run's :class:`~transforms.records.TextureParams`:
     per-pixel texture maps, or per-block features in block mode."""
     if params.mode == "block":
-        return BlockModelHandler(params.features, params.block, params.levels,
-                                 params.distances, params.angles, accelerator=accelerator)
-    return TextureModelHandler(params.features, params.window, params.levels,
-                               params.distances, params.angles, accelerator=accelerator)
+        return BlockModelHandler(params.spec, params.block, accelerator=accelerator)
+    return TextureModelHandler(params.spec, accelerator=accelerator)
 
 
 class TileModelHandler(KeyedModelHandler):

@@ -546,3 +546,33 @@ def test_the_machine_table_of_the_docs_is_the_launchers():
     table = {(gpu, count): machines[0] for gpu, shapes in launch.GPU_MACHINES.items()
              for count, machines in shapes.items()}
     assert documented == table
+
+
+def test_every_default_is_declared_once():
+    """The flags' defaults are transforms.records.DEFAULTS (whose texture part is
+    glcm.TextureSpec's); the Flex Template metadata and the README's flags table say
+    the same."""
+    import glcm
+    from glcm.spec import spec_defaults
+    from transforms.records import DEFAULTS, TextureParams
+
+    parser = argparse.ArgumentParser()
+    TextureOptions._add_argparse_args(parser)
+    defaults = {a.dest: a.default for a in parser._actions}
+    assert TextureParams.create() == params_from(PipelineOptions([]))
+    assert (DEFAULTS["window"], DEFAULTS["levels"]) == (spec_defaults()["window"],
+                                                        spec_defaults()["levels"])
+    assert glcm.TextureSpec("contrast").window == defaults["window"]
+    text = {name: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+            for name, v in defaults.items()}
+    with open(os.path.join(ROOT, "dataflow", "metadata.json")) as f:
+        metadata = {p["name"]: p["helpText"] for p in json.load(f)["parameters"]}
+    for name, help_text in metadata.items():
+        found = re.search(r"\(default ([^)]+)\)", help_text)
+        if found and name in text and defaults[name] not in (None, False):
+            assert found.group(1) == text[name], name
+    with open(os.path.join(ROOT, "README.md")) as f:
+        readme = f.read()
+    rows = dict(re.findall(r"^\| `--(\w+)`[^|]*\| `?([^|`]+?)`? \|", readme, re.M))
+    for name in ("window", "levels", "tile", "quantize", "features", "output"):
+        assert rows[name] == text[name], name

@@ -271,8 +271,7 @@ class FailingHandler(TextureModelHandler):
 
 
 def failing_handler(params, accelerator):
-    return FailingHandler(params.features, params.window, params.levels, params.distances,
-                          params.angles, accelerator=accelerator)
+    return FailingHandler(params.spec, accelerator=accelerator)
 
 
 def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_path,

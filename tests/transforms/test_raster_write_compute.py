@@ -174,13 +174,14 @@ def test_model_handlers_equal_the_core(tmp_path):
     codes = rng.integers(0, 8, (2, 40, 40)).astype(np.int32)
     valid = rng.random((2, 40, 40)) > 0.1
     examples = [{"codes": codes[k], "valid": valid[k]} for k in range(2)]
-    handler = TextureModelHandler(["contrast", "entropy"], 5, 8, [1], angles)
+    handler = TextureModelHandler(glcm.TextureSpec(["contrast", "entropy"], 5, 8, [1],
+                                                   angles))
     maps = handler.run_inference(examples, handler.load_model())
     want = np.asarray(glcm.texture_map(codes, ["contrast", "entropy"], 5, levels=8,
                                        angles=angles, mask=valid))
     np.testing.assert_allclose(np.stack(maps), want, rtol=1e-6, atol=1e-6)
 
-    block = BlockModelHandler(["contrast"], 8, 8, [1], angles)
+    block = BlockModelHandler(glcm.TextureSpec(["contrast"], 3, 8, [1], angles), 8)
     cells = block.run_inference(examples, block.load_model())
     assert cells[0].shape == (5, 5, 1)
     P = glcm.graycomatrix(codes[1, 8:16, 16:24][None], [1], angles, 8, symmetric=True,
@@ -199,7 +200,8 @@ def test_a_required_gpu_that_is_missing_fails_at_start_up():
     assert compute_device("optional") == compute_device("none") == "CPU"
     with pytest.raises(ValueError, match="accelerator must be one of"):
         compute_device("sometimes")
-    handler = TextureModelHandler(["contrast"], 3, 8, [1], [0.0], accelerator="required")
+    handler = TextureModelHandler(glcm.TextureSpec(["contrast"], 3, 8, [1], [0.0]),
+                                  accelerator="required")
     with pytest.raises(AcceleratorError):
         handler.load_model()
 

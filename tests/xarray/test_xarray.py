@@ -123,3 +123,35 @@ def test_import_glcm_needs_neither_xarray_nor_dask():
              "assert not {'xarray', 'dask', 'distributed'} & set(sys.modules), "
              "sorted({'xarray', 'dask', 'distributed'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", probe], check=True, timeout=300)
+
+
+def test_raster_bands_write_a_cog_named_like_the_pipeline(tmp_path):
+    da = scene(tmp_path / "a.tif")
+    out = gx.texture_map(da, ["contrast", "ent"], window=5, levels=16,
+                         quantize="fixed:0,256")
+    bands = gx.raster_bands(out)
+    assert bands.dims == ("band", "y", "x") and bands.shape[0] == 4
+    names = ("b1_contrast", "b1_entropy", "b2_contrast", "b2_entropy")
+    assert tuple(bands.attrs["long_name"]) == names
+    bands.rio.to_raster(tmp_path / "t.tif", driver="COG")
+    with rasterio.open(tmp_path / "t.tif") as src:
+        assert src.descriptions == names
+        assert (src.crs.to_epsg(), src.transform) == (32633, GEO)
+        np.testing.assert_array_equal(src.read(3), out.values[1, 0])
+    # a single band (feature, y, x), and bands named by their coordinate (STAC assets)
+    single = gx.texture_map(da.sel(band=1), ["contrast"], window=5, levels=16,
+                            quantize="fixed:0,256")
+    assert tuple(gx.raster_bands(single).attrs["long_name"]) == ("b1_contrast",)
+    named = out.assign_coords(band=["nir", "red"])
+    assert gx.raster_bands(named).attrs["long_name"][2] == "red_contrast"
+    with pytest.raises(ValueError, match="raster_bands takes the result"):
+        gx.raster_bands(da)
+
+
+def test_library_messages_name_the_argument(tmp_path):
+    da = scene(tmp_path / "a.tif")
+    with pytest.raises(ValueError, match="^quantize must be minmax") as refused:
+        gx.texture_map(da, ["contrast"], quantize="percentil:2,98")
+    assert refused.value.parameter == "quantize"
+    with pytest.raises(ValueError, match="did you mean 'contrast'"):
+        gx.texture_map(da, ["contrst"])
