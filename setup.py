@@ -1,8 +1,13 @@
 """Package definition for glcm-texture: GLCM (Haralick) texture at scale."""
 
 import os
+import re
 
 from setuptools import find_packages, setup
+
+# The version is written once, in glcm/__init__.py.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "glcm", "__init__.py")) as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M).group(1)
 
 TENSORFLOW_VERSION = "2.21.0"
 # TensorFlow: on Linux x86-64 the CPU-only wheel (no CUDA libraries downloaded on a
@@ -28,7 +33,7 @@ XARRAY = [
 
 setup(
     name="glcm-texture",
-    version="0.1.0",
+    version=VERSION,
     description="Exact, fast GLCM/Haralick texture features for large raster collections",
     python_requires=">=3.11",  # numpy 2.4, xarray 2026 and zarr 3 need 3.11
     packages=find_packages(include=["glcm", "glcm.*", "transforms", "transforms.*",

@@ -1,5 +1,5 @@
 """Compiles the heavy kernels with the backend's JIT when called eagerly (op by op
-they are about three times slower). Inside a caller's own ``tf.function`` or
+they are several times slower). Inside a caller's own ``tf.function`` or
 ``jax.jit`` the function is traced into the caller's program instead.
 """
 
@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numpy as np
 
-# On TensorFlow, compiling costs 0.3-2 s per new shape: worth it for large inputs
+# On TensorFlow, compiling costs time for every new shape: worth it for large inputs
 # only. JAX compiles every eager op per shape anyway, so one compiled call is cheaper.
 MIN_COMPILED_SIZE = 1 << 20
 
@@ -136,8 +136,7 @@ def _read_text(path):
 
 # Counting split into independent scatter-adds over groups of images: XLA:CPU runs
 # independent operations of one program concurrently, and smaller outputs stay in
-# cache. graycomatrix of 32 images of 512² (256 levels, 4 offsets), 2 cores, 1 / 2 /
-# 4 / 8 parts: TensorFlow 104 / 84 / 81 / 81 ms, JAX 169 / 143 / 126 / 130 ms.
+# cache (figures per number of parts: docs/performance.md, "graycomatrix").
 MIN_SCATTER_PARTS = 4
 MAX_SCATTER_PARTS = 8
 

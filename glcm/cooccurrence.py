@@ -48,6 +48,19 @@ def graycomatrix(images, distances, angles=DEFAULT_ANGLES, levels=256, symmetric
     ValueError
         Wrong rank, ``levels`` out of range, empty distances/angles, values outside
         [0, levels) (checked when the values are known, i.e. not while tracing).
+
+    Examples
+    --------
+    >>> import numpy as np, glcm
+    >>> image = np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 2, 2, 2], [2, 2, 3, 3]])
+    >>> P = glcm.graycomatrix(image[None], [1], [0], levels=4)
+    >>> tuple(P.shape)
+    (1, 4, 4, 1, 1)
+    >>> np.asarray(P)[0, :, :, 0, 0]
+    array([[2, 2, 1, 0],
+           [0, 2, 0, 0],
+           [0, 0, 3, 1],
+           [0, 0, 0, 1]], dtype=int32)
     """
     images, mask, levels, distances, angles, offsets = checked_inputs(
         images, mask, levels, distances, angles)
@@ -85,7 +98,7 @@ def _cooccurrence(images, mask, *, offsets, grid, levels, symmetric, normed, par
         # Independent groups of images, counted by independent scatter-adds that
         # XLA:CPU runs concurrently (glcm._compile.scatter_parts); a few static
         # groups, not a loop over images. Split before the pair codes are made:
-        # slicing codes made for the whole batch was 2x slower.
+        # slicing codes made for the whole batch was slower.
         batch = images.shape[0]
         size = -(-batch // parts)
         counts = ops.concatenate(

@@ -36,6 +36,13 @@ def quantize(x, levels: int, vmin, vmax, mask=None):
     -----
     The arithmetic is float32, as the rest of the package: a value within about 1e-7
     relative of a level boundary may fall on either side of it.
+
+    Examples
+    --------
+    >>> import numpy as np, glcm
+    >>> q, valid = glcm.quantize(np.array([0.0, 0.3, 0.99, 7.0, np.nan]), 4, 0.0, 1.0)
+    >>> np.asarray(q), np.asarray(valid)
+    (array([0, 1, 3, 3, 0], dtype=int32), array([ True,  True,  True,  True, False]))
     """
     levels = check_levels(levels)
     lo, hi = concrete_numpy(vmin), concrete_numpy(vmax)

@@ -71,6 +71,14 @@ def texture_map(da: xr.DataArray, features, *, window: int = 7, levels: int = 32
     ValueError
         Wrong dimensions, bad parameters, or a band without any valid pixel (for
         ``minmax`` and ``percentile``).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, glcm.xarray
+    >>> da = xr.DataArray(np.random.default_rng(0).random((40, 50)), dims=("y", "x"))
+    >>> t = glcm.xarray.texture_map(da, ["contrast", "savg"], window=5, levels=16)
+    >>> t.dims, t.feature.values.tolist()
+    (('feature', 'y', 'x'), ['contrast', 'sum_average'])
     """
     if da.ndim not in (2, 3):
         raise ValueError(f"texture_map needs a 2-D (y, x) or 3-D (band, y, x) DataArray, "

@@ -66,7 +66,8 @@ def _write_mosaic(path, info, names, n_features, tiles) -> None:
                 dst.write(np.moveaxis(core, -1, 0),
                           indexes=list(range(first, first + n_features)), window=window)
         # Compressed once, here, with every core (the intermediate stays raw).
-        # Level 1: float features barely compress, and level 6 took 60 % longer.
+        # Level 1: float features barely compress, and higher levels cost time for
+        # little (docs/performance.md).
         # Overviews average (NaN skipped): the COG driver's default, cubic,
         # overshoots and put impossible values in them (negative contrast, ASM
         # above 1); averaging keeps every overview value inside the band's range.
