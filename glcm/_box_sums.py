@@ -56,8 +56,16 @@ class BoxMoments:
         self.symmetric = pairs.symmetric
         self.levels = float(pairs.levels)
         self.rows, self.cols = anchor_kernels(pairs.window, pairs.offsets)
-        self.n = self.box(self.valid)
-        self.n_safe = ops.where(self.n > 0, self.n, 1.0)
+
+    @functools.cached_property
+    def n(self):
+        """Pairs per window and offset (B, out_h, out_w, K), float32 (exact)."""
+        return self.box(self.valid)
+
+    @functools.cached_property
+    def n_safe(self):
+        """:attr:`n`, 1 where a window has no pair (its features are masked)."""
+        return ops.where(self.n > 0, self.n, 1.0)
 
     def box(self, maps):
         """Window sums of (B, rh, rw, K) maps -> (B, out_h, out_w, K).

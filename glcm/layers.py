@@ -60,12 +60,18 @@ class GLCM(_GLCMConfig):
 
     Output: float32 (batch, levels, levels, n_distances, n_angles).
 
-    Args:
-      levels: number of grey levels.
-      distances: pixel distances.
-      angles: angles in radians (scikit-image's convention).
-      symmetric: count (i, j) and (j, i) (default False, as scikit-image).
-      normed: divide each matrix by its sum.
+    Parameters
+    ----------
+    levels
+        number of grey levels.
+    distances
+        pixel distances.
+    angles
+        angles in radians (scikit-image's convention).
+    symmetric
+        count (i, j) and (j, i) (default False, as scikit-image).
+    normed
+        divide each matrix by its sum.
     """
 
     def __init__(self, levels, distances=(1,), angles=DEFAULT_ANGLES, symmetric=False,
@@ -94,11 +100,16 @@ class GLCMFeatures(_GLCMConfig):
     over the offsets that have at least one valid pair), else
     (batch, n_distances, n_angles, n_features). NaN where there is no valid pair.
 
-    Args:
-      features: names or aliases (see :data:`glcm.FEATURES`), or "all".
-      levels, distances, angles: as :class:`GLCM`.
-      symmetric: default True (Earth Engine and most texture work).
-      average: average over offsets.
+    Parameters
+    ----------
+    features
+        names or aliases (see :data:`glcm.FEATURES`), or "all".
+    levels, distances, angles
+        as :class:`GLCM`.
+    symmetric
+        default True (Earth Engine and most texture work).
+    average
+        average over offsets.
     """
 
     def __init__(self, features, levels, distances=(1,), angles=DEFAULT_ANGLES,
@@ -136,10 +147,14 @@ class TextureMap(_GLCMConfig):
     no valid pair. Inside a compiled model the whole input is processed at once:
     feed tiles (the pipeline does).
 
-    Args:
-      features: names or aliases, or "all".
-      window: odd window size, 3..63.
-      levels, distances, angles, symmetric, average: as :func:`glcm.texture_map`.
+    Parameters
+    ----------
+    features
+        names or aliases, or "all".
+    window
+        odd window size, 3..63.
+    levels, distances, angles, symmetric, average
+        as :func:`glcm.texture_map`.
     """
 
     def __init__(self, features, window, levels, distances=(1,), angles=DEFAULT_ANGLES,
@@ -246,18 +261,26 @@ class SoftGLCMFeatures(_SoftGLCMConfig):
     invalid (their pairs do not count). Output: float32 (batch, n_features), each
     feature averaged over the offsets that have a valid pair; NaN where none has.
 
-    Args:
-      features: names or aliases of smooth features (every feature of
+    Parameters
+    ----------
+    features
+        names or aliases of smooth features (every feature of
         :data:`glcm.FEATURES` except joint_max and max_correlation, refused with the
         reason).
-      levels: grey levels.
-      vmin, vmax: the value range mapped onto the levels (the initial range with
+    levels
+        grey levels.
+    vmin, vmax
+        the value range mapped onto the levels (the initial range with
         ``trainable_range``).
-      distances, angles: as :func:`glcm.graycomatrix` (radians).
-      bandwidth: kernel width in levels (0.5 default: smooth gradients; small values
+    distances, angles
+        as :func:`glcm.graycomatrix` (radians).
+    bandwidth
+        kernel width in levels (0.5 default: smooth gradients; small values
         approach the exact features, see docs/soft.md).
-      symmetric: count (i, j) and (j, i) (default True).
-      trainable_range: learn vmin and vmax.
+    symmetric
+        count (i, j) and (j, i) (default True).
+    trainable_range
+        learn vmin and vmax.
 
     Examples
     --------
@@ -294,10 +317,13 @@ class SoftTextureMap(_SoftGLCMConfig):
     invalid or the window has no valid pair. As ``bandwidth`` goes to 0 it equals
     :class:`TextureMap` on the quantized input.
 
-    Args:
-      features, levels, vmin, vmax, distances, angles, bandwidth, symmetric,
-      trainable_range: as :class:`SoftGLCMFeatures`.
-      window: odd window size, 3..63.
+    Parameters
+    ----------
+        features, levels, vmin, vmax, distances, angles, bandwidth, symmetric,
+    trainable_range
+        as :class:`SoftGLCMFeatures`.
+    window
+        odd window size, 3..63.
     """
 
     def __init__(self, features, window, levels, vmin, vmax, distances=(1,),
