@@ -5,6 +5,7 @@ from __future__ import annotations
 from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
                                                   StandardOptions)
 
+from transforms.errors import named
 from transforms.records import DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError, TextureParams
 from transforms.texture import ACCELERATOR_CHOICES
 
@@ -139,7 +140,7 @@ def params_from(options: PipelineOptions) -> TextureParams:
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
             quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile)
     except ParameterError as exc:
-        raise ValueError(f"{flag_names().get(exc.parameter, exc.parameter)}: {exc}") from None
+        raise ValueError(named(str(exc), exc.parameter, flag_names())) from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):
         raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
                          f"write to Cloud Storage: use --output gs://BUCKET/prefix")

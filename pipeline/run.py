@@ -14,7 +14,7 @@ import apache_beam as beam
 from pipeline.build import Seams, build
 from pipeline.options import TextureOptions, flag_names, is_dataflow, params_from
 from transforms.discover import NO_MATCH_ERROR
-from transforms.errors import read_errors
+from transforms.errors import named, read_errors
 from transforms.io import storage
 from transforms.layout import errors_uri
 from transforms.metrics import counter_value, step_seconds
@@ -119,8 +119,7 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         pipeline = beam.Pipeline(options=options)
         build(pipeline, options, params, seams)
     except (ValueError, AcceleratorError) as exc:
-        flag = flag_names().get(getattr(exc, "parameter", None))
-        message = f"{flag}: {exc}" if flag and not str(exc).startswith(flag) else str(exc)
+        message = named(str(exc), getattr(exc, "parameter", None), flag_names())
         print(f"error: {message}", file=sys.stderr)
         return RunSummary(exit_code=2, error=message)
     output = storage.normalize(o.output)

@@ -115,16 +115,20 @@ def _fail_if_any(records: List[ErrorRecord]) -> None:
         raise RuntimeError(f"{len(records)} scene(s) or tile(s) failed; see errors.jsonl")
 
 
+def named(message: str, parameter: Optional[str], names: Mapping[str, str]) -> str:
+    """``message`` with the caller's name of ``parameter`` before it (``--bands: ...``
+    for the command line), once; unchanged when there is no such name."""
+    name = names.get(parameter) if parameter else None
+    if not name or message.startswith(f"{name}: "):
+        return message
+    return f"{name}: {message}"
+
+
 def spelled(records: Iterable[ErrorRecord], names: Mapping[str, str]) -> List[ErrorRecord]:
     """``records`` with the caller's name of their parameter before the message
-    (``--bands: ...`` for the command line); records without one unchanged."""
-    out = []
-    for record in records:
-        name = names.get(record.parameter) if record.parameter else None
-        if name and not record.message.startswith(f"{name}: "):
-            record = dataclasses.replace(record, message=f"{name}: {record.message}")
-        out.append(record)
-    return out
+    (:func:`named`)."""
+    return [dataclasses.replace(r, message=named(r.message, r.parameter, names))
+            for r in records]
 
 
 class WriteErrors(beam.PTransform):
