@@ -1,7 +1,8 @@
 """GLCM (Haralick) texture features with Keras 3: batched, exact, fast.
 
 Public API: :func:`quantize`, :func:`graycomatrix`, :func:`graycoprops`,
-:func:`texture_map` and its validated arguments (:class:`TextureSpec`), the feature names (:data:`FEATURES`, :data:`ALIASES`), the
+:func:`texture_map` and its validated arguments (:class:`TextureSpec`), the halo of a
+per-pixel model (:func:`model_halo`), the feature names (:data:`FEATURES`, :data:`ALIASES`), the
 argument limits (:mod:`glcm.validation`) and the Keras layers in :mod:`glcm.layers`
 (``glcm.layers.TextureMap`` works after ``import glcm``), exact and soft
 (differentiable, :mod:`glcm.soft`). Definitions and
@@ -15,6 +16,7 @@ starts, before TensorFlow allocates anything.
 from glcm import layers, validation
 from glcm.cooccurrence import graycomatrix
 from glcm.features import ALIASES, FEATURES, canonical_name, resolve_features
+from glcm.halo import model_halo
 from glcm.properties import graycoprops
 from glcm.quantization import quantize
 from glcm.spec import TextureSpec
@@ -25,6 +27,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES", "DEFAULT_ANGLES", "FEATURES", "MECHANISMS", "canonical_name",
-    "graycomatrix", "graycoprops", "layers", "quantize", "resolve_features",
+    "graycomatrix", "graycoprops", "layers", "model_halo", "quantize", "resolve_features",
     "texture_halo", "texture_map", "TextureSpec", "validation",
 ]

@@ -1,11 +1,13 @@
-"""Serializable Keras layers: GLCM, GLCMFeatures and TextureMap (exact), and
-SoftGLCMFeatures and SoftTextureMap (differentiable).
+"""Serializable Keras layers: Quantize, GLCM, GLCMFeatures and TextureMap (exact),
+and SoftGLCMFeatures and SoftTextureMap (differentiable).
 
 The exact layers take (batch, H, W) or (batch, H, W, 1) grey levels in [0, levels)
-(any numeric dtype holding integers) and an optional boolean ``mask`` of the same
-shape (False = invalid pixel); they have no weights and no hidden state: the config
-is the layer. The soft layers take float values and a range (optionally learned:
-their only weights).
+(any numeric dtype holding integers; TextureMap also (batch, H, W, C)) and an
+optional boolean ``mask`` of the same shape (False = invalid pixel); they have no
+weights and no hidden state: the config is the layer. :class:`Quantize` turns float
+values into such levels with a fixed range and emits the validity as a Keras mask,
+which the exact layers consume. The soft layers take float values and a range
+(optionally learned: their only weights).
 """
 
 from __future__ import annotations
@@ -19,10 +21,104 @@ from glcm._inputs import as_image_batch, as_mask_batch
 from glcm.cooccurrence import graycomatrix
 from glcm.features import resolve_features
 from glcm.properties import features_from_glcm, nanmean
+from glcm.quantization import quantize
 from glcm.spec import TextureSpec
 from glcm.texture import texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
                              check_window, pixel_offsets)
+
+
+@keras.saving.register_keras_serializable(package="glcm")
+class Quantize(keras.layers.Layer):
+    """Float values to grey-level codes with a fixed range (:func:`glcm.quantize`),
+    validity passed on as a Keras mask.
+
+    .. math:: q = \\mathrm{clip}(\\lfloor (x - v_{min}) / (v_{max} - v_{min})
+              \\cdot L \\rfloor, 0, L - 1)
+
+    The range is part of the config, so a saved model quantizes every image it
+    meets as it quantized its training data (a range per image would let the same
+    texture give other codes). NaN, ±inf and pixels masked by an earlier layer are
+    invalid: their code is 0 and the emitted mask is False there; :class:`GLCM`,
+    :class:`GLCMFeatures` and :class:`TextureMap` called on this layer's output
+    receive the mask and ignore those pixels.
+
+    Input: float (batch, H, W) or (batch, H, W, C). Output: int32 codes of the same
+    shape, and a boolean mask of that shape.
+
+    Parameters
+    ----------
+    levels
+        grey levels L, 2..65536.
+    vmin, vmax
+        the value range mapped onto the levels (values outside are clipped to the
+        end levels): numbers, or one per channel (lists of length C).
+
+    Examples
+    --------
+    >>> import numpy as np, keras, glcm
+    >>> x = keras.Input((None, None, 1))
+    >>> codes = glcm.layers.Quantize(32, vmin=1.0, vmax=255.0)(x)
+    >>> maps = glcm.layers.TextureMap(["contrast", "entropy"], window=7, levels=32)(codes)
+    >>> model = keras.Model(x, keras.layers.Dense(3, activation="softmax")(maps))
+    >>> image = np.random.default_rng(0).uniform(1, 255, (1, 20, 20, 1))
+    >>> image[0, 5, 5, 0] = np.nan
+    >>> out = np.asarray(model(image))
+    >>> out.shape, bool(np.isnan(out[0, 5, 5]).all()), bool(np.isfinite(out[0, 0, 0]).all())
+    ((1, 20, 20, 3), True, True)
+    """
+
+    def __init__(self, levels, vmin, vmax, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.levels = check_levels(levels)
+        lo, hi = (np.asarray(v, np.float64) for v in (vmin, vmax))
+        if lo.ndim > 1 or hi.ndim > 1 or not (np.all(np.isfinite(lo))
+                                              and np.all(np.isfinite(hi))):
+            raise ValueError(f"vmin and vmax must be finite numbers or lists of "
+                             f"numbers (one per channel), got vmin={vmin!r}, "
+                             f"vmax={vmax!r}")
+        if np.any(hi <= lo):
+            raise ValueError(f"vmax must be greater than vmin, got vmin={vmin!r}, "
+                             f"vmax={vmax!r}")
+        self.vmin = lo.tolist()
+        self.vmax = hi.tolist()
+        self.supports_masking = True
+
+    def _range(self):
+        return (np.asarray(self.vmin, np.float32), np.asarray(self.vmax, np.float32))
+
+    def call(self, inputs, mask=None):
+        lo, hi = self._range()
+        return quantize(inputs, self.levels, lo, hi, mask=_like(mask, inputs))[0]
+
+    def compute_mask(self, inputs, mask=None):
+        valid = ops.isfinite(ops.cast(inputs, "float32"))
+        if mask is not None:
+            valid = ops.logical_and(valid, _like(mask, inputs))
+        return valid
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, mask=None):
+        return keras.KerasTensor(inputs.shape, dtype="int32")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(levels=self.levels, vmin=self.vmin, vmax=self.vmax)
+        return config
+
+
+def _like(mask, inputs):
+    """An earlier layer's mask, as bool, with a channel axis where ``inputs`` has one
+    and the mask has none (Keras masks are often (batch, H, W))."""
+    if mask is None:
+        return None
+    mask = ops.cast(mask, "bool")
+    if len(mask.shape) < len(inputs.shape):
+        mask = ops.expand_dims(mask, -1)
+    return mask
 
 
 class _GLCMConfig(keras.layers.Layer):
@@ -147,6 +243,10 @@ class TextureMap(_GLCMConfig):
     no valid pair. Inside a compiled model the whole input is processed at once:
     feed tiles (the pipeline does).
 
+    A (batch, H, W, C) input with C > 1 (e.g. several bands from :class:`Quantize`)
+    gives each channel's maps, channel by channel: (batch, H, W, C * n_features),
+    channel c's features at ``c * n_features + f`` (``average=True`` only).
+
     Parameters
     ----------
     features
@@ -169,16 +269,46 @@ class TextureMap(_GLCMConfig):
         """The layer of a :class:`glcm.TextureSpec`."""
         return cls(**spec.to_config(), average=average, **kwargs)
 
-    def call(self, inputs, mask=None):
+    def _maps(self, inputs, mask):
         spec = self.spec
         return texture_map(inputs, spec.features, spec.window, levels=spec.levels,
                            distances=spec.distances, angles=spec.angles,
                            symmetric=spec.symmetric, average=self.average, mask=mask)
 
+    def _channels(self, input_shape) -> int:
+        channels = input_shape[3] if len(input_shape) == 4 else 1
+        if channels is None:
+            raise ValueError("TextureMap needs the number of channels: give the input "
+                             "a known last axis, e.g. keras.Input((None, None, 1))")
+        if channels > 1 and not self.average:
+            raise ValueError(f"TextureMap with average=False takes one channel, got "
+                             f"{channels}: split the channels first")
+        return channels
+
+    def call(self, inputs, mask=None):
+        inputs = ops.convert_to_tensor(inputs)
+        channels = self._channels(tuple(inputs.shape))
+        if channels == 1:
+            return self._maps(inputs, mask)
+        # the channels become images of the batch: one call, no loop over channels
+        shape = ops.shape(inputs)
+        batch, height, width = shape[0], shape[1], shape[2]
+
+        def images(x):
+            return ops.reshape(ops.transpose(x, (0, 3, 1, 2)), (-1, height, width))
+
+        maps = self._maps(images(inputs),
+                          None if mask is None else images(_like(mask, inputs)))
+        n = len(self.features)
+        maps = ops.reshape(maps, (batch, channels, height, width, n))
+        return ops.reshape(ops.transpose(maps, (0, 2, 3, 1, 4)),
+                           (batch, height, width, channels * n))
+
     def compute_output_shape(self, input_shape):
         spatial = tuple(input_shape[:3])
+        channels = self._channels(tuple(input_shape))
         if self.average:
-            return spatial + (len(self.features),)
+            return spatial + (channels * len(self.features),)
         return spatial + (len(self.distances) * len(self.angles), len(self.features))
 
     def get_config(self):

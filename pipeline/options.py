@@ -6,6 +6,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
                                                   StandardOptions)
 
 from transforms.errors import named
+from transforms.io.model import describe_model
 from transforms.records import DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError, TextureParams
 from transforms.texture import ACCELERATOR_CHOICES
 
@@ -85,6 +86,19 @@ class TextureOptions(PipelineOptions):
                             help=f"block size for --mode block (default {d['block']})")
         parser.add_argument("--tile", type=int, default=DEFAULTS["tile"],
                             help=f"tile core size in pixels; halo added (default {d['tile']})")
+        parser.add_argument("--model", default=DEFAULTS["model"],
+                            help="a trained Keras model (.keras, local or gs://) taking "
+                                 "(batch, H, W, bands) float32 with NaN where invalid and "
+                                 "returning (batch, H, W, K): its output is written "
+                                 "(predictions.tif) instead of texture features")
+        parser.add_argument("--model-halo", "--model_halo", dest="model_halo", type=int,
+                            default=None,
+                            help="pixels each tile reads around its core for --model "
+                                 "(default: derived from the model's layers)")
+        parser.add_argument("--classes", default=DEFAULTS["classes"],
+                            help="comma list naming the model's K outputs; also writes "
+                                 "classes.tif, the arg-max (default p0..pK-1, no "
+                                 "classes.tif)")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.
         parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
                             metavar="true|false", help="recompute scenes that are already finished")
@@ -134,11 +148,15 @@ def params_from(options: PipelineOptions) -> TextureParams:
     o = options.view_as(TextureOptions)
     try:
         bands = _numbers(o.bands, "bands", int) if o.bands else None
+        if o.model_halo is not None and not o.model:
+            raise ParameterError("model_halo", "the halo is a model's: give the model too")
+        model = describe_model(o.model, o.model_halo) if o.model else None
         params = TextureParams.create(
             features=o.features, window=o.window,
             distances=_numbers(o.distances, "distances", float),
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
-            quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile)
+            quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile,
+            model=model, classes=o.classes.split(",") if o.classes else None)
     except ParameterError as exc:
         raise ValueError(named(str(exc), exc.parameter, flag_names())) from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):

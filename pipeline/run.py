@@ -16,7 +16,7 @@ from pipeline.options import TextureOptions, flag_names, is_dataflow, params_fro
 from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import named, read_errors
 from transforms.io import storage
-from transforms.layout import errors_uri
+from transforms.layout import MANIFEST_NAME, errors_uri, outputs_for
 from transforms.metrics import counter_value, step_seconds
 from transforms.records import ErrorRecord
 from transforms.texture import AcceleratorError, compute_device
@@ -140,8 +140,9 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         pixels=counter_value(result, "pixels"), seconds=time.time() - started,
         output=output, step_seconds=step_seconds(result))
     print(summary.describe())
-    print(f"outputs: {storage.join(output, '<scene_id>')}/features.tif, quicklook.png, "
-          f"manifest.json; failures: {errors_uri(output)}")
+    files = ", ".join(outputs_for(params) + (MANIFEST_NAME,))
+    print(f"outputs: {storage.join(output, '<scene_id>')}/{files}; failures: "
+          f"{errors_uri(output)}")
     return summary
 
 

@@ -1,5 +1,6 @@
-"""Finish a scene: once all its tiles are saved, the COG mosaic, the quicklook and,
-last, the manifest that marks it finished; then the run's scratch is removed.
+"""Finish a scene: once all its tiles are saved, the COG mosaic (with a model: its
+predictions, and the class map), the quicklook and, last, the manifest that marks it
+finished; then the run's scratch is removed.
 
 Two steps call :func:`finish_scene`: :class:`FinishAfterLastTile`, right after each
 tile is saved (the writer of a scene's last tile finishes it at once), and
@@ -22,9 +23,11 @@ from affine import Affine
 
 from transforms.errors import GuardedStep
 from transforms.io import storage
-from transforms.io.cog import write_mosaic, write_quicklook
-from transforms.layout import (OUTPUTS, band_names, claim_scene, read_manifest,
-                               remove_scratch, saved_results, write_manifest)
+from transforms.io.cog import (write_class_quicklook, write_classes, write_mosaic,
+                               write_quicklook)
+from transforms.layout import (CLASSES_NAME, QUICKLOOK_NAME, band_names, claim_scene,
+                               outputs_for, read_manifest, remove_scratch, saved_results,
+                               write_manifest)
 from transforms.metrics import StepMetrics, counter
 from transforms.records import Manifest, SceneInfo, TextureParams, TileResult, TileTask
 
@@ -54,8 +57,9 @@ def step_timings(results: Sequence[TileResult]) -> Dict[str, float]:
 
 def finish_scene(scene_id: str, results: Iterable[TileResult], params: TextureParams,
                  output: str, run_id: str) -> Manifest:
-    """Builds and commits ``OUTPUT/<scene_id>/``: features.tif, quicklook.png, then
-    manifest.json; then deletes the run's tiles of the scene.
+    """Builds and commits ``OUTPUT/<scene_id>/``: features.tif (with a model:
+    predictions.tif, and classes.tif when the outputs are classes), quicklook.png,
+    then manifest.json; then deletes the run's tiles of the scene.
 
     Raises:
       RuntimeError: some of the scene's tiles are missing (they failed; their own
@@ -69,26 +73,37 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
     started = time.time()
     folder = storage.join(output, scene_id)
     info = task.info
-    names = band_names(task.sources, params.features)
+    outputs = outputs_for(params)
+    if params.model is None:
+        names, per_task = band_names(task.sources, params.features), len(params.features)
+    else:
+        names = list(params.output_names)
+        per_task = len(names)
     with storage.workdir(folder) as work:  # built locally, then committed whole
-        mosaic, quicklook = (os.path.join(work, name) for name in OUTPUTS)
-        write_mosaic(mosaic, output_grid(info, params.scale), names, len(params.features),
-                     results)
-        write_quicklook(quicklook, mosaic)
-        for name in OUTPUTS:
-            storage.upload(os.path.join(work, name), storage.join(folder, name))
+        paths = {name: os.path.join(work, name) for name in outputs}
+        mosaic = paths[outputs[0]]
+        write_mosaic(mosaic, output_grid(info, params.scale), names, per_task, results)
+        if CLASSES_NAME in paths:
+            write_classes(paths[CLASSES_NAME], mosaic, names)
+            write_class_quicklook(paths[QUICKLOOK_NAME], paths[CLASSES_NAME])
+        else:
+            write_quicklook(paths[QUICKLOOK_NAME], mosaic)
+        for name in outputs:
+            storage.upload(paths[name], storage.join(folder, name))
     manifest = Manifest(
         scene_id=scene_id, input=task.scene.uri, fingerprint=task.scene.fingerprint,
         params=params.to_json(), params_digest=params.digest(),
         bands=[s.band for s in task.sources],
-        quantization={r.task.source.label: [r.task.vmin, r.task.vmax] for r in results},
+        quantization={} if params.model else {
+            r.task.source.label: [r.task.vmin, r.task.vmax] for r in results},
         band_names=names,
         size=[info.height, info.width], pixels=info.height * info.width, crs=info.crs,
         transform=list(info.transform), warnings=info.warnings, tiles=len(results),
-        outputs=list(OUTPUTS), versions=versions(),
+        outputs=list(outputs), versions=versions(),
         workers=dict(collections.Counter(r.worker for r in results)),
         item=dict(task.scene.item, assets=dict(task.scene.assets)) if task.scene.assets
         else {}, run_id=run_id,
+        model=dataclasses.asdict(params.model) if params.model else {},
         timings=dict(step_timings(results), mosaic_seconds=round(time.time() - started, 3),
                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
     write_manifest(manifest, output)

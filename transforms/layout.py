@@ -7,7 +7,8 @@ commits, reruns, concurrent runs, killed runs) rest on what is here.
     OUTPUT/
       errors.jsonl                 the run's dead letter (ERRORS_FILE)
       <scene_id>/                  scene_id_for / unique_scene_ids
-        features.tif quicklook.png OUTPUTS, committed whole
+        features.tif quicklook.png OUTPUTS, committed whole (with a model:
+                                   predictions.tif [classes.tif] quicklook.png)
         manifest.json              committed last: the scene is finished
         .tiles-<run_id>/           one run's tile results (tiles_folder)
           r<row>_c<col>_i<band>.npy  a tile's core features (tile_path)
@@ -25,13 +26,16 @@ import re
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 from transforms.io import storage
-from transforms.records import BandSource, Manifest, Scene
+from transforms.records import BandSource, Manifest, Scene, TextureParams
 
 ERRORS_FILE = "errors.jsonl"
 MANIFEST_NAME = "manifest.json"
 MOSAIC_NAME = "features.tif"
 QUICKLOOK_NAME = "quicklook.png"
 OUTPUTS = (MOSAIC_NAME, QUICKLOOK_NAME)
+# With a model: its outputs, and the arg-max when the outputs are named classes.
+PREDICTIONS_NAME = "predictions.tif"
+CLASSES_NAME = "classes.tif"
 TILES_PREFIX = ".tiles-"
 # A saved tile's record: written after the tile itself, so the records in a tile
 # folder name the tiles that are complete.
@@ -94,6 +98,16 @@ def scenes_for(found: Iterable[Scene]) -> List[Scene]:
     uris = sorted(by_uri)
     return [dataclasses.replace(by_uri[uri], scene_id=sid)
             for sid, uri in zip(unique_scene_ids(uris), uris)]
+
+
+def outputs_for(params: TextureParams) -> Tuple[str, ...]:
+    """The files of a finished scene, the raster the others derive from first:
+    :data:`OUTPUTS`, or with a model ``predictions.tif``, ``classes.tif`` when the
+    outputs are named classes, and the quicklook."""
+    if params.model is None:
+        return OUTPUTS
+    return (PREDICTIONS_NAME,) + ((CLASSES_NAME,) if params.classes else ()) + (
+        QUICKLOOK_NAME,)
 
 
 def band_names(sources: Sequence[BandSource], features: Sequence[str]) -> List[str]:

@@ -1,5 +1,5 @@
 """Plan a scene: skip it when finished, else read its header and quantization ranges
-and emit one task per tile and band."""
+and emit one task per tile and band (with a model: one task per tile, every band)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from transforms.errors import GuardedStep
 from transforms.io.raster import RasterError, check_bands, quantization_range, scene_info
 from transforms.layout import finished_state
 from transforms.metrics import counter
-from transforms.records import (BandSource, ParameterError, Scene, SceneInfo, TextureParams,
-                                Tile, TileKey, TileTask)
+from transforms.records import (BandSource, ModelRef, ParameterError, Scene, SceneInfo,
+                                TextureParams, Tile, TileKey, TileTask)
 
 SKIPPED_TAG = "skipped"
 log = logging.getLogger("glcm")
@@ -39,11 +39,16 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
     if finished and not force:
         return "skipped", []
     info, sources = scene_sources(scene, params.bands)
-    ranges = [quantization_range(s.uri, s.band, params.quantize) for s in sources]
+    if params.model is None:
+        ranges = [quantization_range(s.uri, s.band, params.quantize) for s in sources]
+    else:
+        # one task per tile takes every band; the model quantizes on its own
+        check_model_bands(scene, sources, params.model)
+        ranges = [(float("nan"), float("nan"))]
     tiles = tiles_for(scene.scene_id, info.height, info.width, params.tile_size,
                       params.halo)
     why = "new" if manifest is None else ("forced" if finished else "changed")
-    n_tasks = len(tiles) * len(sources)
+    n_tasks = len(tiles) * len(ranges)
     notes = "".join(f"; note: {w}" for w in info.warnings)
     log.info("%s (%s): %dx%d, %d band(s), %d tile(s)%s", scene.scene_id, why, info.height,
              info.width, len(sources), len(tiles), notes)
@@ -51,6 +56,16 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
     return why, [TileTask(scene, info, sources, band_index, tile, vmin, vmax, n_tasks,
                           seconds)
                  for band_index, (vmin, vmax) in enumerate(ranges) for tile in tiles]
+
+
+def check_model_bands(scene: Scene, sources: Sequence[BandSource], model: ModelRef) -> None:
+    """ParameterError (``bands``) when the scene's selected bands are not the model's
+    channels in number."""
+    if len(sources) != model.channels:
+        raise ParameterError(
+            "bands", f"{scene.uri}: the model {model.uri} takes {model.channels} "
+                     f"channel(s), but the scene has {len(sources)} selected band(s) "
+                     f"({', '.join(s.name for s in sources)}): select {model.channels}")
 
 
 def scene_sources(scene: Scene, bands: Optional[Sequence[int]]

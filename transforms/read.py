@@ -1,5 +1,6 @@
 """Read a tile: its window (core + halo) of one band, quantized with the scene's
-range, padded to the common shape every tile of the run shares."""
+range, padded to the common shape every tile of the run shares; with a model, the
+window of every band as float values."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ def read_example(task: TileTask, params: TextureParams,
             "valid": np.pad(np.asarray(ok), pad)}
 
 
+def read_bands(task: TileTask, read_tile=read_tile) -> Dict[str, np.ndarray]:
+    """The model input of ``task`` (model mode): ``values`` float32 (h, w, bands), NaN
+    where invalid, over the tile's read window clipped to the scene, so a model sees
+    the scene's edge where it is (its own padding, as on the whole scene)."""
+    t = task.tile
+    bands = []
+    for source in task.sources:
+        values, valid = with_retries(lambda s=source: read_tile(s.uri, s.band, t))
+        inside = (slice(t.pad_top, t.pad_top + t.read_height),
+                  slice(t.pad_left, t.pad_left + t.read_width))
+        bands.append(np.where(valid[inside], values[inside], np.nan).astype(np.float32))
+    return {"values": np.stack(bands, axis=-1)}
+
+
 class ReadTiles(GuardedStep):
     """:func:`read_example` for each TileTask: (task, example) out, the example also
     holding ``read_seconds``; failures to ``errors``."""
@@ -42,9 +57,12 @@ class ReadTiles(GuardedStep):
 
     def run(self, task: TileTask):
         start = time.perf_counter()
-        example = read_example(task, self.params, self.read_tile)
+        if self.params.model is None:
+            example = read_example(task, self.params, self.read_tile)
+        else:
+            example = read_bands(task, self.read_tile)
+        self.metrics.bytes.inc(sum(int(a.nbytes) for a in example.values()))
         example["read_seconds"] = time.perf_counter() - start
-        self.metrics.bytes.inc(int(example["codes"].nbytes))
         yield task, example
 
     def where(self, task: TileTask):

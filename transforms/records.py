@@ -20,7 +20,7 @@ from glcm.spec import TextureSpec, spec_defaults
 from glcm.validation import ParameterError, checked
 
 __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
-           "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
+           "ModelRef", "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
            "TextureParams", "Tile", "TileKey", "TileResult", "TileTask"]
 DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
                     "correlation", "mean", "variance")
@@ -34,7 +34,7 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "distances": _SPEC["distances"],
             "angles_degrees": tuple(round(math.degrees(a), 6) for a in _SPEC["angles"]),
             "levels": _SPEC["levels"], "quantize": "percentile:2,98", "bands": None,
-            "mode": "pixel", "block": 32, "tile": 1024}
+            "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +155,35 @@ class BandSource:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """A trained Keras model the pipeline applies to every tile (model mode).
+
+    Attributes:
+      uri: the ``.keras`` file, local or ``gs://``.
+      fingerprint: its size and modification time or generation, when described.
+      digest: SHA-256 of its bytes (16 hex digits): a rerun recomputes the scenes
+        when it changes; workers refuse a file whose digest differs.
+      channels: the bands the model takes (its input's last axis).
+      outputs: K, the values it gives per pixel.
+      halo: pixels read around each tile's core (derived from the layers, or given).
+      halo_derived: whether the halo was derived (``glcm.model_halo``) or given.
+    """
+
+    uri: str
+    fingerprint: str
+    digest: str
+    channels: int
+    outputs: int
+    halo: int
+    halo_derived: bool = True
+
+    def identity(self) -> dict:
+        """What determines the numbers (not where the file lies)."""
+        return {"digest": self.digest, "channels": self.channels,
+                "outputs": self.outputs, "halo": self.halo}
+
+
+@dataclasses.dataclass(frozen=True)
 class TextureParams:
     """Validated parameters: everything that determines the numbers in the output."""
 
@@ -168,6 +197,8 @@ class TextureParams:
     mode: str
     block: int
     tile: int
+    model: Optional[ModelRef] = None
+    classes: Optional[Tuple[str, ...]] = None
 
     @classmethod
     def create(cls, **parameters) -> "TextureParams":
@@ -189,8 +220,9 @@ class TextureParams:
                                            f"{tuple(p['angles_degrees'])!r}")
         spec = TextureSpec(p["features"], p["window"], p["levels"], tuple(p["distances"]),
                            tuple(math.radians(a) for a in angles))
-        quantize, bands, mode, block, tile = (p[k] for k in ("quantize", "bands", "mode",
-                                                              "block", "tile"))
+        quantize, bands, mode, block, tile, model, classes = (
+            p[k] for k in ("quantize", "bands", "mode", "block", "tile", "model",
+                           "classes"))
         rule = checked("quantize", parse_quantize, quantize)
         if bands is not None:
             bands = tuple(int(b) for b in bands)
@@ -202,8 +234,14 @@ class TextureParams:
             raise ParameterError("tile", f"tile must be >= 16, got {tile}")
         if mode == "block" and not 2 <= block <= 4096:
             raise ParameterError("block", f"block must be in 2..4096, got {block}")
+        if model is not None:
+            mode = _model_mode(model, mode, bands)
+            classes = _class_names(classes, model)
+        elif classes is not None:
+            raise ParameterError("classes", "classes name the outputs of a model: give "
+                                            "the model too")
         return cls(spec.features, spec.window, spec.distances, angles, spec.levels, rule,
-                   bands, mode, block, tile)
+                   bands, mode, block, tile, model, classes)
 
     @property
     def spec(self) -> TextureSpec:
@@ -217,7 +255,10 @@ class TextureParams:
 
     @property
     def halo(self) -> int:
-        """Pixels read around a tile core: none in block mode (blocks do not overlap)."""
+        """Pixels read around a tile core: none in block mode (blocks do not overlap),
+        the model's in model mode."""
+        if self.model is not None:
+            return self.model.halo
         return 0 if self.mode == "block" else glcm.texture_halo(self.window, self.distances)
 
     @property
@@ -232,16 +273,67 @@ class TextureParams:
             return max(self.block, self.tile // self.block * self.block)
         return self.tile
 
+    @property
+    def output_names(self) -> Optional[Tuple[str, ...]]:
+        """In model mode, the output bands' names: the classes, else ``p0..p{K-1}``."""
+        if self.model is None:
+            return None
+        return self.classes or tuple(f"p{k}" for k in range(self.model.outputs))
+
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """The parameters as JSON (the manifest's ``params``). In model mode only what
+        a model run uses: the texture parameters are the model's own business."""
+        values = dataclasses.asdict(self)
+        if self.model is None:
+            del values["model"], values["classes"]  # digests as before models existed
+            return values
+        return {key: values[key] for key in ("mode", "model", "classes", "bands", "tile")}
 
     def digest(self) -> str:
         """Hash of the parameters that change the output (not the tile size: tiles
-        join seamlessly)."""
+        join seamlessly; not where the model file lies, only its content)."""
         values = self.to_json()
         values.pop("tile")
+        if self.model is not None:
+            values["model"] = self.model.identity()
         blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _model_mode(model: ModelRef, mode: str, bands) -> str:
+    """The mode of a run with a model ("model"), or ParameterError."""
+    if not isinstance(model, ModelRef):
+        raise TypeError(f"model must be a ModelRef, got {type(model).__name__}")
+    if mode != "pixel":
+        raise ParameterError("mode", f"a model maps every pixel: mode {mode} cannot be "
+                                     f"combined with a model")
+    if bands is not None and len(bands) != model.channels:
+        raise ParameterError("bands", f"the model {model.uri} takes {model.channels} "
+                                      f"channel(s), but {len(bands)} band(s) are "
+                                      f"selected ({','.join(map(str, bands))}): select "
+                                      f"{model.channels}")
+    return "model"
+
+
+def _class_names(classes, model: ModelRef) -> Optional[Tuple[str, ...]]:
+    """The classes as a tuple of names, one per model output, or ParameterError."""
+    if classes is None:
+        return None
+    if isinstance(classes, str):
+        classes = classes.split(",")
+    names = tuple(str(c).strip() for c in classes)
+    if len(names) != model.outputs:
+        raise ParameterError("classes", f"{len(names)} class name(s) given "
+                                        f"({','.join(names)}), but the model "
+                                        f"{model.uri} gives {model.outputs} value(s) per "
+                                        f"pixel: name each")
+    if not all(names) or len(set(names)) != len(names):
+        raise ParameterError("classes", f"class names must be non-empty and distinct, "
+                                        f"got {','.join(names)}")
+    if len(names) > 255:
+        raise ParameterError("classes", f"classes.tif holds at most 255 classes (255 "
+                                        f"marks no prediction), got {len(names)}")
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -359,7 +451,8 @@ class Manifest:
     """The content of ``<scene>/manifest.json`` (JSON keys as the attribute names;
     ``workers``: tiles computed per ``host:pid``; ``item``: for a STAC item, its id,
     datetime, collection and the hrefs of the assets read; ``run_id``: the run that
-    wrote it).
+    wrote it; ``model``: in model mode, the model's file, fingerprint, digest, halo
+    and whether the halo was derived).
 
     A scene is finished exactly when its manifest exists and records the same input
     fingerprint and parameter digest: the manifest is committed after the mosaic
@@ -386,6 +479,7 @@ class Manifest:
     workers: Dict[str, int] = dataclasses.field(default_factory=dict)
     item: Dict[str, object] = dataclasses.field(default_factory=dict)
     run_id: str = ""
+    model: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def is_finished(self, fingerprint: str, params_digest: str) -> bool:
         """True when this manifest describes the same input computed with the same

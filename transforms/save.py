@@ -8,15 +8,25 @@ import os
 import pickle
 import socket
 import time
+from typing import Tuple
 
 import numpy as np
 
 from transforms.errors import GuardedStep, with_retries
 from transforms.io import storage
 from transforms.layout import result_path, tile_path
-from transforms.records import TextureParams, TileResult, TileTask
+from transforms.records import TextureParams, Tile, TileResult, TileTask
 
 log = logging.getLogger("glcm")
+
+
+def core_offset(tile: Tile, params: TextureParams) -> Tuple[int, int]:
+    """Where the core starts in the model's output for ``tile``: after the halo (the
+    texture examples are padded to it), or after the part of the halo inside the
+    scene (model examples are the read window as it is)."""
+    if params.model is not None:
+        return tile.core_row - tile.read_row, tile.core_col - tile.read_col
+    return params.halo, params.halo
 
 
 def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
@@ -28,11 +38,12 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     scene's edge. ``timings``: the tile's (step, seconds) so far; the save's own
     time is added."""
     started = time.perf_counter()
-    t, h, scale = task.tile, params.halo, params.scale
+    t, scale = task.tile, params.scale
+    top, left = core_offset(t, params)
     height, width = -(-t.core_height // scale), -(-t.core_width // scale)
     path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
                      task.band_index)
-    core = maps[h:h + height, h:h + width].astype(np.float32)
+    core = maps[top:top + height, left:left + width].astype(np.float32)
     with_retries(lambda: storage.save_npy(path, core))
     result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
                         worker=f"{socket.gethostname()}:{os.getpid()}",

@@ -1,5 +1,6 @@
-"""Texture: maps per tile with Beam's RunInference and the glcm Keras layers (the
-model handlers; the graph wires them with ``RunInference``)."""
+"""Texture: maps per tile with Beam's RunInference and the glcm Keras layers, or a
+trained Keras model (the model handlers; the graph wires them with
+``RunInference``)."""
 
 from __future__ import annotations
 
@@ -192,9 +193,66 @@ class BlockModelHandler(TextureModelHandler):
         return list(values.reshape(n, cells, cells, -1))
 
 
-def model_handler(params, accelerator: str = "optional") -> TextureModelHandler:
+class KerasFileModelHandler(ModelHandler):
+    """Model mode: a trained Keras model (``.keras``, local or gs://), loaded once per
+    worker, applied to each tile.
+
+    Examples are dicts with ``values``: float32 (h, w, bands), NaN where invalid (the
+    tile's read window; tiles at the scene's edge are smaller). Predictions are
+    float32 (h, w, K).
+
+    Args:
+      model: the model's :class:`~transforms.records.ModelRef` (described, and so
+        checked, before the run started).
+      accelerator: ``required``, ``optional`` or ``none`` (:func:`compute_device`).
+    """
+
+    def __init__(self, model, accelerator: str = "optional"):
+        self.model = model
+        self._accelerator = accelerator
+        self._device = None
+
+    def load_model(self):
+        """The Keras model; ValueError when the file's content is no longer the one
+        the run was started with (its digest), so one run never mixes two models."""
+        from transforms.io.model import load_model_bytes, model_digest, read_model_bytes
+
+        self._device = compute_device(self._accelerator)
+        data = read_model_bytes(self.model.uri)
+        if model_digest(data) != self.model.digest:
+            raise ValueError(f"the model file {self.model.uri} changed since the run "
+                             f"started (digest {model_digest(data)}, expected "
+                             f"{self.model.digest}): run again to use the new one")
+        model = load_model_bytes(self.model.uri, data)
+        logging.getLogger("glcm").info("model %s loaded on %s", self.model.uri,
+                                       self._device)
+        return model
+
+    def run_inference(self, batch, model, inference_args=None):
+        outputs = []
+        # Tiles differ in size at the scene's edge: one call per shape.
+        for values in (e["values"] for e in batch):
+            with _COMPUTE, device_scope(self._device or "GPU"):
+                out = np.asarray(model(values[None], training=False), np.float32)
+            expected = values.shape[:2] + (self.model.outputs,)
+            if out.shape[1:] != expected:
+                raise ValueError(f"the model {self.model.uri} returned {out.shape[1:]} "
+                                 f"for a tile of {values.shape}; expected {expected}")
+            outputs.append(out[0])
+        return outputs
+
+    def batch_elements_kwargs(self):
+        return {"min_batch_size": 1, "max_batch_size": 1}
+
+    def share_model_across_processes(self) -> bool:
+        return False
+
+
+def model_handler(params, accelerator: str = "optional") -> ModelHandler:
     """The model handler for a run's :class:`~transforms.records.TextureParams`:
-    per-pixel texture maps, or per-block features in block mode."""
+    per-pixel texture maps, per-block features in block mode, or the user's model."""
+    if params.model is not None:
+        return KerasFileModelHandler(params.model, accelerator)
     if params.mode == "block":
         return BlockModelHandler(params.spec, params.block, accelerator=accelerator)
     return TextureModelHandler(params.spec, accelerator=accelerator)

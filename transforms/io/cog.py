@@ -1,6 +1,7 @@
-"""Writing rasters: the per-scene Cloud-Optimized GeoTIFF mosaic and its quicklook PNG.
+"""Writing rasters: the per-scene Cloud-Optimized GeoTIFF mosaic, the class map of a
+model's predictions, and their quicklook PNGs.
 
-Both are written to local files in a scratch folder; the finish step commits them
+All are written to local files in a scratch folder; the finish step commits them
 whole (a rename, or an upload that becomes visible only when complete), so a reader
 never sees a partial ``features.tif``.
 """
@@ -103,3 +104,81 @@ def write_quicklook(path: str, mosaic: str, max_side: int = 512) -> None:
             dst.write(alpha.astype(np.uint8) * 255, 4)
 
 
+
+
+# classes.tif's value where a pixel has no prediction (a NaN in any output).
+NO_CLASS = 255
+# Rows of the predictions read at once while the class map is built: bounded memory
+# whatever the scene's size.
+CLASS_ROWS = 512
+# The first class colours: distinct and readable on maps (Tableau's 10, then more).
+_PALETTE = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
+            (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
+            (188, 189, 34), (23, 190, 207))
+
+
+def class_colours(n: int) -> dict:
+    """A colour table for ``n`` classes: {class: (r, g, b, 255)}, and
+    :data:`NO_CLASS` transparent black. Beyond the palette, hues spaced by the golden
+    ratio."""
+    import colorsys
+
+    table = {}
+    for k in range(n):
+        if k < len(_PALETTE):
+            rgb = _PALETTE[k]
+        else:
+            r, g, b = colorsys.hsv_to_rgb((k * 0.618034) % 1.0, 0.65, 0.9)
+            rgb = (int(r * 255), int(g * 255), int(b * 255))
+        table[k] = rgb + (255,)
+    table[NO_CLASS] = (0, 0, 0, 0)
+    return table
+
+
+def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
+    """The class map of a local predictions COG as a local COG: uint8 arg-max over
+    the bands (the first on ties), :data:`NO_CLASS` (nodata) where any band is NaN;
+    band description ``class``, the class names as tags ``CLASS_<k>``, a colour
+    table, nearest-neighbour overviews. Read :data:`CLASS_ROWS` rows at a time."""
+    plain = path + ".plain.tif"
+    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(predictions) as src:
+            profile = dict(driver="GTiff", height=src.height, width=src.width, count=1,
+                           dtype="uint8", nodata=NO_CLASS, crs=src.crs,
+                           transform=src.transform, tiled=True, blockxsize=256,
+                           blockysize=256, BIGTIFF="IF_SAFER")
+            with rasterio.open(plain, "w", **profile) as dst:
+                dst.set_band_description(1, "class")
+                dst.update_tags(1, **{f"CLASS_{k}": name for k, name in enumerate(classes)})
+                dst.write_colormap(1, class_colours(len(classes)))
+                for row in range(0, src.height, CLASS_ROWS):
+                    window = Window(0, row, src.width, min(CLASS_ROWS, src.height - row))
+                    values = src.read(window=window)  # (K, rows, W)
+                    known = np.isfinite(values).all(axis=0)
+                    best = np.argmax(np.where(known, values, 0.0), axis=0)
+                    dst.write(np.where(known, best, NO_CLASS).astype(np.uint8), 1,
+                              window=window)
+        rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE", level=6,
+                             overviews="AUTO", resampling="NEAREST",
+                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
+    os.remove(plain)
+
+
+def write_class_quicklook(path: str, classes: str, max_side: int = 512) -> None:
+    """PNG of a class map in its colours (transparent where there is no class), from
+    a decimated read of its overviews; both paths local."""
+    with rasterio.open(classes) as src:
+        scale = max(1.0, max(src.height, src.width) / max_side)
+        shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale)))
+        data = src.read(1, out_shape=shape)
+        colours = src.colormap(1)
+    lookup = np.zeros((256, 4), np.uint8)
+    for value, rgba in colours.items():
+        lookup[value] = rgba
+    rgba = np.moveaxis(lookup[data], -1, 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="PNG", height=shape[0], width=shape[1],
+                           count=4, dtype="uint8") as dst:
+            dst.write(rgba)
