@@ -116,7 +116,7 @@ class SlidingCounts:
         rw, k = maps.shape[2], len(self.offsets)
         col = x - ops.convert_to_tensor(back.astype("int32"))
         inside = ops.logical_and(col >= 0, col < rw)
-        flat = ops.reshape(maps, tuple(maps.shape[:2]) + (rw * k,) + tuple(maps.shape[4:]))
+        flat = ops.reshape(maps, (-1, maps.shape[1], rw * k) + tuple(maps.shape[4:]))
         index = ops.where(inside, col, 0) * k + ops.arange(k, dtype="int32")
         taken = ops.take(flat, index, axis=2)
         inside = ops.reshape(inside, (1, 1, k) + (1,) * (len(maps.shape) - 4))
@@ -130,6 +130,8 @@ class SlidingCounts:
         # Shift offset k's columns so every offset's window ends at step x.
         shift = (window - 1) - hi_col
         batch, rh, rw = self.valid.shape[0], self.valid.shape[1], self.valid.shape[2]
+        if batch is None:  # traced with an unknown batch (e.g. inside Keras' fit)
+            batch = ops.shape(self.valid)[0]
         out_h = rh - window + 1
         n_stats = len(self.stats)
         vector = (batch, out_h, K)
@@ -148,7 +150,8 @@ class SlidingCounts:
 
         def update(table, sq, ml, keys, w, weight, slots, sign):
             idx = ops.reshape(row_base + keys, (-1,))
-            m = ops.cast(ops.reshape(ops.take(table, idx), keys.shape), "int32")
+            m = ops.cast(ops.reshape(ops.take(table, idx), (-1,) + tuple(keys.shape[1:])),
+                         "int32")
             if sign > 0:  # count m -> m + 1
                 d_sq, d_ml = 2 * m + 1, ops.take(step, ops.minimum(m, self.most - 1))
             else:  # m -> m - 1 (w = 0 where nothing is removed)
@@ -164,8 +167,9 @@ class SlidingCounts:
 
         def rows_of(column, t):
             """Window row t's anchors of a column, for every output row."""
+            first = column.shape[0] if column.shape[0] is not None else -1
             return ops.slice(column, (0, t) + (0,) * (len(column.shape) - 2),
-                             (column.shape[0], out_h) + tuple(column.shape[2:]))
+                             (first, out_h) + tuple(column.shape[2:]))
 
         def body(x, state):
             table, sq, ml, out = state
