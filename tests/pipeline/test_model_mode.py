@@ -213,3 +213,48 @@ def test_a_scene_with_other_bands_than_the_model_is_a_record(scenes, tmp_path):
     record = summary.failures[0]
     assert record.stage == "plan" and record.scene_id == "two"
     assert record.message.startswith("--bands: ") and "3 selected band(s)" in record.message
+
+
+def test_a_model_on_cloud_storage_maps_scenes_on_cloud_storage(scenes, bucket, tmp_path):
+    """The model is read from gs:// (at launch to check it, on the workers to run it),
+    like the scenes; outputs go back to gs:// and equal a local run's."""
+    from transforms.io import storage
+
+    local = tmp_path / "m.keras"
+    texture_model(seed=2).save(local)
+    gs = f"gs://{bucket}"
+    storage.write_bytes(f"{gs}/models/m.keras", local.read_bytes())
+    storage.write_bytes(f"{gs}/in/one.tif", (scenes / "one.tif").read_bytes())
+    argv = ["--classes=a,b,c", "--tile=24"]
+    summary = main([f"--input={gs}/in/one.tif", f"--output={gs}/out",
+                    f"--model={gs}/models/m.keras", *argv])
+    assert (summary.exit_code, summary.done, summary.failures) == (0, 1, ())
+    assert main([f"--input={scenes}/one.tif", f"--output={tmp_path}/out",
+                 f"--model={local}", *argv]).done == 1
+    for name in ("predictions.tif", "classes.tif"):
+        with rasterio.Env(**storage.gdal_options(gs)), rasterio.open(
+                f"{gs}/out/one/{name}") as src:
+            got = src.read()
+        np.testing.assert_array_equal(got, read(tmp_path / "out" / "one" / name)[0]
+                                      .transpose(2, 0, 1))
+    manifest = json.loads(storage.read_bytes(f"{gs}/out/one/manifest.json"))
+    blob = storage.client().bucket(bucket).get_blob("models/m.keras")
+    assert manifest["model"]["uri"] == f"{gs}/models/m.keras"
+    assert manifest["model"]["fingerprint"] == f"{blob.size}-{blob.generation}"
+
+
+@pytest.mark.slow  # two SDK worker processes, each importing TensorFlow
+def test_multi_processing_workers_load_the_model_and_equal_the_whole_scene(scenes,
+                                                                           tmp_path):
+    path = tmp_path / "mixed.keras"
+    mixed_model().save(path)
+    out = tmp_path / "out"
+    summary = main([f"--input={scenes}/two.tif", f"--output={out}", f"--model={path}",
+                    "--bands=2,3", "--tile=16", "--direct_running_mode=multi_processing",
+                    "--direct_num_workers=2"])
+    assert (summary.exit_code, summary.done, summary.failures) == (0, 1, ())
+    expected = whole_scene(keras.saving.load_model(path), scenes / "two.tif", [2, 3])
+    got, _ = read(out / "two" / "predictions.tif")
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    manifest = json.loads((out / "two" / "manifest.json").read_text())
+    assert sum(manifest["workers"].values()) == manifest["tiles"] == 9
