@@ -505,8 +505,15 @@ def pipeline_parameters(given: argparse.Namespace, bucket: str) -> Dict[str, str
     out.setdefault("output", f"{bucket}/glcm-output")
     _require(out["output"].startswith("gs://"),
              f"--output must be gs:// for Dataflow, got {out['output']!r}")
-    try:  # what the workers will parse, with the same checks
-        params_from(PipelineOptions([f"--{k}={v}" for k, v in out.items()]))
+    if "model" in out:
+        _require(out["model"].startswith("gs://"),
+                 f"--model must be on Cloud Storage for Dataflow, got {out['model']!r}")
+    _require("classes" not in out or "model" in out,
+             "--classes: classes name the outputs of a model: give --model too")
+    try:  # what the workers will parse, with the same checks (the model's own
+        # checks run when the job starts: it is read with the job's credentials)
+        params_from(PipelineOptions([f"--{k}={v}" for k, v in out.items()]),
+                    read_model=False)
     except ValueError as exc:
         raise LaunchError(str(exc)) from None
     return out

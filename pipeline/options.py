@@ -7,7 +7,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
 
 from transforms.errors import named
 from transforms.io.model import describe_model
-from transforms.records import DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError, TextureParams
+from transforms.records import (DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError,
+                                TextureParams, check_model_mode)
 from transforms.texture import ACCELERATOR_CHOICES
 
 
@@ -138,8 +139,14 @@ def flag_names() -> dict:
     return {action.dest: action.option_strings[0] for action in parser._actions}
 
 
-def params_from(options: PipelineOptions) -> TextureParams:
+def params_from(options: PipelineOptions, read_model: bool = True) -> TextureParams:
     """Checks every flag before any work starts.
+
+    Args:
+      read_model: read and describe ``--model`` (its channels, outputs and halo,
+        against --bands and --classes). False checks every other flag without
+        touching the file (the Dataflow launcher on the user's machine: the job reads
+        it at launch, with the job's credentials); the parameters then have no model.
 
     Raises:
       ValueError: naming the flag and what to fix (the core's own message, with the
@@ -150,13 +157,18 @@ def params_from(options: PipelineOptions) -> TextureParams:
         bands = _numbers(o.bands, "bands", int) if o.bands else None
         if o.model_halo is not None and not o.model:
             raise ParameterError("model_halo", "the halo is a model's: give the model too")
-        model = describe_model(o.model, o.model_halo) if o.model else None
+        if o.model_halo is not None and o.model_halo < 0:
+            raise ParameterError("model_halo", f"the halo must be >= 0 pixels, got "
+                                               f"{o.model_halo}")
+        if o.model:
+            check_model_mode(o.mode)  # before reading the model
+        model = describe_model(o.model, o.model_halo) if o.model and read_model else None
         params = TextureParams.create(
             features=o.features, window=o.window,
             distances=_numbers(o.distances, "distances", float),
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
             quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile,
-            model=model, classes=o.classes.split(",") if o.classes else None)
+            model=model, classes=o.classes.split(",") if o.classes and model else None)
     except ParameterError as exc:
         raise ValueError(named(str(exc), exc.parameter, flag_names())) from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):

@@ -23,3 +23,16 @@ def test_learning_through_the_soft_layer_beats_the_fixed_exact_layer():
     assert result["soft_fixed_range_accuracy"] >= 0.9
     lo, hi = result["learned_range"]
     assert 0.0 < lo < hi < 1.0  # narrowed onto the values that carry the texture
+
+
+def test_a_texture_model_maps_an_unseen_scene_through_the_pipeline(tmp_path):
+    """Trained on half a scene, scored on the other half, saved, then the pipeline
+    maps another scene with it (as ./run_local.sh --model ... does): the texture
+    model beats the bands alone, and the pipeline's class map scores like it."""
+    result = load("texture_land_cover").run(str(tmp_path), seed=0,
+                                            figure=str(tmp_path / "f.png"))
+    assert result["texture_accuracy"] >= result["bands_accuracy"] + 0.2
+    assert result["texture_accuracy"] >= 0.7
+    assert result["unseen_accuracy"] >= 0.7
+    assert (tmp_path / "out" / "scene" / "classes.tif").exists()
+    assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"

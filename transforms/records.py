@@ -300,13 +300,18 @@ class TextureParams:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def check_model_mode(mode: str) -> None:
+    """ParameterError (``mode``) unless ``mode`` can run a model (pixel)."""
+    if mode != "pixel":
+        raise ParameterError("mode", f"a model maps every pixel: mode {mode} cannot be "
+                                     f"combined with a model")
+
+
 def _model_mode(model: ModelRef, mode: str, bands) -> str:
     """The mode of a run with a model ("model"), or ParameterError."""
     if not isinstance(model, ModelRef):
         raise TypeError(f"model must be a ModelRef, got {type(model).__name__}")
-    if mode != "pixel":
-        raise ParameterError("mode", f"a model maps every pixel: mode {mode} cannot be "
-                                     f"combined with a model")
+    check_model_mode(mode)
     if bands is not None and len(bands) != model.channels:
         raise ParameterError("bands", f"the model {model.uri} takes {model.channels} "
                                       f"channel(s), but {len(bands)} band(s) are "

@@ -124,6 +124,16 @@ def test_plan_prints_every_command_and_what_fills_the_placeholders():
     assert "(sets ${LAUNCHER_IMAGE})" in text and "(sets ${WORKER_IMAGE}, ${WORKER_DIGEST})" in text
 
 
+def test_a_model_on_cloud_storage_is_passed_to_the_job_unread():
+    """The launcher checks the model's flags but does not read the file (the job
+    reads it at launch, with its own credentials, and refuses a bad one there)."""
+    p = make(*BASE, *INPUT, "--model", "gs://my-bkt/models/cover.keras", "--classes",
+             "water,forest,urban", "--model-halo", "9")
+    params = parameters(step(p, "job").argv)
+    assert (params["model"], params["classes"], params["model_halo"]) == (
+        "gs://my-bkt/models/cover.keras", "water,forest,urban", "9")
+
+
 def test_dirty_checkout_gets_its_own_tag():
     p = make(*BASE, *INPUT, dirty=True)
     assert p.image.endswith(":0123abcd4567-dirty-20261201030000")
@@ -286,6 +296,13 @@ def test_an_image_given_by_digest_needs_no_lookup():
     ([*BASE, *INPUT, "--skip-build"], "--skip-build needs --image"),
     ([*BASE, *INPUT, "--skip-build", "--image", "eu.gcr.io/p/w"], "needs a tag"),
     (["schedule", *BASE, *INPUT, "--cron", "0 3 * * *"], "schedule needs --service-account"),
+    # a model: on Cloud Storage, classes only with it, a halo >= 0
+    ([*BASE, *INPUT, "--model", "/local/m.keras"], "--model must be on Cloud Storage"),
+    ([*BASE, *INPUT, "--classes", "a,b"], "--classes: classes name the outputs of a model"),
+    ([*BASE, *INPUT, "--model", "gs://my-bkt/m.keras", "--model-halo", "-1"],
+     "--model-halo: the halo must be >= 0"),
+    ([*BASE, *INPUT, "--model", "gs://my-bkt/m.keras", "--mode", "block"],
+     "--mode: a model maps every pixel"),
 ])
 def test_launcher_refuses_bad_arguments_before_anything_runs(args, message):
     with pytest.raises(LaunchError) as refused:
