@@ -21,7 +21,7 @@ ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
 GROUP_BY_KEY = "beam:transform:group_by_key:v1"
 
 
-def launch(bucket, listing, template):
+def launch(bucket, listing, template, *extra):
     """``python -m pipeline`` in template mode, as the Flex Template launcher runs it
     (the launcher's --additional-experiments arrive as --experiments). It is not told
     no_use_multiple_sdk_containers: the pipeline adds that itself."""
@@ -37,8 +37,26 @@ def launch(bucket, listing, template):
          "--experiments=use_runner_v2", f"--experiments={ACCELERATOR}",
          "--machine_type=g2-standard-8", f"--input=@{gs}/lists/{listing}",
          f"--output={gs}/texture", "--accelerator=required", "--window=9",
-         "--fail-on-error"],
+         "--fail-on-error", *extra],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def model_bytes():
+    """A small per-pixel model (.keras) with glcm layers."""
+    import tempfile
+
+    import keras
+
+    import glcm
+
+    x = keras.Input((None, None, 1))
+    maps = glcm.layers.TextureMap(["contrast"], window=3, levels=8)(
+        glcm.layers.Quantize(8, 0.0, 255.0)(x))
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "m.keras")
+        keras.Model(x, keras.layers.Dense(2)(maps)).save(path)
+        with open(path, "rb") as f:
+            return f.read()
 
 
 def staged_graph(bucket, template):
@@ -66,12 +84,19 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket)
         storage.write_bytes(f"{gs}/lists/{name}", lines.encode())
     runs = {count: launch(bucket, f"list-{count:06d}.txt", f"t{count:06d}.json")
             for count in (10, 100_000)}
+    # a trained model on Cloud Storage: read and checked at launch, then passed on
+    storage.write_bytes(f"{gs}/models/cover.keras", model_bytes())
+    runs["model"] = launch(bucket, "list-000010.txt", "tmodel.json",
+                           f"--model={gs}/models/cover.keras", "--classes=a,b")
     for run in runs.values():
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-3000:]
         assert "job graph written for Dataflow (template mode): no job started" in stdout
 
-    staged = {count: staged_graph(bucket, f"t{count:06d}.json") for count in runs}
+    options = staged_graph(bucket, "tmodel.json")[0]["environment"]["sdkPipelineOptions"]
+    assert (options["options"]["model"], options["options"]["classes"]) == (
+        f"{gs}/models/cover.keras", "a,b")
+    staged = {count: staged_graph(bucket, f"t{count:06d}.json") for count in (10, 100_000)}
     job, graph, size = staged[10]
     # the job graph does not grow with the collection: only the names differ
     assert abs(staged[100_000][2] - size) < 64, (size, staged[100_000][2])

@@ -7,7 +7,8 @@ import importlib
 import pytest
 
 MODULES = ["glcm.spec", "glcm.layers", "glcm.features", "glcm.texture",
-           "glcm.cooccurrence", "glcm.properties", "glcm.quantization", "glcm.xarray"]
+           "glcm.cooccurrence", "glcm.properties", "glcm.quantization", "glcm.xarray",
+           "glcm.halo"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -24,5 +25,6 @@ def test_the_main_functions_have_examples():
 
     for function in (glcm.graycomatrix, glcm.graycoprops, glcm.texture_map,
                      glcm.quantize, glcm.TextureSpec, glcm.xarray.texture_map,
-                     glcm.xarray.raster_bands, glcm.layers.SoftGLCMFeatures):
+                     glcm.xarray.raster_bands, glcm.layers.SoftGLCMFeatures,
+                     glcm.layers.Quantize, glcm.model_halo):
         assert ">>> " in function.__doc__, function.__name__
