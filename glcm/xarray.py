@@ -1,7 +1,8 @@
 """Texture maps of xarray DataArrays, in memory or lazily with Dask.
 
 Needs the optional extra (``pip install glcm-texture[xarray]``); ``import glcm``
-does not import this module. :func:`raster_bands` turns a result into ``(band, y,
+does not import this module. :func:`object_features` gives one texture vector per
+labelled object. :func:`raster_bands` turns a result into ``(band, y,
 x)`` named like the pipeline's COG bands, for ``rio.to_raster``. Georeferencing travels with the coordinates: the
 ``y``/``x`` coordinates and a ``spatial_ref`` coordinate (rioxarray's) are kept, so
 ``result.rio.crs`` and ``result.rio.transform()`` work when rioxarray is imported.
@@ -15,10 +16,12 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import xarray as xr
 
+from glcm.features import resolve_features
 from glcm.quantization import parse_quantize, quantize, range_from_sample
 from glcm.spec import TextureSpec
 from glcm.texture import texture_map as _texture_map
-from glcm.validation import DEFAULT_ANGLES, checked
+from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
+                             checked)
 
 # Percentiles come from a regular sample of at most about SAMPLE_SIDE² pixels per
 # band: the same sample whatever the chunking, so the ranges never depend on it.
@@ -271,3 +274,169 @@ def _stack(results):
 
         return dsa.stack(results)
     return np.stack(results)
+
+
+def object_features(da: xr.DataArray, labels: xr.DataArray, features, *, levels: int = 32,
+                    distances: Sequence[int] = (1,),
+                    angles: Sequence[float] = DEFAULT_ANGLES,
+                    quantize: str = "percentile:2,98", symmetric: bool = True,
+                    average: bool = True, nodata: Optional[float] = None,
+                    convention: str = "skimage") -> xr.DataArray:
+    """GLCM features per labelled object of a 2-D or band-stacked DataArray.
+
+    Each band is quantized as in :func:`texture_map` (one range per band for the whole
+    array), then every object's matrix counts the pairs whose two pixels carry its
+    label and are valid (see :func:`glcm.object_features`). With Dask-backed input,
+    each chunk counts the pairs whose reference pixel it holds (reading a halo of the
+    largest distance), and the per-chunk counts are summed per object: the result
+    equals the in-memory one exactly, whatever the chunks.
+
+    Parameters
+    ----------
+    da : DataArray, dims ``(y, x)`` or ``(band, y, x)``
+        Values, invalid pixels as in :func:`texture_map`.
+    labels : DataArray, dims ``(y, x)`` as the last two of ``da``, same shape
+        Integer object ids; 0, negative values and NaN are background. Its
+        coordinates, where both have them, must equal ``da``'s.
+    features, levels, distances, angles, quantize, symmetric, nodata
+        As :func:`texture_map`.
+    average : bool
+        Average over the offsets (default); else ``distance`` and ``angle`` dims.
+    convention : {"skimage", "ibsi"}
+        As :func:`glcm.graycoprops`.
+
+    Returns
+    -------
+    DataArray, float32, dims ``(object, feature)`` or ``(band, object, feature)``
+        ``object`` holds the sorted positive labels (found when called: the labels are
+        read once then, the features stay lazy for Dask input); NaN for an object
+        without a valid pair. Attributes record the parameters and the quantization
+        ranges.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, glcm.xarray
+    >>> da = xr.DataArray(np.random.default_rng(0).random((40, 50)), dims=("y", "x"))
+    >>> labels = xr.DataArray(np.repeat([1, 2], 25)[None].repeat(40, 0), dims=("y", "x"))
+    >>> f = glcm.xarray.object_features(da, labels, ["contrast", "asm"], levels=8)
+    >>> f.dims, f.object.values.tolist(), f.shape
+    (('object', 'feature'), [1, 2], (2, 2))
+    """
+    from glcm.objects import object_glcm, object_glcm_features, object_ids
+    from glcm.quantization import quantize as quantize_values
+
+    if da.ndim not in (2, 3):
+        raise ValueError(f"object_features needs a 2-D (y, x) or 3-D (band, y, x) "
+                         f"DataArray, got dims {da.dims}")
+    _check_same_grid(da, labels)
+    names = checked("features", lambda f: resolve_features(f, convention), features)
+    levels = checked("levels", check_levels, levels)
+    distances = checked("distances", check_distances, distances)
+    angles = checked("angles", check_angles, angles)
+    rule = checked("quantize", parse_quantize, quantize)
+    nodata = _nodata(da) if nodata is None else nodata
+    values = _valid_values(da.data if da.ndim == 3 else da.data[None], nodata)
+    ranges = [list(_quantization_range(values[k], rule, k)) for k in range(values.shape[0])]
+    vmin = np.array([r[0] for r in ranges])[:, None, None]
+    vmax = np.array([r[1] for r in ranges])[:, None, None]
+    settings = dict(levels=levels, distances=distances, angles=angles,
+                    symmetric=bool(symmetric))
+
+    def counts_of(block, label_block, core=None, ids=None):
+        q, ok = quantize_values(block, levels, vmin, vmax)
+        return object_glcm(np.asarray(q), label_block, mask=np.asarray(ok), core=core,
+                           ids=ids, **settings)
+
+    def finish(ids, P):
+        return object_glcm_features(P, names, average=average, convention=convention)
+
+    label_data = labels.data
+    if not (_is_dask(values) or _is_dask(label_data)):
+        ids, P = counts_of(np.asarray(values), np.asarray(label_data))
+        data = finish(ids, P)
+    else:
+        ids, data = _lazy_object_features(values, label_data, counts_of, finish,
+                                          halo=max(distances), object_ids=object_ids,
+                                          tail=((len(names),) if average else
+                                                (len(distances), len(angles), len(names))))
+    if da.ndim == 2:
+        data = data[0]
+    dims = ("object",) + (() if average else ("distance", "angle")) + ("feature",)
+    coords = {"object": ids, "feature": list(names)}
+    if not average:
+        coords.update(distance=list(distances), angle=list(angles))
+    if da.ndim == 3:
+        dims = (da.dims[0],) + dims
+        if da.dims[0] in da.coords:
+            coords[da.dims[0]] = da[da.dims[0]].values
+    attrs = dict(glcm_features=list(names), glcm_levels=levels,
+                 glcm_distances=list(distances), glcm_angles=list(angles),
+                 glcm_symmetric=int(bool(symmetric)), glcm_quantize=str(quantize),
+                 glcm_convention=convention,
+                 glcm_quantization_range=ranges if da.ndim == 3 else ranges[0])
+    return xr.DataArray(data, dims=dims, coords=coords, attrs=attrs,
+                        name=f"{da.name}_object_texture" if da.name else "object_texture")
+
+
+def _check_same_grid(da, labels):
+    if not isinstance(labels, xr.DataArray) or labels.ndim != 2:
+        raise ValueError("labels must be a 2-D (y, x) DataArray on the grid of da")
+    if labels.shape != da.shape[-2:]:
+        raise ValueError(f"labels has shape {labels.shape}, da's grid is {da.shape[-2:]}: "
+                         f"they must be on the same grid")
+    for dim_da, dim_labels in zip(da.dims[-2:], labels.dims):
+        if dim_da in da.coords and dim_labels in labels.coords and not np.array_equal(
+                da[dim_da].values, labels[dim_labels].values):
+            raise ValueError(f"labels' {dim_labels} coordinates differ from da's "
+                             f"{dim_da}: reproject or align the labels onto da's grid")
+
+
+def _lazy_object_features(values, label_data, counts_of, finish, *, halo, object_ids,
+                          tail):
+    """Per-chunk partial counts (pairs whose reference pixel the chunk holds, read
+    with a halo), summed per object in a tree, then the features: one Dask task
+    graph, computed when the result is."""
+    import dask
+    import dask.array as dsa
+
+    if not _is_dask(values):
+        values = dsa.from_array(values, chunks=(values.shape[0],) + label_data.chunks)
+    values = _chunks_of_at_least(values.rechunk({0: values.shape[0]}), halo)
+    label_data = dsa.asarray(label_data).rechunk(values.chunks[1:])
+    # The ids are the coordinate: read once now, as every chunk's unique labels.
+    ids = np.unique(np.concatenate(dask.compute(
+        *[dask.delayed(object_ids)(block) for block in label_data.to_delayed().ravel()])))
+    padded = dsa.overlap.overlap(values, depth={0: 0, 1: halo, 2: halo},
+                                 boundary={0: "none", 1: np.nan, 2: np.nan})
+    padded_labels = dsa.overlap.overlap(label_data, depth={0: halo, 1: halo},
+                                        boundary={0: 0, 1: 0})
+
+    def block_counts(block, label_block):
+        core = (halo, block.shape[1] - halo, halo, block.shape[2] - halo)
+        return counts_of(block, label_block, core=core)
+
+    parts = [dask.delayed(block_counts)(b, l) for b, l in zip(
+        padded.to_delayed().ravel(), padded_labels.to_delayed().ravel())]
+    while len(parts) > 1:  # a binary tree of sums: no task holds every chunk's counts
+        parts = [dask.delayed(_add_counts)(*parts[k:k + 2]) for k in range(0, len(parts), 2)]
+    result = dask.delayed(_features_for)(parts[0], ids, finish)
+    shape = (values.shape[0], len(ids)) + tail
+    return ids, dsa.from_delayed(result, shape=shape, dtype=np.float32)
+
+
+def _add_counts(first, second=None):
+    """The sum of two (ids, counts) partial results, over the union of their ids."""
+    if second is None:
+        return first
+    ids = np.union1d(first[0], second[0])
+    total = np.zeros((first[1].shape[0], len(ids)) + first[1].shape[2:], np.int32)
+    for part_ids, counts in (first, second):
+        total[:, np.searchsorted(ids, part_ids)] += counts
+    return ids, total
+
+
+def _features_for(part, ids, finish):
+    part_ids, counts = part
+    P = np.zeros((counts.shape[0], len(ids)) + counts.shape[2:], np.int32)
+    P[:, np.searchsorted(ids, part_ids)] = counts
+    return finish(ids, P)

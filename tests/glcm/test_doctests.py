@@ -8,7 +8,7 @@ import pytest
 
 MODULES = ["glcm.spec", "glcm.layers", "glcm.features", "glcm.texture",
            "glcm.cooccurrence", "glcm.properties", "glcm.quantization", "glcm.xarray",
-           "glcm.halo"]
+           "glcm.halo", "glcm.objects"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -26,5 +26,6 @@ def test_the_main_functions_have_examples():
     for function in (glcm.graycomatrix, glcm.graycoprops, glcm.texture_map,
                      glcm.quantize, glcm.TextureSpec, glcm.xarray.texture_map,
                      glcm.xarray.raster_bands, glcm.layers.SoftGLCMFeatures,
-                     glcm.layers.Quantize, glcm.model_halo):
+                     glcm.layers.Quantize, glcm.model_halo, glcm.object_glcm,
+                     glcm.object_features, glcm.xarray.object_features):
         assert ">>> " in function.__doc__, function.__name__
