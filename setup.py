@@ -44,6 +44,11 @@ setup(
         "apache-beam[gcp]==2.77.0",
         "rasterio==1.4.4",
         "google-cloud-storage==3.17.1",
+        # --mode objects: polygons read (pyogrio, GeoParquet via pyarrow), reprojected
+        # and indexed (shapely's STRtree), per-scene tables written as GeoParquet.
+        "geopandas==1.2.0",
+        "shapely==2.2.0",
+        "pyogrio==0.13.0",
     ],
     extras_require={
         # glcm.xarray: xarray / Dask in, xarray out; `import glcm` needs none of it.

@@ -18,7 +18,7 @@ from glcm import layers, validation
 from glcm.cooccurrence import graycomatrix
 from glcm.features import ALIASES, FEATURES, canonical_name, resolve_features
 from glcm.halo import model_halo
-from glcm.objects import object_features, object_glcm
+from glcm.objects import object_features, object_glcm, object_glcm_features
 from glcm.properties import graycoprops
 from glcm.quantization import quantize
 from glcm.spec import TextureSpec
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ALIASES", "DEFAULT_ANGLES", "FEATURES", "MECHANISMS", "canonical_name",
     "graycomatrix", "graycoprops", "layers", "model_halo", "object_features", "object_glcm",
+    "object_glcm_features",
     "quantize", "resolve_features",
     "texture_halo", "texture_map", "TextureSpec", "validation",
 ]

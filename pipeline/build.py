@@ -21,6 +21,7 @@ from transforms.finish import FinishAfterLastTile, FinishScenes
 from transforms.io import storage
 from transforms.io.raster import read_tile
 from transforms.layout import errors_uri
+from transforms.objects import ObjectTexture
 from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.read import ReadTiles
 from transforms.records import TextureParams
@@ -84,7 +85,24 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     tasks = planned.tasks | "SpreadTiles" >> beam.Reshuffle()
     read = tasks | "Read" >> beam.ParDo(ReadTiles(params, seams.read_tile)).with_outputs(
         ERRORS_TAG, main="examples")
-    computed = (read.examples
+    if params.objects is not None:  # one texture vector per polygon, no maps
+        objects = read.examples | "Objects" >> ObjectTexture(params, output, run_id)
+        done, stage_errors = objects["done"], (objects["errors"],)
+    else:
+        done, stage_errors = _texture_maps(read.examples, params, output, run_id, o, seams)
+    errors = ((discovered["errors"], planned.errors, read.errors) + stage_errors
+              | "Errors" >> beam.Flatten())
+    # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
+    _ = errors | "WriteErrors" >> WriteErrors(
+        errors_uri(output), fail_job=o.fail_on_error and is_dataflow(options),
+        parameter_names=flag_names())
+    return {"done": done, "skipped": planned.skipped, "errors": errors}
+
+
+def _texture_maps(examples, params, output, run_id, o, seams):
+    """Texture (or model) maps per tile, saved, mosaicked per scene: (done scene ids,
+    error outputs)."""
+    computed = (examples
                 | "Texture" >> RunInference(TileModelHandler(
                     seams.model_handler(params, o.accelerator)))
                 | "TextureResults" >> beam.ParDo(TextureResults()).with_outputs(
@@ -97,10 +115,4 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     finished = (finished_early | "ByScene" >> beam.GroupByKey()
                 | "Finish" >> beam.ParDo(FinishScenes(params, output, run_id)).with_outputs(
                     ERRORS_TAG, main="done"))
-    errors = ((discovered["errors"], planned.errors, read.errors, computed.errors,
-               saved.errors, finished.errors) | "Errors" >> beam.Flatten())
-    # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
-    _ = errors | "WriteErrors" >> WriteErrors(
-        errors_uri(output), fail_job=o.fail_on_error and is_dataflow(options),
-        parameter_names=flag_names())
-    return {"done": finished.done, "skipped": planned.skipped, "errors": errors}
+    return finished.done, (computed.errors, saved.errors, finished.errors)

@@ -508,12 +508,15 @@ def pipeline_parameters(given: argparse.Namespace, bucket: str) -> Dict[str, str
     if "model" in out:
         _require(out["model"].startswith("gs://"),
                  f"--model must be on Cloud Storage for Dataflow, got {out['model']!r}")
+    if "objects" in out:
+        _require(out["objects"].startswith("gs://"),
+                 f"--objects must be on Cloud Storage for Dataflow, got {out['objects']!r}")
     _require("classes" not in out or "model" in out,
              "--classes: classes name the outputs of a model: give --model too")
-    try:  # what the workers will parse, with the same checks (the model's own
-        # checks run when the job starts: it is read with the job's credentials)
+    try:  # what the workers will parse, with the same checks (the model's and the
+        # polygons' own checks run when the job starts: read with its credentials)
         params_from(PipelineOptions([f"--{k}={v}" for k, v in out.items()]),
-                    read_model=False)
+                    read_inputs=False)
     except ValueError as exc:
         raise LaunchError(str(exc)) from None
     return out

@@ -7,6 +7,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
 
 from transforms.errors import named
 from transforms.io.model import describe_model
+from transforms.io.vector import describe_objects
 from transforms.records import (DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError,
                                 TextureParams, check_model_mode)
 from transforms.texture import ACCELERATOR_CHOICES
@@ -82,7 +83,8 @@ class TextureOptions(PipelineOptions):
                             help="comma list of 1-based band indexes (default all)")
         parser.add_argument("--mode", default=DEFAULTS["mode"], choices=list(MODES),
                             help="pixel: a texture map per pixel (default); block: one "
-                                 "feature vector per block x block cell")
+                                 "feature vector per block x block cell; objects: one "
+                                 "feature vector per polygon of --objects")
         parser.add_argument("--block", type=int, default=DEFAULTS["block"],
                             help=f"block size for --mode block (default {d['block']})")
         parser.add_argument("--tile", type=int, default=DEFAULTS["tile"],
@@ -100,6 +102,13 @@ class TextureOptions(PipelineOptions):
                             help="comma list naming the model's K outputs; also writes "
                                  "classes.tif, the arg-max (default p0..pK-1, no "
                                  "classes.tif)")
+        parser.add_argument("--objects", default=DEFAULTS["objects"],
+                            help="for --mode objects: a vector file of polygons "
+                                 "(GeoPackage, GeoJSON, Shapefile, GeoParquet...; local or "
+                                 "gs://), in any CRS")
+        parser.add_argument("--object-id", "--object_id", dest="object_id", default=None,
+                            help="for --mode objects: the field of --objects that "
+                                 "identifies each polygon (unique values)")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.
         parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
                             metavar="true|false", help="recompute scenes that are already finished")
@@ -139,14 +148,16 @@ def flag_names() -> dict:
     return {action.dest: action.option_strings[0] for action in parser._actions}
 
 
-def params_from(options: PipelineOptions, read_model: bool = True) -> TextureParams:
+def params_from(options: PipelineOptions, read_inputs: bool = True) -> TextureParams:
     """Checks every flag before any work starts.
 
     Args:
-      read_model: read and describe ``--model`` (its channels, outputs and halo,
-        against --bands and --classes). False checks every other flag without
-        touching the file (the Dataflow launcher on the user's machine: the job reads
-        it at launch, with the job's credentials); the parameters then have no model.
+      read_inputs: read and describe ``--model`` (its channels, outputs and halo,
+        against --bands and --classes) and ``--objects`` (the polygons, checked).
+        False checks every other flag without touching those files (the Dataflow
+        launcher on the user's machine: the job reads them at launch, with the job's
+        credentials); the parameters then have no model and no polygons (and mode
+        objects is checked as pixel).
 
     Raises:
       ValueError: naming the flag and what to fix (the core's own message, with the
@@ -162,19 +173,39 @@ def params_from(options: PipelineOptions, read_model: bool = True) -> TexturePar
                                                f"{o.model_halo}")
         if o.model:
             check_model_mode(o.mode)  # before reading the model
-        model = describe_model(o.model, o.model_halo) if o.model and read_model else None
+        model = describe_model(o.model, o.model_halo) if o.model and read_inputs else None
+        objects, mode = _objects(o, read_inputs)
         params = TextureParams.create(
             features=o.features, window=o.window,
             distances=_numbers(o.distances, "distances", float),
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
-            quantize=o.quantize, bands=bands, mode=o.mode, block=o.block, tile=o.tile,
-            model=model, classes=o.classes.split(",") if o.classes and model else None)
+            quantize=o.quantize, bands=bands, mode=mode, block=o.block, tile=o.tile,
+            model=model, classes=o.classes.split(",") if o.classes and model else None,
+            objects=objects)
     except ParameterError as exc:
         raise ValueError(named(str(exc), exc.parameter, flag_names())) from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):
         raise ValueError(f"--output {o.output!r} is local, but Dataflow workers can only "
                          f"write to Cloud Storage: use --output gs://BUCKET/prefix")
     return params
+
+
+def _objects(o, read_inputs):
+    """(the polygons described, or None; the mode to check the other flags with)."""
+    if o.object_id is not None and not o.objects:
+        raise ParameterError("object_id", "the id field is the polygons': give the "
+                                          "objects file too")
+    if o.objects and o.mode != "objects":
+        raise ParameterError("objects", f"polygons are read in mode objects only (the "
+                                        f"mode is {o.mode}): add --mode objects")
+    if o.mode != "objects" or not o.objects:
+        return None, o.mode  # the parameters' own check says what is missing
+    if not o.object_id:
+        raise ParameterError("object_id", f"name the field of {o.objects} that "
+                                          f"identifies each polygon")
+    if not read_inputs:
+        return None, "pixel"
+    return describe_objects(o.objects, o.object_id), o.mode
 
 
 def _numbers(text, parameter, cast):

@@ -36,6 +36,8 @@ OUTPUTS = (MOSAIC_NAME, QUICKLOOK_NAME)
 # With a model: its outputs, and the arg-max when the outputs are named classes.
 PREDICTIONS_NAME = "predictions.tif"
 CLASSES_NAME = "classes.tif"
+# --mode objects: one row per polygon (GeoParquet)
+OBJECTS_NAME = "objects.parquet"
 TILES_PREFIX = ".tiles-"
 # A saved tile's record: written after the tile itself, so the records in a tile
 # folder name the tiles that are complete.
@@ -103,7 +105,9 @@ def scenes_for(found: Iterable[Scene]) -> List[Scene]:
 def outputs_for(params: TextureParams) -> Tuple[str, ...]:
     """The files of a finished scene, the raster the others derive from first:
     :data:`OUTPUTS`, or with a model ``predictions.tif``, ``classes.tif`` when the
-    outputs are named classes, and the quicklook."""
+    outputs are named classes, and the quicklook; with polygons, ``objects.parquet``."""
+    if params.objects is not None:
+        return (OBJECTS_NAME,)
     if params.model is None:
         return OUTPUTS
     return (PREDICTIONS_NAME,) + ((CLASSES_NAME,) if params.classes else ()) + (

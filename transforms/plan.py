@@ -39,6 +39,10 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
     if finished and not force:
         return "skipped", []
     info, sources = scene_sources(scene, params.bands)
+    if params.objects is not None and info.crs is None:
+        raise RasterError(f"{scene.uri} has no CRS: the polygons of "
+                          f"{params.objects.uri} cannot be placed on it; give the raster "
+                          f"a CRS (e.g. gdal_edit.py -a_srs EPSG:...)")
     if params.model is None:
         ranges = [quantization_range(s.uri, s.band, params.quantize) for s in sources]
     else:

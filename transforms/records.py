@@ -20,11 +20,11 @@ from glcm.spec import TextureSpec, spec_defaults
 from glcm.validation import ParameterError, checked
 
 __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
-           "ModelRef", "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
+           "ModelRef", "ObjectsRef", "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
            "TextureParams", "Tile", "TileKey", "TileResult", "TileTask"]
 DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
                     "correlation", "mean", "variance")
-MODES = ("pixel", "block")
+MODES = ("pixel", "block", "objects")
 _SPEC = spec_defaults()
 # Every texture parameter's default, declared once: the texture's own from
 # glcm.TextureSpec, the pipeline's here. The command line's flags, the launcher's
@@ -34,7 +34,8 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "distances": _SPEC["distances"],
             "angles_degrees": tuple(round(math.degrees(a), 6) for a in _SPEC["angles"]),
             "levels": _SPEC["levels"], "quantize": "percentile:2,98", "bands": None,
-            "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None}
+            "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None,
+            "objects": None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +185,33 @@ class ModelRef:
 
 
 @dataclasses.dataclass(frozen=True)
+class ObjectsRef:
+    """The polygons of ``--mode objects``: one texture vector per polygon and scene.
+
+    Attributes:
+      uri: the vector file (GeoPackage, GeoJSON, Shapefile, GeoParquet...), local or
+        ``gs://``.
+      id_field: the attribute that identifies each polygon (unique).
+      fingerprint: size and modification time or generation of the file(s).
+      digest: SHA-256 of the file's bytes (16 hex digits; a Shapefile's .shp, .shx,
+        .dbf and .prj together): a rerun recomputes the scenes when it changes.
+      count: the number of polygons.
+      crs: the polygons' CRS (WKT or authority string); reprojected per scene.
+    """
+
+    uri: str
+    id_field: str
+    fingerprint: str
+    digest: str
+    count: int
+    crs: str
+
+    def identity(self) -> dict:
+        """What determines the numbers (not where the file lies)."""
+        return {"digest": self.digest, "id_field": self.id_field}
+
+
+@dataclasses.dataclass(frozen=True)
 class TextureParams:
     """Validated parameters: everything that determines the numbers in the output."""
 
@@ -199,6 +227,7 @@ class TextureParams:
     tile: int
     model: Optional[ModelRef] = None
     classes: Optional[Tuple[str, ...]] = None
+    objects: Optional[ObjectsRef] = None
 
     @classmethod
     def create(cls, **parameters) -> "TextureParams":
@@ -220,16 +249,18 @@ class TextureParams:
                                            f"{tuple(p['angles_degrees'])!r}")
         spec = TextureSpec(p["features"], p["window"], p["levels"], tuple(p["distances"]),
                            tuple(math.radians(a) for a in angles))
-        quantize, bands, mode, block, tile, model, classes = (
+        quantize, bands, mode, block, tile, model, classes, objects = (
             p[k] for k in ("quantize", "bands", "mode", "block", "tile", "model",
-                           "classes"))
+                           "classes", "objects"))
         rule = checked("quantize", parse_quantize, quantize)
         if bands is not None:
             bands = tuple(int(b) for b in bands)
             if not bands or min(bands) < 1:
                 raise ParameterError("bands", f"bands are 1-based, got {bands}")
         if mode not in MODES:
-            raise ParameterError("mode", f"mode must be pixel or block, got {mode!r}")
+            raise ParameterError("mode", f"mode must be pixel, block or objects, got "
+                                         f"{mode!r}")
+        check_objects_mode(mode, objects, model)
         if tile < 16:
             raise ParameterError("tile", f"tile must be >= 16, got {tile}")
         if mode == "block" and not 2 <= block <= 4096:
@@ -241,7 +272,7 @@ class TextureParams:
             raise ParameterError("classes", "classes name the outputs of a model: give "
                                             "the model too")
         return cls(spec.features, spec.window, spec.distances, angles, spec.levels, rule,
-                   bands, mode, block, tile, model, classes)
+                   bands, mode, block, tile, model, classes, objects)
 
     @property
     def spec(self) -> TextureSpec:
@@ -259,6 +290,8 @@ class TextureParams:
         the model's in model mode."""
         if self.model is not None:
             return self.model.halo
+        if self.mode == "objects":  # pairs only: no window
+            return max(self.distances)
         return 0 if self.mode == "block" else glcm.texture_halo(self.window, self.distances)
 
     @property
@@ -284,6 +317,11 @@ class TextureParams:
         """The parameters as JSON (the manifest's ``params``). In model mode only what
         a model run uses: the texture parameters are the model's own business."""
         values = dataclasses.asdict(self)
+        if self.objects is not None:  # no window: each polygon is its own window
+            return {key: values[key] for key in (
+                "mode", "objects", "features", "distances", "angles_degrees", "levels",
+                "quantize", "bands", "tile")}
+        del values["objects"]  # digests as before objects existed
         if self.model is None:
             del values["model"], values["classes"]  # digests as before models existed
             return values
@@ -296,8 +334,26 @@ class TextureParams:
         values.pop("tile")
         if self.model is not None:
             values["model"] = self.model.identity()
+        if self.objects is not None:
+            values["objects"] = self.objects.identity()
         blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def check_objects_mode(mode: str, objects, model) -> None:
+    """ParameterError unless the polygons and ``mode`` go together: objects mode
+    needs polygons, the other modes take none, and a model maps pixels."""
+    if mode == "objects":
+        if objects is None:
+            raise ParameterError("objects", "mode objects computes one texture vector per "
+                                            "polygon: give the polygons' vector file")
+        if not isinstance(objects, ObjectsRef):
+            raise TypeError(f"objects must be an ObjectsRef, got {type(objects).__name__}")
+        if model is not None:
+            check_model_mode(mode)
+    elif objects is not None:
+        raise ParameterError("objects", f"polygons are read in mode objects only (the "
+                                        f"mode is {mode}): choose mode objects")
 
 
 def check_model_mode(mode: str) -> None:
@@ -457,7 +513,8 @@ class Manifest:
     ``workers``: tiles computed per ``host:pid``; ``item``: for a STAC item, its id,
     datetime, collection and the hrefs of the assets read; ``run_id``: the run that
     wrote it; ``model``: in model mode, the model's file, fingerprint, digest, halo
-    and whether the halo was derived).
+    and whether the halo was derived; ``objects``: in objects mode, the polygons'
+    file, id field, fingerprint, digest and count, and the rows written).
 
     A scene is finished exactly when its manifest exists and records the same input
     fingerprint and parameter digest: the manifest is committed after the mosaic
@@ -485,6 +542,7 @@ class Manifest:
     item: Dict[str, object] = dataclasses.field(default_factory=dict)
     run_id: str = ""
     model: Dict[str, object] = dataclasses.field(default_factory=dict)
+    objects: Dict[str, object] = dataclasses.field(default_factory=dict)
 
     def is_finished(self, fingerprint: str, params_digest: str) -> bool:
         """True when this manifest describes the same input computed with the same
