@@ -134,6 +134,23 @@ def test_a_model_on_cloud_storage_is_passed_to_the_job_unread():
         "gs://my-bkt/models/cover.keras", "water,forest,urban", "9")
 
 
+def test_polygons_on_cloud_storage_are_passed_to_the_job_unread():
+    """Objects mode: the launcher checks the flags that go together, not the file (the
+    job reads and checks the polygons at launch)."""
+    p = make(*BASE, *INPUT, "--mode", "objects", "--objects", "gs://my-bkt/v/parcels.gpkg",
+             "--object-id", "parcel")
+    params = parameters(step(p, "job").argv)
+    assert (params["mode"], params["objects"], params["object_id"]) == (
+        "objects", "gs://my-bkt/v/parcels.gpkg", "parcel")
+    with pytest.raises(LaunchError, match="--objects must be on Cloud Storage"):
+        make(*BASE, *INPUT, "--mode", "objects", "--objects", "parcels.gpkg",
+             "--object-id", "parcel")
+    with pytest.raises(LaunchError, match="--object-id: name the field"):
+        make(*BASE, *INPUT, "--mode", "objects", "--objects", "gs://my-bkt/v/parcels.gpkg")
+    with pytest.raises(LaunchError, match="--objects: mode objects computes"):
+        make(*BASE, *INPUT, "--mode", "objects")
+
+
 def test_dirty_checkout_gets_its_own_tag():
     p = make(*BASE, *INPUT, dirty=True)
     assert p.image.endswith(":0123abcd4567-dirty-20261201030000")

@@ -10,7 +10,9 @@ import os
 import subprocess
 import sys
 
+import geopandas
 import pytest
+import shapely
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from transforms.io import storage
@@ -76,7 +78,7 @@ def leaves(graph, transform_id):
 
 
 @pytest.mark.slow  # Beam's credential lookup alone takes ~25 s without an account
-def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket):
+def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket, tmp_path):
     gs = f"gs://{bucket}"
     # 10 and 100,000 listed scenes (that need not exist: nothing is listed at launch)
     for name, count in (("list-000010.txt", 10), ("list-100000.txt", 100_000)):
@@ -88,6 +90,14 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket)
     storage.write_bytes(f"{gs}/models/cover.keras", model_bytes())
     runs["model"] = launch(bucket, "list-000010.txt", "tmodel.json",
                            f"--model={gs}/models/cover.keras", "--classes=a,b")
+    # polygons on Cloud Storage: read and checked at launch, then passed on
+    polygons = geopandas.GeoDataFrame({"parcel": ["a", "b"]}, crs="EPSG:32633", geometry=[
+        shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)])
+    polygons.to_parquet(tmp_path / "parcels.parquet")
+    storage.write_bytes(f"{gs}/vectors/parcels.parquet",
+                        (tmp_path / "parcels.parquet").read_bytes())
+    runs["objects"] = launch(bucket, "list-000010.txt", "tobjects.json", "--mode=objects",
+                             f"--objects={gs}/vectors/parcels.parquet", "--object-id=parcel")
     for run in runs.values():
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-3000:]
@@ -96,6 +106,9 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket)
     options = staged_graph(bucket, "tmodel.json")[0]["environment"]["sdkPipelineOptions"]
     assert (options["options"]["model"], options["options"]["classes"]) == (
         f"{gs}/models/cover.keras", "a,b")
+    options = staged_graph(bucket, "tobjects.json")[0]["environment"]["sdkPipelineOptions"]
+    assert (options["options"]["objects"], options["options"]["object_id"]) == (
+        f"{gs}/vectors/parcels.parquet", "parcel")
     staged = {count: staged_graph(bucket, f"t{count:06d}.json") for count in (10, 100_000)}
     job, graph, size = staged[10]
     # the job graph does not grow with the collection: only the names differ

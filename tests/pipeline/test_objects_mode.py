@@ -223,3 +223,48 @@ def test_a_scene_without_crs_is_an_error_record(scene, tmp_path):
                     "--object-id=parcel"])
     assert summary.done == 0 and len(summary.failures) == 1
     assert "has no CRS" in summary.failures[0].message
+
+
+def local_run(scene, out, objects, *extra):
+    return main([f"--input={scene}/scene.tif", f"--output={out}", "--mode=objects",
+                 f"--objects={objects}", "--object-id=parcel",
+                 "--features=contrast,homogeneity,entropy", "--tile=24", *extra])
+
+
+def test_polygons_and_scenes_on_cloud_storage(scene, bucket, tmp_path):
+    """A Shapefile (with its sidecars) on gs:// is read at launch and by the workers;
+    the GeoParquet goes back to gs:// and equals a local run's."""
+    from transforms.io import storage
+
+    polygons().to_file(tmp_path / "parcels.shp")
+    gs = f"gs://{bucket}"
+    for name in os.listdir(tmp_path):
+        if name.startswith("parcels."):
+            storage.write_bytes(f"{gs}/vectors/{name}", (tmp_path / name).read_bytes())
+    storage.write_bytes(f"{gs}/in/scene.tif", (scene / "scene.tif").read_bytes())
+    summary = main([f"--input={gs}/in/scene.tif", f"--output={gs}/out", "--mode=objects",
+                    f"--objects={gs}/vectors/parcels.shp", "--object-id=parcel",
+                    "--features=contrast,homogeneity,entropy", "--tile=24"])
+    assert (summary.exit_code, summary.done, summary.failures) == (0, 1, ())
+    assert local_run(scene, tmp_path / "out", tmp_path / "parcels.shp").done == 1
+    (tmp_path / "got.parquet").write_bytes(
+        storage.read_bytes(f"{gs}/out/scene/objects.parquet"))
+    got = geopandas.read_parquet(tmp_path / "got.parquet")
+    expected = geopandas.read_parquet(tmp_path / "out" / "scene" / "objects.parquet")
+    assert got.drop(columns="geometry").equals(expected.drop(columns="geometry"))
+    manifest = json.loads(storage.read_bytes(f"{gs}/out/scene/manifest.json"))
+    assert manifest["objects"]["uri"] == f"{gs}/vectors/parcels.shp"
+    (tmp_path / "parcels.dbf").unlink()
+    broken = local_run(scene, tmp_path / "out2", tmp_path / "parcels.shp")
+    assert broken.exit_code == 2 and "parcels.dbf is missing" in broken.error
+
+
+@pytest.mark.slow  # two SDK worker processes, each importing TensorFlow
+def test_multi_processing_workers_equal_one_process(scene, tmp_path):
+    summary = local_run(scene, tmp_path / "mp", scene / "parcels.gpkg",
+                        "--direct_running_mode=multi_processing", "--direct_num_workers=2")
+    assert (summary.exit_code, summary.done, summary.failures) == (0, 1, ())
+    assert local_run(scene, tmp_path / "one", scene / "parcels.gpkg").done == 1
+    got, expected = (geopandas.read_parquet(tmp_path / f / "scene" / "objects.parquet")
+                     .sort_values("parcel").reset_index(drop=True) for f in ("mp", "one"))
+    assert got.drop(columns="geometry").equals(expected.drop(columns="geometry"))
