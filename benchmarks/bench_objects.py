@@ -6,10 +6,20 @@ symmetric; the eight default pipeline features. The loop finds every object's
 bounding box once (``scipy.ndimage.find_objects``), counts each offset's pairs with
 ``np.bincount`` and computes the features with scikit-image's ``graycoprops``.
 
+With ``--pipeline``: the same kind of scene as a GeoTIFF and ``--objects`` Voronoi
+polygons as GeoParquet, through ``python -m pipeline --mode objects`` in a child
+process (wall time, its own peak RSS, its step seconds), against
+``glcm.object_features`` on the scene's label raster in this process.
+
 Usage: python -m benchmarks.bench_objects [--size 2048] [--objects 4000] [--levels 32]
+       python -m benchmarks.bench_objects --pipeline --size 4096 --objects 100000
 """
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
@@ -72,12 +82,85 @@ def numpy_loop(codes, labels, levels):
     return np.array(ids), np.array(rows)
 
 
+def pipeline_run(args):
+    """The pipeline in objects mode on one scene with ``args.objects`` polygons."""
+    import geopandas
+    import rasterio
+    import shapely
+    from rasterio import features as rio_features
+    from rasterio.transform import from_origin
+
+    from benchmarks.bench_pipeline import PEAK_WRAPPER
+
+    header(f"pipeline --mode objects: {args.size}x{args.size} uint8, {args.objects} "
+           f"polygons, {args.levels} levels, 8 features, 4 angles")
+    size, work = args.size, tempfile.mkdtemp(prefix="bench-objects-")
+    codes, _ = scene(min(size, 512), 256, 1)  # a 512² texture tile, 256 levels
+    transform = from_origin(0, 0, 10, 10)
+    path = os.path.join(work, "scene.tif")
+    with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=1,
+                       dtype="uint8", crs="EPSG:32633", tiled=True, blockxsize=512,
+                       blockysize=512, transform=transform) as dst:
+        reps = -(-size // codes.shape[1])
+        for r0 in range(0, size, 512):  # written in strips: never the whole scene
+            strip = np.tile(codes, (1, reps))[:min(512, size - r0), :size]
+            dst.write(strip[None].astype(np.uint8), window=((r0, r0 + strip.shape[0]),
+                                                            (0, size)))
+    rng = np.random.default_rng(0)
+    bounds = shapely.box(0, -10 * size, 10 * size, 0)
+    points = shapely.multipoints(rng.random((args.objects, 2)) * [10 * size, -10 * size])
+    cells = shapely.get_parts(shapely.voronoi_polygons(points, extend_to=bounds))
+    cells = shapely.intersection(cells, bounds)
+    frame = geopandas.GeoDataFrame({"cell": np.arange(len(cells))}, geometry=cells,
+                                   crs="EPSG:32633")
+    polygons = os.path.join(work, "cells.parquet")
+    frame.to_parquet(polygons)
+    names = ",".join(FEATURES)
+    command = [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
+               f"--input={path}", f"--output={os.path.join(work, 'out')}",
+               "--mode=objects", f"--objects={polygons}", "--object-id=cell",
+               f"--features={names}", f"--levels={args.levels}", "--quantize=fixed:0,256",
+               "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
+    start = time.perf_counter()
+    run = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    pipe_s = time.perf_counter() - start
+    with open(os.path.join(work, "peak")) as f:
+        peak = int(f.read()) / 2 ** 20
+    table = geopandas.read_parquet(os.path.join(work, "out", "scene", "objects.parquet"))
+    # The same numbers in one process: the polygons do not overlap, so one label raster.
+    with rasterio.open(path) as src:
+        image = src.read(1)
+    labels = rio_features.rasterize(zip(frame.geometry, frame.cell + 1),
+                                    out_shape=image.shape, transform=transform, fill=0,
+                                    dtype="int32")
+    codes = (image.astype(np.int32) * args.levels) // 256
+    start = time.perf_counter()
+    ids, values = glcm.object_features(codes, labels, list(FEATURES), [1], ANGLES,
+                                       args.levels)
+    direct_s = time.perf_counter() - start
+    table = table.sort_values("cell")
+    got = table[[f"b1_{f}" for f in FEATURES]].to_numpy(np.float64)[np.isin(
+        table.cell.to_numpy() + 1, ids)]
+    difference = np.nanmax(np.abs(got - values) / np.maximum(1.0, np.abs(values)))
+    print(f"rows written: {len(table)}; largest difference from the in-process call "
+          f"(relative to max(1, |value|)): {difference:.1e}")
+    summary = [line for line in run.stdout.splitlines() if line.startswith("steps:")]
+    print(f"pipeline (child process, start-up included): {pipe_s:.1f} s, peak RSS "
+          f"{peak:.2f} GiB; {summary[0] if summary else ''}")
+    print(f"glcm.object_features on the label raster, this process: {direct_s:.1f} s "
+          f"(pipeline / direct: {pipe_s / direct_s:.1f}x)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--objects", type=int, default=4000)
     parser.add_argument("--levels", type=int, default=32)
+    parser.add_argument("--pipeline", action="store_true")
     args = parser.parse_args()
+    if args.pipeline:
+        return pipeline_run(args)
     header(f"object features: {args.size}x{args.size}, {args.objects} objects, "
            f"{args.levels} levels, 8 features, 4 angles")
     codes, labels = scene(args.size, args.levels, args.objects)

@@ -22,7 +22,7 @@ from skimage import data
 
 import glcm
 from benchmarks.common import header
-from pipeline.options import DEFAULT_FEATURES
+from transforms.records import DEFAULT_FEATURES
 
 
 # Runs ``python -m pipeline ARGS`` and writes the process's peak resident memory
@@ -57,7 +57,7 @@ def main():
         for r0 in range(0, size, 512):  # written in strips: never the whole scene
             strip = np.tile(data.brick(), (1, reps))[:min(512, size - r0), :size]
             dst.write(strip[None], window=((r0, r0 + strip.shape[0]), (0, size)))
-    features = DEFAULT_FEATURES.split(",")
+    features = list(DEFAULT_FEATURES)
     pixels = size * size
     # The pipeline first, while this process is small: a child's ru_maxrss counts
     # the parent's pages it was forked with, so the child reports its own VmHWM.
