@@ -46,6 +46,9 @@ def polygons():
         "sliver": utm_box(10.6, 50.6, 10.9, 50.9),               # no pixel centre
         "multi": shapely.MultiPolygon([utm_box(2, 40, 12, 55), utm_box(30, 50, 45, 58)]),
         "triangle": shapely.Polygon([GEO @ (5, 58), GEO @ (25, 58), GEO @ (15, 44)]),
+        # touching along lines through pixel centres: one layer, no pixel shared
+        "west": utm_box(46, 45.5, 55.5, 60),
+        "east": utm_box(55.5, 45.5, 60, 60),
     }
     return geopandas.GeoDataFrame({"parcel": list(shapes)}, geometry=list(shapes.values()),
                                   crs="EPSG:32633")
@@ -109,7 +112,7 @@ def test_each_polygon_equals_an_independent_count_on_the_whole_scene(scene, tmp_
     manifest = json.loads((out / "scene" / "manifest.json").read_text())
     assert manifest["outputs"] == ["objects.parquet"]
     assert manifest["objects"]["id_field"] == "parcel" and manifest["objects"]["digest"]
-    assert manifest["objects"]["rows"] == len(table) == 7
+    assert manifest["objects"]["rows"] == len(table) == 9
     assert table.crs.to_epsg() == 4326  # the polygons as given
     assert sorted(table.parcel) == sorted(set(polygons().parcel) - {"outside"})
     names = [f"b{b}_{f}" for b in (1, 2) for f in FEATURES]
