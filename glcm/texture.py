@@ -60,6 +60,9 @@ CHUNK_ELEMENTS = 1 << 25
 # the chunk's rows, so a wide chunk (with fewer rows) takes more, smaller steps
 # (4096 columns: 4 strips of 1024; a 1032-column pipeline tile: one strip).
 STRIP_COLUMNS = 1280
+# Fewest output rows of a chunk split only to keep every thread busy (a small
+# image): each chunk recomputes a margin of window + 2 x distance rows.
+MIN_SPLIT_ROWS = 64
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
@@ -166,13 +169,21 @@ def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1
 
     Column strips of at most ``STRIP_COLUMNS``, rows so that ``threads`` chunks at
     once hold about ``CHUNK_ELEMENTS`` values, and with several threads, a chunk
-    count that fills whole rounds (no thread idles while a last chunk runs).
+    count that fills whole rounds (no thread idles while a last chunk runs); a small
+    input is split into at least ``threads`` chunks of at least ``MIN_SPLIT_ROWS``
+    rows.
     """
     n_cols, cols = _even_split(width, STRIP_COLUMNS)
     most_rows = _chunk_rows(names, batch, cols, window, levels, n_offsets,
                             CHUNK_ELEMENTS // threads)
     n_rows, rows = _even_split(height, most_rows)
-    if threads > 1 and n_rows * n_cols > 1:
+    if threads > 1 and n_rows * n_cols < threads:
+        # Small input: split its rows so that every thread has a chunk (one chunk
+        # would run on one core), as long as chunks keep MIN_SPLIT_ROWS rows.
+        wanted = math.ceil(threads / n_cols)
+        n_rows = max(n_rows, min(wanted, height // MIN_SPLIT_ROWS))
+        n_rows, rows = _even_split(height, math.ceil(height / n_rows))
+    elif threads > 1 and n_rows * n_cols > 1:
         step = threads // math.gcd(threads, n_cols)  # rows per whole round
         n_rows = math.ceil(n_rows / step) * step
         n_rows, rows = _even_split(height, math.ceil(height / n_rows))

@@ -219,6 +219,25 @@ def test_threads_and_chunk_starts_do_not_change_the_maps(monkeypatch):
         glcm.texture_map(image, names, 5, levels=8, threads=0)
 
 
+def test_a_small_image_is_split_so_that_every_thread_has_a_chunk(monkeypatch):
+    from glcm import texture
+
+    names = ["asm", "entropy", "contrast", "correlation"]
+    # one chunk would fit: 300 x 200 is far below CHUNK_ELEMENTS
+    assert texture.chunk_plan(300, 200, names, 1, 7, 32, 4, threads=1)[::2] == (1, 1)
+    n_rows, rows, n_cols, _ = texture.chunk_plan(300, 200, names, 1, 7, 32, 4, threads=2)
+    assert (n_rows * n_cols, rows) == (2, 150)
+    n_rows, rows, _, _ = texture.chunk_plan(300, 200, names, 1, 7, 32, 4, threads=8)
+    assert n_rows == 4 and rows >= texture.MIN_SPLIT_ROWS  # no chunk thinner than that
+    assert texture.chunk_plan(100, 200, names, 1, 7, 32, 4, threads=2)[0] == 1
+    image = np.random.default_rng(4).integers(0, 16, (1, 140, 90))
+    if keras.backend.backend() == "tensorflow":
+        one = np.asarray(glcm.texture_map(image, names, 7, levels=16, threads=1))
+        split = np.asarray(glcm.texture_map(image, names, 7, levels=16, threads=2))
+        np.testing.assert_array_equal(split[..., :2], one[..., :2])  # exact sums
+        np.testing.assert_allclose(split, one, rtol=1e-6, atol=1e-6)
+
+
 def test_layer_model_roundtrip_and_jit(tmp_path):
     x = np.random.default_rng(2).integers(0, 8, (2, 16, 16, 1)).astype("float32")
     layer = TextureMap(["contrast", "savg", "ent"], window=5, levels=8)

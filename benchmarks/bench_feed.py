@@ -1,0 +1,178 @@
+"""How well the pipeline feeds its kernel: several scenes through ``python -m
+pipeline`` against ``texture_map`` on the same scenes in one warm process.
+
+Writes ``--scenes`` uint8 GeoTIFFs of ``--size`` square (scikit-image textures, each
+scene another mix), then in this run:
+
+1. the pipeline in a child process (default flags, DirectRunner with one thread per
+   core): its wall time, its own pixel rate (its summary), its CPU seconds (user +
+   system, from the kernel's accounting of the child), its peak RSS (VmHWM), the
+   seconds per step summed over its scenes (from the manifests) and a bare
+   ``import`` of the pipeline's modules in another child (the start-up's share);
+2. ``texture_map`` on each whole scene in this process, after a warm-up call: wall
+   and CPU seconds (the kernel);
+3. ``texture_map`` on 512² and 1024² crops, warm: the small-input rate ratio.
+
+Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
+per pixel the pipeline spends beyond the kernel (with and without start-up), and
+what that caps a worker's rate at for a given number of vCPUs.
+
+Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
+"""
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+from skimage import data
+
+import glcm
+from benchmarks.bench_pipeline import PEAK_WRAPPER
+from benchmarks.common import header
+from transforms.records import DEFAULT_FEATURES
+
+TEXTURES = ("brick", "grass", "gravel", "camera")
+STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
+         "mosaic_seconds")
+
+
+def write_scene(path, size, seed):
+    """A size² uint8 GeoTIFF of tiled textures, written in strips."""
+    tile = np.concatenate([getattr(data, TEXTURES[(seed + k) % 4])()[:512, :512]
+                           for k in range(4)], axis=1)  # 512 x 2048
+    with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=1,
+                       dtype="uint8", crs="EPSG:32633", tiled=True, blockxsize=512,
+                       blockysize=512, transform=from_origin(0, 0, 10, 10)) as dst:
+        reps = -(-size // tile.shape[1])
+        for r0 in range(0, size, 512):
+            strip = np.roll(np.tile(tile, (1, reps)), 97 * seed, axis=1)
+            strip = strip[:min(512, size - r0), :size]
+            dst.write(strip[None], window=((r0, r0 + strip.shape[0]), (0, size)))
+
+
+def run_child(command, env):
+    """(wall seconds, CPU seconds user + system, stdout) of a child process."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env=env)
+    stdout = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]}... exited with {process.returncode}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, stdout
+
+
+def kernel_run(paths, features, threads=None):
+    """(wall, CPU) seconds of texture_map on every scene, warm; quantization of each
+    scene (2-98 % range, as the pipeline's default) outside the clock."""
+    wall = cpu = 0.0
+    for path in paths:
+        with rasterio.open(path) as src:
+            image = src.read(1)
+        lo, hi = np.percentile(image[::4, ::4], [2, 98])
+        codes, valid = glcm.quantize(image[None], 32, lo, hi)
+        codes, valid = np.asarray(codes), np.asarray(valid)
+        w0, c0 = time.perf_counter(), time.process_time()
+        np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid,
+                                    threads=threads))
+        wall += time.perf_counter() - w0
+        cpu += time.process_time() - c0
+    return wall, cpu
+
+
+def small_rates(features):
+    """texture_map pixel rates on 512² and 1024² crops of brick, warm (best of 3)."""
+    image = np.tile(data.brick(), (2, 2))
+    rates = {}
+    for side in (512, 1024):
+        codes, valid = glcm.quantize(image[None, :side, :side], 32, 0, 256)
+        codes, valid = np.asarray(codes), np.asarray(valid)
+        glcm.texture_map(codes, features, 7, levels=32, mask=valid)
+        best = min(_timed(lambda: np.asarray(glcm.texture_map(
+            codes, features, 7, levels=32, mask=valid))) for _ in range(3))
+        rates[side] = side * side / best
+    return rates
+
+
+def _timed(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenes", type=int, default=4)
+    parser.add_argument("--size", type=int, default=3072)
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--skip-small", action="store_true",
+                        help="skip the 512²/1024² texture_map comparison")
+    args = parser.parse_args()
+    header(f"feeding the kernel: {args.scenes} scenes of {args.size}² uint8, default "
+           f"features, window 7, 32 levels, tile {args.tile}")
+    work = tempfile.mkdtemp(prefix="bench-feed-")
+    paths = []
+    for k in range(args.scenes):
+        paths.append(os.path.join(work, f"scene{k}.tif"))
+        write_scene(paths[-1], args.size, k)
+    pixels = args.scenes * args.size * args.size
+    features = list(DEFAULT_FEATURES)
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
+    out = os.path.join(work, "out")
+    wall, cpu, stdout = run_child(
+        [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
+         f"--input={work}/*.tif", f"--output={out}", f"--tile={args.tile}",
+         "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
+    with open(os.path.join(work, "peak")) as f:
+        peak = int(f.read()) / 2 ** 20
+    own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
+    own_rate, own_seconds = float(own.group(1).replace(",", "")), float(own.group(2))
+    steps = dict.fromkeys(STEPS, 0.0)
+    for k in range(args.scenes):
+        with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:
+            timings = json.load(f)["timings"]
+        for step in STEPS:
+            steps[step] += timings.get(step, 0.0)
+    import_wall, import_cpu, _ = run_child(
+        [sys.executable, "-c", "import pipeline.run, pipeline.build, transforms.texture"],
+        env)
+    # The kernel, warm: compile on the first scene's shape first.
+    kernel_run(paths[:1], features)
+    kernel_wall, kernel_cpu = kernel_run(paths, features)
+    kernel_rate = pixels / kernel_wall
+    beyond = (cpu - kernel_cpu) / pixels * 1e6
+    beyond_no_start = (cpu - import_cpu - kernel_cpu) / pixels * 1e6
+    print(f"pixels: {pixels:,}")
+    print(f"kernel (texture_map, this process, warm): {kernel_wall:.1f} s wall, "
+          f"{kernel_cpu:.1f} CPU-s: {kernel_rate / 1e6:.2f} M px/s, "
+          f"{kernel_cpu / pixels * 1e6:.2f} CPU-us/px")
+    print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
+          f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s, peak RSS {peak:.2f} GiB")
+    print(f"  start-up (a bare import of its modules): {import_wall:.1f} s wall, "
+          f"{import_cpu:.1f} CPU-s")
+    print("  seconds per step, summed over scenes (manifests): " + ", ".join(
+        f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
+    print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
+          f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
+    print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
+          f"{beyond_no_start:.2f} without")
+    for vcpus in (4, 8, 16):
+        print(f"  a {vcpus}-vCPU worker's CPUs alone cap it near "
+              f"{vcpus / max(beyond_no_start, 1e-9):.0f} M px/s")
+    if not args.skip_small:
+        rates = small_rates(features)
+        print(f"texture_map 512² vs 1024² pixel rate (warm): {rates[512] / 1e6:.2f} vs "
+              f"{rates[1024] / 1e6:.2f} M px/s: {rates[512] / rates[1024]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
