@@ -8,8 +8,8 @@ from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
 from transforms.errors import named
 from transforms.io.model import describe_model
 from transforms.io.vector import describe_objects
-from transforms.records import (DEFAULTS, MODES, QUANTIZE_KINDS, ParameterError,
-                                TextureParams, check_model_mode)
+from transforms.records import (COMPRESSIONS, DEFAULTS, MODES, QUANTIZE_KINDS,
+                                ParameterError, TextureParams, check_model_mode)
 from transforms.texture import ACCELERATOR_CHOICES
 
 
@@ -109,6 +109,12 @@ class TextureOptions(PipelineOptions):
         parser.add_argument("--object-id", "--object_id", dest="object_id", default=None,
                             help="for --mode objects: the field of --objects that "
                                  "identifies each polygon (unique values)")
+        parser.add_argument("--cog-compression", "--cog_compression", dest="cog_compression",
+                            default=DEFAULTS["cog_compression"],
+                            help=f"codec of the COG outputs: {', '.join(COMPRESSIONS)} "
+                                 "(all read by GDAL 3.x and QGIS; zstd is the fastest to "
+                                 "write, deflate the most widely read; default "
+                                 f"{d['cog_compression']})")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.
         parser.add_argument("--force", type=_switch, nargs="?", const=True, default=False,
                             metavar="true|false", help="recompute scenes that are already finished")
@@ -181,7 +187,7 @@ def params_from(options: PipelineOptions, read_inputs: bool = True) -> TexturePa
             angles_degrees=_numbers(o.angles, "angles", float), levels=o.levels,
             quantize=o.quantize, bands=bands, mode=mode, block=o.block, tile=o.tile,
             model=model, classes=o.classes.split(",") if o.classes and model else None,
-            objects=objects)
+            objects=objects, cog_compression=o.cog_compression)
     except ParameterError as exc:
         raise ValueError(named(str(exc), exc.parameter, flag_names())) from None
     if is_dataflow(options) and not str(o.output).startswith("gs://"):

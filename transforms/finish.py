@@ -82,7 +82,8 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
     with storage.workdir(folder) as work:  # built locally, then committed whole
         paths = {name: os.path.join(work, name) for name in outputs}
         mosaic = paths[outputs[0]]
-        write_mosaic(mosaic, output_grid(info, params.scale), names, per_task, results)
+        write_mosaic(mosaic, output_grid(info, params.scale), names, per_task, results,
+                     params.cog_compression)
         if CLASSES_NAME in paths:
             write_classes(paths[CLASSES_NAME], mosaic, names)
             write_class_quicklook(paths[QUICKLOOK_NAME], paths[CLASSES_NAME])

@@ -35,7 +35,9 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "angles_degrees": tuple(round(math.degrees(a), 6) for a in _SPEC["angles"]),
             "levels": _SPEC["levels"], "quantize": "percentile:2,98", "bands": None,
             "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None,
-            "objects": None}
+            "objects": None, "cog_compression": "deflate"}
+# --cog-compression choices (their GDAL settings: transforms.io.cog.CODECS)
+COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,6 +230,7 @@ class TextureParams:
     model: Optional[ModelRef] = None
     classes: Optional[Tuple[str, ...]] = None
     objects: Optional[ObjectsRef] = None
+    cog_compression: str = "deflate"
 
     @classmethod
     def create(cls, **parameters) -> "TextureParams":
@@ -249,9 +252,13 @@ class TextureParams:
                                            f"{tuple(p['angles_degrees'])!r}")
         spec = TextureSpec(p["features"], p["window"], p["levels"], tuple(p["distances"]),
                            tuple(math.radians(a) for a in angles))
-        quantize, bands, mode, block, tile, model, classes, objects = (
+        quantize, bands, mode, block, tile, model, classes, objects, compression = (
             p[k] for k in ("quantize", "bands", "mode", "block", "tile", "model",
-                           "classes", "objects"))
+                           "classes", "objects", "cog_compression"))
+        if compression not in COMPRESSIONS:
+            raise ParameterError("cog_compression", f"the COG compression must be one "
+                                                    f"of {', '.join(COMPRESSIONS)}, got "
+                                                    f"{compression!r}")
         rule = checked("quantize", parse_quantize, quantize)
         if bands is not None:
             bands = tuple(int(b) for b in bands)
@@ -272,7 +279,7 @@ class TextureParams:
             raise ParameterError("classes", "classes name the outputs of a model: give "
                                             "the model too")
         return cls(spec.features, spec.window, spec.distances, angles, spec.levels, rule,
-                   bands, mode, block, tile, model, classes, objects)
+                   bands, mode, block, tile, model, classes, objects, compression)
 
     @property
     def spec(self) -> TextureSpec:
@@ -322,16 +329,21 @@ class TextureParams:
                 "mode", "objects", "features", "distances", "angles_degrees", "levels",
                 "quantize", "bands", "tile")}
         del values["objects"]  # digests as before objects existed
+        if self.cog_compression == DEFAULTS["cog_compression"]:
+            del values["cog_compression"]  # likewise: and the codec changes no value
         if self.model is None:
             del values["model"], values["classes"]  # digests as before models existed
             return values
-        return {key: values[key] for key in ("mode", "model", "classes", "bands", "tile")}
+        return {key: values[key] for key in ("mode", "model", "classes", "bands", "tile",
+                                             "cog_compression")}
 
     def digest(self) -> str:
         """Hash of the parameters that change the output (not the tile size: tiles
-        join seamlessly; not where the model file lies, only its content)."""
+        join seamlessly; not the COG's compression; not where the model file lies,
+        only its content)."""
         values = self.to_json()
         values.pop("tile")
+        values.pop("cog_compression", None)  # bytes, not values: no rerun for it
         if self.model is not None:
             values["model"] = self.model.identity()
         if self.objects is not None:

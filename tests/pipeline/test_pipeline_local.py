@@ -185,3 +185,22 @@ def test_input_that_matches_nothing(tmp_path, capsys):
     assert summary.exit_code == 2 and summary.error.startswith("--input: no raster matched")
     [record] = summary.failures
     assert (record.stage, record.error) == ("discover", "NoRasterMatched")
+
+
+@pytest.mark.parametrize("codec", ["zstd", "lzw", "none"])
+def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path, codec):
+    default = run([f"{scenes}/u8.tif"], tmp_path / "out")
+    assert default.done == 1
+    other = run([f"{scenes}/u8.tif"], tmp_path / "other", f"--cog-compression={codec}")
+    assert other.done == 1
+    with rasterio.open(tmp_path / "out" / "u8" / "features.tif") as a, \
+            rasterio.open(tmp_path / "other" / "u8" / "features.tif") as b:
+        assert a.compression.name == "deflate"
+        assert (b.compression.name if b.compression else "none") == codec
+        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        np.testing.assert_array_equal(b.read(), a.read())
+    # the codec changes no value: a rerun with another codec skips the scene
+    again = run([f"{scenes}/u8.tif"], tmp_path / "out", f"--cog-compression={codec}")
+    assert (again.done, again.skipped) == (0, 1)
+    bad = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=jpeg")
+    assert bad.exit_code == 2 and "--cog-compression" in bad.error

@@ -28,10 +28,19 @@ from transforms.records import SceneInfo, TileResult
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
+# --cog-compression: the COG's codec and its settings (float32 features). Level 1:
+# float features barely compress, higher levels cost time for little (figures in
+# docs/performance.md). Every one is read by GDAL 3.x and QGIS.
+CODECS = {
+    "deflate": dict(compress="DEFLATE", predictor="3", level=1),
+    "zstd": dict(compress="ZSTD", predictor="3", level=1),
+    "lzw": dict(compress="LZW", predictor="3"),
+    "none": dict(compress="NONE"),
+}
 
 
 def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
-                 tiles: Iterable[TileResult]) -> None:
+                 tiles: Iterable[TileResult], compression: str = "deflate") -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
@@ -42,12 +51,14 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
       n_features: features per source band (the bands of each saved tile).
       tiles: every tile and band's saved core, placed at its (row, col) in output
         pixels (block cells in block mode).
+      compression: a key of :data:`CODECS` (the names of
+        :data:`transforms.records.COMPRESSIONS`).
     """
     with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
-        _write_mosaic(path, info, names, n_features, tiles)
+        _write_mosaic(path, info, names, n_features, tiles, CODECS[compression])
 
 
-def _write_mosaic(path, info, names, n_features, tiles) -> None:
+def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
     """The body of :func:`write_mosaic`, inside its GDAL settings."""
     plain = path + ".plain.tif"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
@@ -67,13 +78,10 @@ def _write_mosaic(path, info, names, n_features, tiles) -> None:
                 dst.write(np.moveaxis(core, -1, 0),
                           indexes=list(range(first, first + n_features)), window=window)
         # Compressed once, here, with every core (the intermediate stays raw).
-        # Level 1: float features barely compress, and higher levels cost time for
-        # little (docs/performance.md).
         # Overviews average (NaN skipped): the COG driver's default, cubic,
         # overshoots and put impossible values in them (negative contrast, ASM
         # above 1); averaging keeps every overview value inside the band's range.
-        rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE",
-                             predictor="3", level=1, overviews="AUTO",
+        rasterio.shutil.copy(plain, path, driver="COG", **codec, overviews="AUTO",
                              resampling=OVERVIEW_RESAMPLING, BIGTIFF="IF_SAFER",
                              num_threads="ALL_CPUS")
     os.remove(plain)
