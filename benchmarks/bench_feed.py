@@ -18,6 +18,7 @@ per pixel the pipeline spends beyond the kernel (with and without start-up), and
 what that caps a worker's rate at for a given number of vCPUs.
 
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
+       [--cog-compression zstd] [--skip-small]
 """
 
 import argparse
@@ -114,11 +115,14 @@ def main():
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--size", type=int, default=3072)
     parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--cog-compression", default="deflate",
+                        help="the pipeline's --cog-compression (default deflate)")
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
     header(f"feeding the kernel: {args.scenes} scenes of {args.size}² uint8, default "
-           f"features, window 7, 32 levels, tile {args.tile}")
+           f"features, window 7, 32 levels, tile {args.tile}, COG "
+           f"{args.cog_compression}")
     work = tempfile.mkdtemp(prefix="bench-feed-")
     paths = []
     for k in range(args.scenes):
@@ -131,6 +135,7 @@ def main():
     wall, cpu, stdout = run_child(
         [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
          f"--input={work}/*.tif", f"--output={out}", f"--tile={args.tile}",
+         f"--cog-compression={args.cog_compression}",
          "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
     with open(os.path.join(work, "peak")) as f:
         peak = int(f.read()) / 2 ** 20

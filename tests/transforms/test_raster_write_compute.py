@@ -8,11 +8,12 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from rasterio.transform import Affine
 
 import glcm
 from transforms.io import storage
-from transforms.io.cog import write_mosaic, write_quicklook
+from transforms.io.cog import overview_factors, write_mosaic, write_quicklook
 from transforms.io.raster import (RasterError, check_bands, quantization_range, read_tile,
                                   scene_info)
 from transforms.layout import band_names
@@ -166,6 +167,35 @@ def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
         want = np.nanmean(full[..., 0].reshape(size // 2, 2, size // 2, 2), axis=(1, 3))
     np.testing.assert_allclose(half, want, rtol=1e-6, atol=1e-7)
     assert np.nanmin(half) >= 0 and np.nanmax(half) <= 1
+    # The overviews built in the intermediate are those the COG driver makes by
+    # itself (its AUTO levels, its average), bit for bit.
+    with rasterio.open(mosaic) as src:
+        profile = dict(src.profile, driver="GTiff")
+        values = src.read()
+    plain = str(tmp_path / "plain.tif")
+    with rasterio.open(plain, "w", **profile) as dst:
+        dst.write(values)
+    auto = str(tmp_path / "auto.tif")
+    rasterio.shutil.copy(plain, auto, driver="COG", compress="DEFLATE", predictor="3",
+                         overviews="AUTO", resampling="AVERAGE")
+    with rasterio.open(mosaic) as ours, rasterio.open(auto) as theirs:
+        assert ours.overviews(1) == theirs.overviews(1) == [2, 4]
+        for factor in ours.overviews(1):
+            shape = (1, size // factor, size // factor)
+            np.testing.assert_array_equal(ours.read(out_shape=shape),
+                                          theirs.read(out_shape=shape))
+
+
+@pytest.mark.parametrize("height, width", [(300, 200), (512, 512), (513, 40), (1025, 3000),
+                                           (4096, 4096)])
+def test_overview_levels_are_the_cog_drivers_own(tmp_path, height, width):
+    plain, cog = str(tmp_path / "plain.tif"), str(tmp_path / "cog.tif")
+    with rasterio.open(plain, "w", driver="GTiff", height=height, width=width, count=1,
+                       dtype="uint8") as dst:
+        dst.write(np.zeros((1, height, width), np.uint8))
+    rasterio.shutil.copy(plain, cog, driver="COG", overviews="AUTO")
+    with rasterio.open(cog) as src:
+        assert overview_factors(height, width) == src.overviews(1)
 
 
 def test_model_handlers_equal_the_core(tmp_path):

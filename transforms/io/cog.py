@@ -17,6 +17,7 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from transforms.io import storage
@@ -28,6 +29,8 @@ from transforms.records import SceneInfo, TileResult
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
+# The COG driver's default block size, which also ends its overview levels.
+COG_BLOCK = 512
 # --cog-compression: the COG's codec and its settings (float32 features). Level 1:
 # float features barely compress, higher levels cost time for little (figures in
 # docs/performance.md). Every one is read by GDAL 3.x and QGIS.
@@ -77,14 +80,32 @@ def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
                 first = result.task.band_index * n_features + 1
                 dst.write(np.moveaxis(core, -1, 0),
                           indexes=list(range(first, first + n_features)), window=window)
-        # Compressed once, here, with every core (the intermediate stays raw).
         # Overviews average (NaN skipped): the COG driver's default, cubic,
         # overshoots and put impossible values in them (negative contrast, ASM
         # above 1); averaging keeps every overview value inside the band's range.
-        rasterio.shutil.copy(plain, path, driver="COG", **codec, overviews="AUTO",
-                             resampling=OVERVIEW_RESAMPLING, BIGTIFF="IF_SAFER",
-                             num_threads="ALL_CPUS")
+        # Built in the raw intermediate, the levels the COG driver would choose:
+        # the same values, and the COG copy below then compresses each block once
+        # (its own overview pass wrote and read a temporary file: 6.7 -> 4.4
+        # CPU-s for 3072² x 8 bands, docs/performance.md).
+        factors = overview_factors(info.height, info.width)
+        if factors:
+            with rasterio.open(plain, "r+") as dst:
+                dst.build_overviews(factors, Resampling[OVERVIEW_RESAMPLING.lower()])
+        # Compressed once, here, with every core (the intermediate stays raw).
+        rasterio.shutil.copy(plain, path, driver="COG", **codec,
+                             overviews="FORCE_USE_EXISTING" if factors else "NONE",
+                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
     os.remove(plain)
+
+
+def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list:
+    """The overview factors GDAL's COG driver makes by itself (halving until the
+    image fits in one block): 2, 4, ... while the previous level exceeds a block."""
+    factors, size, factor = [], max(height, width), 1
+    while size > block:
+        factor, size = factor * 2, -(-size // 2)
+        factors.append(factor)
+    return factors
 
 
 def write_quicklook(path: str, mosaic: str, max_side: int = 512) -> None:
