@@ -10,8 +10,6 @@ the features.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
-
 import numpy as np
 from keras import ops
 

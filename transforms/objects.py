@@ -1,6 +1,6 @@
 """Texture per object (``--mode objects``): each tile counts the pixel pairs of the
-polygons over it, the counts are summed per (scene, band, polygon), the features
-computed in batches, and each scene's rows written as GeoParquet.
+polygons over it, the counts are summed per (scene, band, block of polygons), the
+features computed per block, and each scene's rows written as GeoParquet.
 
 A polygon's matrix counts the pairs whose two pixel centres lie inside it (GDAL's
 rasterization rule, the polygon rasterized on its own) and are valid. A tile counts
@@ -298,10 +298,11 @@ def object_table(blocks: Sequence[tuple], n_bands: int, n_features: int):
     return polygons, pixels, valid, values
 
 
-def finish_object_scene(scene_id: str, rows: Sequence[tuple], tasks: Sequence[TileTask],
+def finish_object_scene(scene_id: str, blocks: Sequence[tuple], tasks: Sequence[TileTask],
                         params: TextureParams, output: str, run_id: str) -> Manifest:
     """Writes ``OUTPUT/<scene_id>/objects.parquet`` (GeoParquet: the polygon, its id,
-    ``pixels``, ``<band>_valid_pixels`` and ``<band>_<feature>``), then the manifest.
+    ``pixels``, ``<band>_valid_pixels`` and ``<band>_<feature>``) from the scene's
+    feature blocks (:class:`ObjectFeatures`), then the manifest.
 
     Raises:
       RuntimeError: some of the scene's tiles failed (their records say why):
@@ -318,7 +319,8 @@ def finish_object_scene(scene_id: str, rows: Sequence[tuple], tasks: Sequence[Ti
     started = time.time()
     ref, sources = params.objects, task.sources
     frame = polygon_index(ref).frame
-    polygons, pixels, valid, values = object_table(rows, len(sources), len(params.features))
+    polygons, pixels, valid, values = object_table(blocks, len(sources),
+                                                   len(params.features))
     table = frame.iloc[polygons][[ref.id_field, frame.geometry.name]].reset_index(drop=True)
     table["pixels"] = pixels
     for b, source in enumerate(sources):
@@ -329,11 +331,8 @@ def finish_object_scene(scene_id: str, rows: Sequence[tuple], tasks: Sequence[Ti
         table[name] = flat[:, k]
     folder = storage.join(output, scene_id)
     write_geoparquet(table, storage.join(folder, OBJECTS_NAME))
-    ranges = {}
-    for t in tasks:
-        ranges[t.source.label] = [t.vmin, t.vmax]
+    ranges = {t.source.label: [t.vmin, t.vmax] for t in tasks}
     info = task.info
-    seconds: Dict[str, float] = {"plan_seconds": task.plan_seconds}
     manifest = Manifest(
         scene_id=scene_id, input=task.scene.uri, fingerprint=task.scene.fingerprint,
         params=params.to_json(), params_digest=params.digest(),
@@ -345,7 +344,8 @@ def finish_object_scene(scene_id: str, rows: Sequence[tuple], tasks: Sequence[Ti
         item=dict(task.scene.item, assets=dict(task.scene.assets)) if task.scene.assets
         else {}, run_id=run_id,
         objects=dict(dataclasses.asdict(ref), rows=len(polygons)),
-        timings=dict(seconds, write_seconds=round(time.time() - started, 3),
+        timings=dict(plan_seconds=task.plan_seconds,
+                     write_seconds=round(time.time() - started, 3),
                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())))
     write_manifest(manifest, output)
     log.info("%s: done -> %s (%d object(s))", scene_id, manifest_uri(output, scene_id),

@@ -209,7 +209,7 @@ def test_bad_polygon_files_are_refused_before_any_tile(scene, tmp_path, capsys):
 
 @pytest.mark.parametrize("flags, message", [
     (["--mode=objects"], "--objects: mode objects computes one texture vector"),
-    ([f"--objects=x.gpkg", "--object-id=parcel"], "--objects: polygons are read in mode "
+    (["--objects=x.gpkg", "--object-id=parcel"], "--objects: polygons are read in mode "
                                                   "objects only"),
     (["--mode=objects", "--objects=x.gpkg"], "--object-id: name the field"),
     (["--object-id=parcel"], "--object-id: the id field is the polygons'"),
