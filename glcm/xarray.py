@@ -322,6 +322,7 @@ def object_features(da: xr.DataArray, labels: xr.DataArray, features, *, levels:
     >>> f.dims, f.object.values.tolist(), f.shape
     (('object', 'feature'), [1, 2], (2, 2))
     """
+    from glcm.objects import object_features as features_per_object
     from glcm.objects import object_glcm, object_glcm_features, object_ids
     from glcm.quantization import quantize as quantize_values
 
@@ -351,9 +352,11 @@ def object_features(da: xr.DataArray, labels: xr.DataArray, features, *, levels:
         return object_glcm_features(P, names, average=average, convention=convention)
 
     label_data = labels.data
-    if not (_is_dask(values) or _is_dask(label_data)):
-        ids, P = counts_of(np.asarray(values), np.asarray(label_data))
-        data = finish(ids, P)
+    if not (_is_dask(values) or _is_dask(label_data)):  # objects a bounded number at a time
+        q, ok = quantize_values(np.asarray(values), levels, vmin, vmax)
+        ids, data = features_per_object(np.asarray(q), np.asarray(label_data), names,
+                                    mask=np.asarray(ok), average=average,
+                                    convention=convention, **settings)
     else:
         ids, data = _lazy_object_features(values, label_data, counts_of, finish,
                                           halo=max(distances), object_ids=object_ids,
