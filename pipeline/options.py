@@ -109,8 +109,8 @@ class TextureOptions(PipelineOptions):
         parser.add_argument("--object-id", "--object_id", dest="object_id", default=None,
                             help="for --mode objects: the field of --objects that "
                                  "identifies each polygon (unique values)")
-        parser.add_argument("--cog-compression", "--cog_compression", dest="cog_compression",
-                            default=DEFAULTS["cog_compression"],
+        parser.add_argument("--cog-compression", "--cog_compression",
+                            dest="cog_compression", default=DEFAULTS["cog_compression"],
                             help=f"codec of the COG outputs: {', '.join(COMPRESSIONS)} "
                                  "(all read by GDAL 3.x and QGIS; zstd is the fastest to "
                                  "write, deflate the most widely read; default "

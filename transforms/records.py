@@ -20,8 +20,8 @@ from glcm.spec import TextureSpec, spec_defaults
 from glcm.validation import ParameterError, checked
 
 __all__ = ["DEFAULT_FEATURES", "QUANTIZE_KINDS", "BandSource", "ErrorRecord", "Manifest",
-           "ModelRef", "ObjectsRef", "ParameterError", "Scene", "SceneInfo", "TextureFailure", "TextureOutput",
-           "TextureParams", "Tile", "TileKey", "TileResult", "TileTask"]
+           "ModelRef", "ObjectsRef", "ParameterError", "Scene", "SceneInfo", "TextureFailure",
+           "TextureOutput", "TextureParams", "Tile", "TileKey", "TileResult", "TileTask"]
 DEFAULT_FEATURES = ("contrast", "dissimilarity", "homogeneity", "asm", "entropy",
                     "correlation", "mean", "variance")
 MODES = ("pixel", "block", "objects")
