@@ -3,9 +3,10 @@
 Needs the optional extra (``pip install glcm-texture[xarray]``); ``import glcm``
 does not import this module. :func:`object_features` gives one texture vector per
 labelled object. :func:`raster_bands` turns a result into ``(band, y, x)`` named
-like the pipeline's COG bands, for ``rio.to_raster``. Georeferencing travels with the coordinates: the
-``y``/``x`` coordinates and a ``spatial_ref`` coordinate (rioxarray's) are kept, so
-``result.rio.crs`` and ``result.rio.transform()`` work when rioxarray is imported.
+like the pipeline's COG bands, for ``rio.to_raster``. Georeferencing travels with
+the coordinates: the ``y``/``x`` coordinates and a ``spatial_ref`` coordinate
+(rioxarray's) are kept, so ``result.rio.crs`` and ``result.rio.transform()`` work
+when rioxarray is imported.
 """
 
 from __future__ import annotations
