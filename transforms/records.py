@@ -335,7 +335,7 @@ class TextureParams:
             del values["model"], values["classes"]  # digests as before models existed
             return values
         return {key: values[key] for key in ("mode", "model", "classes", "bands", "tile",
-                                             "cog_compression")}
+                                             "cog_compression") if key in values}
 
     def digest(self) -> str:
         """Hash of the parameters that change the output (not the tile size: tiles

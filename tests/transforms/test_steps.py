@@ -109,3 +109,20 @@ def test_save_and_finish_steps_keep_each_scenes_step_times(scene, tmp_path):
     assert timings["texture_seconds"] == pytest.approx(8.0)
     assert timings["plan_seconds"] > 0 and timings["save_seconds"] > 0
     assert timings["mosaic_seconds"] > 0
+
+
+def test_the_cog_codec_is_recorded_but_never_changes_the_digest():
+    from transforms.records import ModelRef, ObjectsRef
+
+    model = ModelRef("m.keras", "1-2", "abcd", channels=1, outputs=3, halo=4)
+    polygons = ObjectsRef("p.gpkg", "id", "1-2", "ef01", 10, "EPSG:4326")
+    for base in (dict(), dict(model=model), dict(mode="objects", objects=polygons)):
+        default = TextureParams.create(**base)
+        zstd = TextureParams.create(cog_compression="zstd", **base)
+        assert zstd.digest() == default.digest()
+        assert "cog_compression" not in default.to_json()
+        if not base.get("objects"):  # objects mode writes no COG
+            assert zstd.to_json()["cog_compression"] == "zstd"
+    with pytest.raises(ValueError, match="COG compression must be one of") as refused:
+        TextureParams.create(cog_compression="jpeg")
+    assert refused.value.parameter == "cog_compression"
