@@ -23,7 +23,6 @@ from transforms.records import ObjectsRef, ParameterError
 PARQUET_SUFFIXES = (".parquet", ".geoparquet")
 # A Shapefile is several files; these travel (and are digested) with the .shp.
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
-POLYGONAL = ("Polygon", "MultiPolygon")
 
 
 def _parts(uri: str) -> List[str]:
@@ -120,7 +119,9 @@ def _checked(frame, uri: str, id_field: str):
     problems = [
         (shapely.is_missing(geometry), "no geometry"),
         (shapely.is_empty(geometry), "an empty geometry"),
-        (~np.isin(shapely.get_type_id(geometry), (3, 6)), "a geometry that is not a polygon"),
+        (~np.isin(shapely.get_type_id(geometry), (shapely.GeometryType.POLYGON,
+                                                   shapely.GeometryType.MULTIPOLYGON)),
+         "a geometry that is not a polygon"),
         (~shapely.is_valid(geometry), "an invalid geometry"),
     ]
     for bad, what in problems:
