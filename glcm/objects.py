@@ -76,11 +76,8 @@ def object_glcm(codes, labels, distances=(1,), angles=DEFAULT_ANGLES, levels=256
     ([1, 2], [[[0, 2], [0, 0]], [[0, 0], [2, 0]]])
     """
     prepared = _prepare(codes, labels, distances, angles, levels, mask, core, ids)
-    ids, counts = prepared.ids, []
-    for start in range(0, max(len(ids), 1), prepared.chunk):
-        chunk = _chunk_counts(prepared, start)
-        counts.append(chunk[:, :min(prepared.chunk, len(ids) - start)])
-    P = np.concatenate(counts, axis=1) if ids.size else np.zeros(
+    ids, counts = prepared.ids, list(_count_chunks(prepared))
+    P = np.concatenate(counts, axis=1) if counts else np.zeros(
         (prepared.batch, 0, prepared.grid[0] * prepared.grid[1], levels, levels), np.int32)
     P = P.reshape(P.shape[:2] + prepared.grid + (prepared.levels,) * 2)
     P = np.moveaxis(P, (2, 3), (4, 5))  # (batch, n, L, L, D, A)
@@ -134,16 +131,10 @@ def object_features(codes, labels, features, distances=(1,), angles=DEFAULT_ANGL
     """
     names = resolve_features(features, convention)
     prepared = _prepare(codes, labels, distances, angles, levels, mask, None, ids)
-    ids, n, values = prepared.ids, len(prepared.ids), []
-    for start in range(0, n, prepared.chunk):
-        counts = _chunk_counts(prepared, start)[:, :min(prepared.chunk, n - start)]
-        values.append(np.asarray(_object_values(
-            counts, names=names, convention=convention, grid=prepared.grid,
-            levels=prepared.levels, symmetric=bool(symmetric), average=bool(average))))
-    tail = (len(names),) if average else prepared.grid + (len(names),)
-    values = (np.concatenate(values, axis=1) if values
-              else np.zeros((prepared.batch, 0) + tail, np.float32))
-    return ids, (values if prepared.batched else values[0])
+    values = _features_of_chunks(_count_chunks(prepared), prepared.batch, names,
+                                 convention, prepared.grid, prepared.levels,
+                                 bool(symmetric), bool(average))
+    return prepared.ids, (values if prepared.batched else values[0])
 
 
 def object_glcm_features(P, features, average=True, convention="skimage"):
@@ -173,17 +164,11 @@ def object_glcm_features(P, features, average=True, convention="skimage"):
     batch, n, levels = P.shape[0], P.shape[1], P.shape[2]
     grid = tuple(P.shape[4:])
     chunk = max(1, MAX_OBJECT_BINS // (batch * grid[0] * grid[1] * levels * levels))
-    values = []
-    for start in range(0, n, chunk):
-        part = P[:, start:start + chunk]
-        part = np.moveaxis(part, (4, 5), (2, 3)).reshape(
-            part.shape[:2] + (grid[0] * grid[1], levels, levels))
-        values.append(np.asarray(_object_values(
-            part, names=names, convention=convention, grid=grid, levels=levels,
-            symmetric=False, average=bool(average))))
-    tail = (len(names),) if average else grid + (len(names),)
-    values = (np.concatenate(values, axis=1) if values
-              else np.zeros((batch, 0) + tail, np.float32))
+    # (batch, m, K, L, L) counts, as _count_chunks gives them
+    parts = (np.moveaxis(P[:, start:start + chunk], (4, 5), (2, 3)).reshape(
+        (batch, -1, grid[0] * grid[1], levels, levels)) for start in range(0, n, chunk))
+    values = _features_of_chunks(parts, batch, names, convention, grid, levels,
+                                 symmetric=False, average=bool(average))
     return values if batched else values[0]
 
 
@@ -301,15 +286,31 @@ def _prepare(codes, labels, distances, angles, levels, mask, core, ids) -> _Prep
                      chunk=chunk)
 
 
-def _chunk_counts(prepared: _Prepared, start: int) -> np.ndarray:
-    """int32 (batch, chunk, K, L, L): the pair counts of objects start..start+chunk."""
+def _count_chunks(prepared: _Prepared):
+    """Yields int32 (batch, m, K, L, L): the pair counts of the objects, a chunk of
+    them (one pass over the image) at a time."""
     index_shape = (prepared.batch,) + prepared.codes.shape[1:]
-    counts = _object_pair_counts(
-        prepared.codes, np.broadcast_to(prepared.reference_index, index_shape),
-        np.broadcast_to(prepared.neighbour_index, index_shape),
-        np.asarray(start, np.int32), offsets=prepared.offsets, levels=prepared.levels,
-        size=prepared.chunk)
-    return np.asarray(ops.convert_to_numpy(counts))
+    n = len(prepared.ids)
+    for start in range(0, n, prepared.chunk):
+        counts = _object_pair_counts(
+            prepared.codes, np.broadcast_to(prepared.reference_index, index_shape),
+            np.broadcast_to(prepared.neighbour_index, index_shape),
+            np.asarray(start, np.int32), offsets=prepared.offsets,
+            levels=prepared.levels, size=prepared.chunk)
+        yield np.asarray(ops.convert_to_numpy(counts))[:, :min(prepared.chunk, n - start)]
+
+
+def _features_of_chunks(count_chunks, batch, names, convention, grid, levels, symmetric,
+                        average) -> np.ndarray:
+    """float32 (batch, n, F) or (batch, n, D, A, F): the features of (batch, m, K, L, L)
+    count chunks, each computed as it comes (memory: one chunk)."""
+    values = [np.asarray(_object_values(
+        counts, names=names, convention=convention, grid=grid, levels=levels,
+        symmetric=symmetric, average=average)) for counts in count_chunks]
+    if values:
+        return np.concatenate(values, axis=1)
+    tail = (len(names),) if average else tuple(grid) + (len(names),)
+    return np.zeros((batch, 0) + tail, np.float32)
 
 
 @jit_when_eager

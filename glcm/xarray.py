@@ -440,7 +440,8 @@ def _add_counts(first, second=None):
 
 
 def _features_for(part, ids, finish):
-    part_ids, counts = part
-    P = np.zeros((counts.shape[0], len(ids)) + counts.shape[2:], np.int32)
-    P[:, np.searchsorted(ids, part_ids)] = counts
+    part_ids, P = part
+    if not np.array_equal(part_ids, ids):  # objects no chunk counted (none are usually)
+        P = np.zeros((P.shape[0], len(ids)) + P.shape[2:], np.int32)
+        P[:, np.searchsorted(ids, part_ids)] = part[1]
     return finish(ids, P)

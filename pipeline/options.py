@@ -9,7 +9,8 @@ from transforms.errors import named
 from transforms.io.model import describe_model
 from transforms.io.vector import describe_objects
 from transforms.records import (COMPRESSIONS, DEFAULTS, MODES, QUANTIZE_KINDS,
-                                ParameterError, TextureParams, check_model_mode)
+                                ParameterError, TextureParams, check_model_mode,
+                                check_objects_mode)
 from transforms.texture import ACCELERATOR_CHOICES
 
 
@@ -201,9 +202,8 @@ def _objects(o, read_inputs):
     if o.object_id is not None and not o.objects:
         raise ParameterError("object_id", "the id field is the polygons': give the "
                                           "objects file too")
-    if o.objects and o.mode != "objects":
-        raise ParameterError("objects", f"polygons are read in mode objects only (the "
-                                        f"mode is {o.mode}): add --mode objects")
+    if o.mode != "objects":
+        check_objects_mode(o.mode, o.objects or None, None)  # no polygons in this mode
     if o.mode != "objects" or not o.objects:
         return None, o.mode  # the parameters' own check says what is missing
     if not o.object_id:

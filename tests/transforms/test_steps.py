@@ -112,7 +112,10 @@ def test_save_and_finish_steps_keep_each_scenes_step_times(scene, tmp_path):
 
 
 def test_the_cog_codec_is_recorded_but_never_changes_the_digest():
-    from transforms.records import ModelRef, ObjectsRef
+    from transforms.io.cog import CODECS
+    from transforms.records import COMPRESSIONS, ModelRef, ObjectsRef
+
+    assert sorted(CODECS) == sorted(COMPRESSIONS)  # the choices and their settings
 
     model = ModelRef("m.keras", "1-2", "abcd", channels=1, outputs=3, halo=4)
     polygons = ObjectsRef("p.gpkg", "id", "1-2", "ef01", 10, "EPSG:4326")
