@@ -59,13 +59,14 @@ RUN GLCM_TENSORFLOW=gpu pip install --no-cache-dir -c dataflow/image-constraints
       --beam "${BEAM_VERSION}" --python "${PYTHON_VERSION}"
 
 # Process start is where settings of this kind belong (the package changes none):
-# the pipeline's TensorFlow keeps its default CPU allocator; GDAL uses the worker VM's
+# the pipeline's TensorFlow uses its caching CPU allocator (fresh pages for every
+# tile's buffers cost CPU, docs/performance.md); GDAL uses the worker VM's
 # service account for gs:// reads (inside a container it may not detect the VM).
 ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/pipeline/__main__.py \
     KERAS_BACKEND=tensorflow \
     TF_CPP_MIN_LOG_LEVEL=2 \
     TF_FORCE_GPU_ALLOW_GROWTH=true \
-    TF_CPU_ALLOCATOR_USE_BFC=false \
+    TF_CPU_ALLOCATOR_USE_BFC=true \
     CPL_MACHINE_IS_GCE=YES
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

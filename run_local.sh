@@ -22,9 +22,10 @@ if [ "$has_input" -eq 0 ]; then
   set -- --input sample_data "$@"
 fi
 # Process start is where settings of this kind belong (the library changes none):
-# TensorFlow keeps its default CPU allocator here (the caching one held more memory
-# in the pipeline for no speed), and its C++ start-up lines are hidden unless -v.
-export TF_CPU_ALLOCATOR_USE_BFC="${TF_CPU_ALLOCATOR_USE_BFC:-false}"
+# TensorFlow's caching CPU allocator (without it every tile's buffers come back as
+# fresh pages: 12-16 % more CPU and a higher peak RSS in the pipeline, measured in
+# docs/performance.md), and its C++ start-up lines hidden unless -v.
+export TF_CPU_ALLOCATOR_USE_BFC="${TF_CPU_ALLOCATOR_USE_BFC:-true}"
 command=(.venv/bin/python -m pipeline --direct_num_workers=0
          --direct_running_mode=multi_threading "$@")  # later flags win
 if [ "$verbose" -eq 1 ]; then

@@ -3,8 +3,8 @@
 Each benchmark is a process start, the place to choose TensorFlow's CPU allocator:
 the caching (BFC) one, unless the caller set ``TF_CPU_ALLOCATOR_USE_BFC``. TensorFlow
 reads the variable at its first allocation, which comes after this import. The
-pipeline that ``bench_pipeline`` starts gets the default allocator, as
-``run_local.sh`` and the worker image give it (README, "CPU allocator").
+pipelines the benchmarks start get it too, as ``run_local.sh`` and the worker image
+give it (docs/python.md, "CPU allocator").
 """
 
 import os

@@ -17,6 +17,12 @@ Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microsec
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
 what that caps a worker's rate at for a given number of vCPUs.
 
+Steady state (what a long-lived worker sees, with start-up, the kernel's compilation
+and the last scene's lone mosaic paid once): the pipeline also runs on the first
+scene alone, and the difference between the two runs is charged to the other
+scenes: their pixels over the extra wall time against the kernel's rate, and the
+extra CPU seconds less the kernel's CPU seconds on those scenes, per pixel.
+
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
        [--cog-compression zstd] [--skip-small]
 """
@@ -72,6 +78,22 @@ def run_child(command, env):
     return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, stdout
 
 
+def pipeline_run(work, paths, out, args, env):
+    """The pipeline on ``paths`` (one glob) in a child: (wall, CPU, its own rate,
+    its own seconds, peak RSS GiB)."""
+    pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
+    peak_file = os.path.join(work, "peak")
+    wall, cpu, stdout = run_child(
+        [sys.executable, "-c", PEAK_WRAPPER, peak_file,
+         f"--input={pattern}", f"--output={out}", f"--tile={args.tile}",
+         f"--cog-compression={args.cog_compression}",
+         "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
+    with open(peak_file) as f:
+        peak = int(f.read()) / 2 ** 20
+    own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
+    return wall, cpu, float(own.group(1).replace(",", "")), float(own.group(2)), peak
+
+
 def kernel_run(paths, features, threads=None):
     """(wall, CPU) seconds of texture_map on every scene, warm; quantization of each
     scene (2-98 % range, as the pipeline's default) outside the clock."""
@@ -115,8 +137,9 @@ def main():
     parser.add_argument("--scenes", type=int, default=4)
     parser.add_argument("--size", type=int, default=3072)
     parser.add_argument("--tile", type=int, default=1024)
-    parser.add_argument("--cog-compression", default="deflate",
-                        help="the pipeline's --cog-compression (default deflate)")
+    parser.add_argument("--cog-compression", default="zstd",
+                        help="the pipeline's --cog-compression (default zstd, as the "
+                             "pipeline's)")
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
@@ -130,17 +153,11 @@ def main():
         write_scene(paths[-1], args.size, k)
     pixels = args.scenes * args.size * args.size
     features = list(DEFAULT_FEATURES)
-    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     out = os.path.join(work, "out")
-    wall, cpu, stdout = run_child(
-        [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
-         f"--input={work}/*.tif", f"--output={out}", f"--tile={args.tile}",
-         f"--cog-compression={args.cog_compression}",
-         "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
-    with open(os.path.join(work, "peak")) as f:
-        peak = int(f.read()) / 2 ** 20
-    own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
-    own_rate, own_seconds = float(own.group(1).replace(",", "")), float(own.group(2))
+    wall, cpu, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args, env)
+    one_wall, one_cpu, _, _, _ = pipeline_run(work, paths[:1], os.path.join(work, "one"),
+                                              args, env)
     steps = dict.fromkeys(STEPS, 0.0)
     for k in range(args.scenes):
         with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:
@@ -152,7 +169,9 @@ def main():
         env)
     # The kernel, warm: compile on the first scene's shape first.
     kernel_run(paths[:1], features)
-    kernel_wall, kernel_cpu = kernel_run(paths, features)
+    first_wall, first_cpu = kernel_run(paths[:1], features)
+    rest_wall, rest_cpu = kernel_run(paths[1:], features)
+    kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
     kernel_rate = pixels / kernel_wall
     beyond = (cpu - kernel_cpu) / pixels * 1e6
     beyond_no_start = (cpu - import_cpu - kernel_cpu) / pixels * 1e6
@@ -170,9 +189,19 @@ def main():
           f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
     print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
           f"{beyond_no_start:.2f} without")
+    if args.scenes > 1:
+        rest = pixels - args.size * args.size
+        steady_rate = rest / (wall - one_wall)
+        steady = (cpu - one_cpu - rest_cpu) / rest * 1e6
+        print(f"steady state (scenes 2..{args.scenes}: this run less the first scene "
+              f"alone, {one_wall:.1f} s wall, {one_cpu:.1f} CPU-s): "
+              f"{steady_rate / 1e6:.2f} M px/s, {steady_rate / (rest / rest_wall):.0%} "
+              f"of the kernel's rate on them; {steady:.2f} CPU-us/px beyond the kernel")
+    else:
+        steady = beyond_no_start
     for vcpus in (4, 8, 16):
         print(f"  a {vcpus}-vCPU worker's CPUs alone cap it near "
-              f"{vcpus / max(beyond_no_start, 1e-9):.0f} M px/s")
+              f"{vcpus / max(steady, 1e-9):.0f} M px/s")
     if not args.skip_small:
         rates = small_rates(features)
         print(f"texture_map 512² vs 1024² pixel rate (warm): {rates[512] / 1e6:.2f} vs "

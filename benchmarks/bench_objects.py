@@ -121,7 +121,7 @@ def pipeline_run(args):
                "--mode=objects", f"--objects={polygons}", "--object-id=cell",
                f"--features={names}", f"--levels={args.levels}", "--quantize=fixed:0,256",
                "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
-    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     start = time.perf_counter()
     run = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     pipe_s = time.perf_counter() - start

@@ -66,7 +66,7 @@ def main():
                f"--tile={args.tile}", "--direct_num_workers=0",
                "--direct_running_mode=multi_threading"]
     # The pipeline's own allocator, as run_local.sh and the worker image set it.
-    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="false")
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env=env)

@@ -35,7 +35,7 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "angles_degrees": tuple(round(math.degrees(a), 6) for a in _SPEC["angles"]),
             "levels": _SPEC["levels"], "quantize": "percentile:2,98", "bands": None,
             "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None,
-            "objects": None, "cog_compression": "deflate"}
+            "objects": None, "cog_compression": "zstd"}
 # --cog-compression choices (their GDAL settings: transforms.io.cog.CODECS)
 COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
 
@@ -230,7 +230,7 @@ class TextureParams:
     model: Optional[ModelRef] = None
     classes: Optional[Tuple[str, ...]] = None
     objects: Optional[ObjectsRef] = None
-    cog_compression: str = "deflate"
+    cog_compression: str = "zstd"
 
     @classmethod
     def create(cls, **parameters) -> "TextureParams":

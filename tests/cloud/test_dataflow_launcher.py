@@ -440,7 +440,7 @@ def test_dockerfile_names_the_pinned_versions():
     assert "python3 dataflow/check_gpu_image.py" in text
     assert 'ENTRYPOINT ["/opt/apache/beam/boot"]' in text
     # process settings belong to the image: the package sets none
-    for setting in ("TF_CPU_ALLOCATOR_USE_BFC=false", "CPL_MACHINE_IS_GCE=YES",
+    for setting in ("TF_CPU_ALLOCATOR_USE_BFC=true", "CPL_MACHINE_IS_GCE=YES",
                     "KERAS_BACKEND=tensorflow"):
         assert setting in text
 

@@ -187,20 +187,21 @@ def test_input_that_matches_nothing(tmp_path, capsys):
     assert (record.stage, record.error) == ("discover", "NoRasterMatched")
 
 
-@pytest.mark.parametrize("codec", ["zstd", "lzw", "none"])
-def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path, codec):
+def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path):
     default = run([f"{scenes}/u8.tif"], tmp_path / "out")
     assert default.done == 1
-    other = run([f"{scenes}/u8.tif"], tmp_path / "other", f"--cog-compression={codec}")
-    assert other.done == 1
-    with rasterio.open(tmp_path / "out" / "u8" / "features.tif") as a, \
-            rasterio.open(tmp_path / "other" / "u8" / "features.tif") as b:
-        assert a.compression.name == "deflate"
-        assert (b.compression.name if b.compression else "none") == codec
-        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        np.testing.assert_array_equal(b.read(), a.read())
+    with rasterio.open(tmp_path / "out" / "u8" / "features.tif") as a:
+        assert a.compression.name == "zstd"
+        values = a.read()
+    for codec in ("deflate", "lzw", "none"):
+        other = run([f"{scenes}/u8.tif"], tmp_path / codec, f"--cog-compression={codec}")
+        assert other.done == 1
+        with rasterio.open(tmp_path / codec / "u8" / "features.tif") as b:
+            assert (b.compression.name if b.compression else "none") == codec
+            assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            np.testing.assert_array_equal(b.read(), values)
     # the codec changes no value: a rerun with another codec skips the scene
-    again = run([f"{scenes}/u8.tif"], tmp_path / "out", f"--cog-compression={codec}")
+    again = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=deflate")
     assert (again.done, again.skipped) == (0, 1)
     bad = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=jpeg")
     assert bad.exit_code == 2 and "--cog-compression" in bad.error

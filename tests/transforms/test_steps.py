@@ -121,11 +121,11 @@ def test_the_cog_codec_is_recorded_but_never_changes_the_digest():
     polygons = ObjectsRef("p.gpkg", "id", "1-2", "ef01", 10, "EPSG:4326")
     for base in (dict(), dict(model=model), dict(mode="objects", objects=polygons)):
         default = TextureParams.create(**base)
-        zstd = TextureParams.create(cog_compression="zstd", **base)
-        assert zstd.digest() == default.digest()
+        deflate = TextureParams.create(cog_compression="deflate", **base)
+        assert deflate.digest() == default.digest()
         assert "cog_compression" not in default.to_json()
         if not base.get("objects"):  # objects mode writes no COG
-            assert zstd.to_json()["cog_compression"] == "zstd"
+            assert deflate.to_json()["cog_compression"] == "deflate"
     with pytest.raises(ValueError, match="COG compression must be one of") as refused:
         TextureParams.create(cog_compression="jpeg")
     assert refused.value.parameter == "cog_compression"

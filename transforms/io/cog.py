@@ -43,7 +43,7 @@ CODECS = {
 
 
 def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
-                 tiles: Iterable[TileResult], compression: str = "deflate") -> None:
+                 tiles: Iterable[TileResult], compression: str = "zstd") -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
@@ -75,7 +75,7 @@ def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
             for index, name in enumerate(names, start=1):
                 dst.set_band_description(index, name)
             for result in tiles:
-                core = storage.load_npy(result.path)  # (h, w, F)
+                core = storage.load_npy(result.path, mmap=True)  # (h, w, F)
                 window = Window(result.col, result.row, core.shape[1], core.shape[0])
                 first = result.task.band_index * n_features + 1
                 dst.write(np.moveaxis(core, -1, 0),

@@ -515,9 +515,13 @@ def save_npy(uri: str, array) -> None:
     backend_for(uri).write_with(uri, lambda f: np.save(f, array))
 
 
-def load_npy(uri: str):
+def load_npy(uri: str, mmap: bool = False):
+    """An array saved by :func:`save_npy`. ``mmap``: a local file is mapped read-only
+    instead of read into new memory (a reader that copies it once anyway, as GDAL
+    writing a mosaic does, saves the allocation and its page faults); a gs:// object
+    is always read whole."""
     import numpy as np
 
     if not is_gcs(uri):
-        return np.load(uri)  # no intermediate bytes copy
+        return np.load(uri, mmap_mode="r" if mmap else None)  # no bytes copy
     return np.load(io.BytesIO(read_bytes(uri)))
