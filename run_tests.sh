@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up .venv if needed, then runs the test suite: everything on the TensorFlow
-# backend, and the glcm/ core again on the JAX backend.
+# backend, and the glcm/ core again on the JAX backend. The two passes run at once
+# (the JAX pass mostly compiles while the other waits on pipelines and subprocesses);
+# the JAX pass's report is printed when both are done.
 # Extra arguments go to pytest (e.g. ./run_tests.sh -k texture).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -9,7 +11,19 @@ bash scripts/setup_venv.sh
 export TF_CPP_MIN_LOG_LEVEL=2
 # Tests must never reach real Google Cloud credentials.
 unset GOOGLE_APPLICATION_CREDENTIALS
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --basetemp="$scratch/jax" tests/glcm "$@" > "$scratch/jax.log" 2>&1 &
+jax_pid=$!
+echo "== KERAS_BACKEND=tensorflow: all tests (KERAS_BACKEND=jax: tests/glcm, at the same time)"
+tf_status=0
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --basetemp="$scratch/tf" tests "$@" || tf_status=$?
+jax_status=0
+wait "$jax_pid" || jax_status=$?
 echo "== KERAS_BACKEND=jax: tests/glcm"
-KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider tests/glcm "$@"
-echo "== KERAS_BACKEND=tensorflow: all tests"
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"
+cat "$scratch/jax.log"
+# The first failure's status (pytest's 5, nothing collected, included).
+if [ "$jax_status" -ne 0 ]; then exit "$jax_status"; fi
+exit "$tf_status"

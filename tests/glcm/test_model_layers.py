@@ -158,8 +158,9 @@ def test_a_halo_that_cannot_be_derived_is_refused(layer, words):
 
 
 def test_every_feature_runs_inside_fit_where_the_batch_is_unknown():
-    """Keras traces fit/evaluate/predict with an unknown batch size (a last partial
-    batch): every feature's kernel accepts it and predict equals a direct call."""
+    """Keras traces fit and predict with an unknown batch size (a last partial
+    batch): every feature's kernel accepts it and predict equals a direct call.
+    (evaluate traces the same forward pass as predict: left out for time.)"""
     keras.utils.set_random_seed(1)
     x = keras.Input((None, None, 1))
     maps = glcm.layers.TextureMap("all", window=5, levels=8, distances=[1, 2])(
@@ -169,7 +170,7 @@ def test_every_feature_runs_inside_fit_where_the_batch_is_unknown():
     model.compile("adam", "sparse_categorical_crossentropy")
     data = np.random.default_rng(0).uniform(0, 1, (5, 12, 12, 1)).astype("float32")
     labels = np.zeros((5, 12, 12), "int32")
-    model.fit(data, labels, batch_size=2, epochs=1, verbose=0)
-    assert np.isfinite(model.evaluate(data, labels, batch_size=2, verbose=0))
+    history = model.fit(data, labels, batch_size=2, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
     np.testing.assert_allclose(model.predict(data, batch_size=2, verbose=0),
                                np.asarray(model(data)), atol=1e-5)
