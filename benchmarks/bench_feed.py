@@ -24,7 +24,7 @@ scenes: their pixels over the extra wall time against the kernel's rate, and the
 extra CPU seconds less the kernel's CPU seconds on those scenes, per pixel.
 
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
-       [--cog-compression zstd] [--skip-small]
+       [--cog-compression zstd] [--repeat 1] [--skip-small]
 """
 
 import argparse
@@ -132,6 +132,54 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
+def measure(args, work, paths, features, env, import_cpu, repeat):
+    """One round: the pipeline on every scene and on the first alone, then the kernel
+    on the same scenes; prints them and returns the ratios."""
+    pixels = len(paths) * args.size * args.size
+    out = os.path.join(work, f"out{repeat}")
+    wall, cpu, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args, env)
+    one_wall, one_cpu, _, _, _ = pipeline_run(work, paths[:1],
+                                              os.path.join(work, f"one{repeat}"), args, env)
+    steps = dict.fromkeys(STEPS, 0.0)
+    for k in range(len(paths)):
+        with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:
+            timings = json.load(f)["timings"]
+        for step in STEPS:
+            steps[step] += timings.get(step, 0.0)
+    first_wall, first_cpu = kernel_run(paths[:1], features)
+    rest_wall, rest_cpu = kernel_run(paths[1:], features)
+    kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
+    kernel_rate = pixels / kernel_wall
+    beyond = (cpu - kernel_cpu) / pixels * 1e6
+    beyond_no_start = (cpu - import_cpu - kernel_cpu) / pixels * 1e6
+    print(f"kernel (texture_map, this process, warm): {kernel_wall:.1f} s wall, "
+          f"{kernel_cpu:.1f} CPU-s: {kernel_rate / 1e6:.2f} M px/s, "
+          f"{kernel_cpu / pixels * 1e6:.2f} CPU-us/px")
+    print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
+          f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s, peak RSS {peak:.2f} GiB")
+    print("  seconds per step, summed over scenes (manifests): " + ", ".join(
+        f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
+    print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
+          f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
+    print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
+          f"{beyond_no_start:.2f} without")
+    figures = {"share": own_rate / kernel_rate, "us_px": beyond_no_start,
+               "peak_gib": peak}
+    if len(paths) > 1:
+        rest = pixels - args.size * args.size
+        steady_rate = rest / (wall - one_wall)
+        figures["steady_share"] = steady_rate / (rest / rest_wall)
+        figures["steady_us_px"] = (cpu - one_cpu - rest_cpu) / rest * 1e6
+        print(f"steady state (scenes 2..{len(paths)}: this run less the first scene "
+              f"alone, {one_wall:.1f} s wall, {one_cpu:.1f} CPU-s): "
+              f"{steady_rate / 1e6:.2f} M px/s, {figures['steady_share']:.0%} of the "
+              f"kernel's rate on them; {figures['steady_us_px']:.2f} CPU-us/px beyond "
+              f"the kernel")
+    else:
+        figures["steady_us_px"] = beyond_no_start
+    return figures
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenes", type=int, default=4)
@@ -140,6 +188,10 @@ def main():
     parser.add_argument("--cog-compression", default="zstd",
                         help="the pipeline's --cog-compression (default zstd, as the "
                              "pipeline's)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds of pipeline and kernel runs; with more than one, "
+                             "the median of each figure too (these shared cores vary "
+                             "by 20-30 %% from one run to the next)")
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
@@ -154,51 +206,24 @@ def main():
     pixels = args.scenes * args.size * args.size
     features = list(DEFAULT_FEATURES)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
-    out = os.path.join(work, "out")
-    wall, cpu, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args, env)
-    one_wall, one_cpu, _, _, _ = pipeline_run(work, paths[:1], os.path.join(work, "one"),
-                                              args, env)
-    steps = dict.fromkeys(STEPS, 0.0)
-    for k in range(args.scenes):
-        with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:
-            timings = json.load(f)["timings"]
-        for step in STEPS:
-            steps[step] += timings.get(step, 0.0)
     import_wall, import_cpu, _ = run_child(
         [sys.executable, "-c", "import pipeline.run, pipeline.build, transforms.texture"],
         env)
-    # The kernel, warm: compile on the first scene's shape first.
-    kernel_run(paths[:1], features)
-    first_wall, first_cpu = kernel_run(paths[:1], features)
-    rest_wall, rest_cpu = kernel_run(paths[1:], features)
-    kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
-    kernel_rate = pixels / kernel_wall
-    beyond = (cpu - kernel_cpu) / pixels * 1e6
-    beyond_no_start = (cpu - import_cpu - kernel_cpu) / pixels * 1e6
-    print(f"pixels: {pixels:,}")
-    print(f"kernel (texture_map, this process, warm): {kernel_wall:.1f} s wall, "
-          f"{kernel_cpu:.1f} CPU-s: {kernel_rate / 1e6:.2f} M px/s, "
-          f"{kernel_cpu / pixels * 1e6:.2f} CPU-us/px")
-    print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
-          f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s, peak RSS {peak:.2f} GiB")
-    print(f"  start-up (a bare import of its modules): {import_wall:.1f} s wall, "
-          f"{import_cpu:.1f} CPU-s")
-    print("  seconds per step, summed over scenes (manifests): " + ", ".join(
-        f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
-    print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
-          f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
-    print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
-          f"{beyond_no_start:.2f} without")
-    if args.scenes > 1:
-        rest = pixels - args.size * args.size
-        steady_rate = rest / (wall - one_wall)
-        steady = (cpu - one_cpu - rest_cpu) / rest * 1e6
-        print(f"steady state (scenes 2..{args.scenes}: this run less the first scene "
-              f"alone, {one_wall:.1f} s wall, {one_cpu:.1f} CPU-s): "
-              f"{steady_rate / 1e6:.2f} M px/s, {steady_rate / (rest / rest_wall):.0%} "
-              f"of the kernel's rate on them; {steady:.2f} CPU-us/px beyond the kernel")
-    else:
-        steady = beyond_no_start
+    print(f"pixels: {pixels:,}; the pipeline's start-up (a bare import of its modules): "
+          f"{import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
+    kernel_run(paths[:1], features)  # the kernel, warm: compiled on the scenes' shape
+    figures = []
+    for repeat in range(args.repeat):
+        if args.repeat > 1:
+            print(f"-- repeat {repeat + 1} of {args.repeat}")
+        figures.append(measure(args, work, paths, features, env, import_cpu, repeat))
+    if args.repeat > 1:
+        print(f"-- median of {args.repeat} repeats: " + ", ".join(
+            f"{name} {np.median([f[name] for f in figures]):.2f}" for name in figures[0]))
+    steady = float(np.median([f["steady_us_px"] for f in figures]))
+    if steady <= 0:
+        print("  the steady state is below this run's noise: use more or larger scenes")
+        steady = float(np.median([f["us_px"] for f in figures]))
     for vcpus in (4, 8, 16):
         print(f"  a {vcpus}-vCPU worker's CPUs alone cap it near "
               f"{vcpus / max(steady, 1e-9):.0f} M px/s")
