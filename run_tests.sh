@@ -12,10 +12,11 @@ export TF_CPP_MIN_LOG_LEVEL=2
 # Tests must never reach real Google Cloud credentials.
 unset GOOGLE_APPLICATION_CREDENTIALS
 scratch="$(mktemp -d)"
-trap 'rm -rf "$scratch"' EXIT
 KERAS_BACKEND=jax .venv/bin/python -m pytest -q -p no:cacheprovider \
   --basetemp="$scratch/jax" tests/glcm "$@" > "$scratch/jax.log" 2>&1 &
 jax_pid=$!
+# Interrupted or done, the JAX pass does not outlive the script.
+trap 'kill "$jax_pid" 2>/dev/null || true; rm -rf "$scratch"' EXIT
 echo "== KERAS_BACKEND=tensorflow: all tests (KERAS_BACKEND=jax: tests/glcm, at the same time)"
 tf_status=0
 KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -p no:cacheprovider \
