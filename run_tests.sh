@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv if needed, then runs the test suite: everything on the TensorFlow
 # backend, and the glcm/ core again on the JAX backend. The two passes run at once
-# (the JAX pass mostly compiles while the other waits on pipelines and subprocesses);
+# (on two cores this fills the idle gaps of the other: the suite is CPU-bound);
 # the JAX pass's report is printed when both are done.
 # Extra arguments go to pytest (e.g. ./run_tests.sh -k texture).
 set -euo pipefail
