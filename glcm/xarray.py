@@ -356,8 +356,8 @@ def object_features(da: xr.DataArray, labels: xr.DataArray, features, *, levels:
     if not (_is_dask(values) or _is_dask(label_data)):  # objects a bounded number at a time
         q, ok = quantize_values(np.asarray(values), levels, vmin, vmax)
         ids, data = features_per_object(np.asarray(q), np.asarray(label_data), names,
-                                    mask=np.asarray(ok), average=average,
-                                    convention=convention, **settings)
+                                        mask=np.asarray(ok), average=average,
+                                        convention=convention, **settings)
     else:
         ids, data = _lazy_object_features(values, label_data, counts_of, finish,
                                           halo=max(distances), object_ids=object_ids,
@@ -440,8 +440,10 @@ def _add_counts(first, second=None):
 
 
 def _features_for(part, ids, finish):
-    part_ids, P = part
-    if not np.array_equal(part_ids, ids):  # objects no chunk counted (none are usually)
-        P = np.zeros((P.shape[0], len(ids)) + P.shape[2:], np.int32)
-        P[:, np.searchsorted(ids, part_ids)] = part[1]
+    part_ids, counts = part
+    if np.array_equal(part_ids, ids):
+        return finish(ids, counts)
+    # some objects no chunk counted (usually none): zero matrices for them
+    P = np.zeros((counts.shape[0], len(ids)) + counts.shape[2:], np.int32)
+    P[:, np.searchsorted(ids, part_ids)] = counts
     return finish(ids, P)

@@ -230,7 +230,7 @@ class TextureParams:
     model: Optional[ModelRef] = None
     classes: Optional[Tuple[str, ...]] = None
     objects: Optional[ObjectsRef] = None
-    cog_compression: str = "zstd"
+    cog_compression: str = DEFAULTS["cog_compression"]
 
     @classmethod
     def create(cls, **parameters) -> "TextureParams":

@@ -21,7 +21,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from transforms.io import storage
-from transforms.records import SceneInfo, TileResult
+from transforms.records import DEFAULTS, SceneInfo, TileResult
 
 # GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
@@ -32,7 +32,7 @@ OVERVIEW_RESAMPLING = "AVERAGE"
 # The COG driver's default block size, which also ends its overview levels.
 COG_BLOCK = 512
 # --cog-compression: the COG's codec and its settings (float32 features). Level 1:
-# float features barely compress, higher levels cost time for little (figures in
+# higher levels cost time for little on float features (figures in
 # docs/performance.md). Every one is read by GDAL 3.x and QGIS.
 CODECS = {
     "deflate": dict(compress="DEFLATE", predictor="3", level=1),
@@ -43,7 +43,8 @@ CODECS = {
 
 
 def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
-                 tiles: Iterable[TileResult], compression: str = "zstd") -> None:
+                 tiles: Iterable[TileResult],
+                 compression: str = DEFAULTS["cog_compression"]) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
