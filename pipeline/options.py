@@ -89,7 +89,9 @@ class TextureOptions(PipelineOptions):
         parser.add_argument("--block", type=int, default=DEFAULTS["block"],
                             help=f"block size for --mode block (default {d['block']})")
         parser.add_argument("--tile", type=int, default=DEFAULTS["tile"],
-                            help=f"tile core size in pixels; halo added (default {d['tile']})")
+                            help=f"largest tile core in pixels: each scene is cut into the "
+                                 f"fewest cores of at most this size, as even as possible; "
+                                 f"halo added (default {d['tile']})")
         parser.add_argument("--model", default=DEFAULTS["model"],
                             help="a trained Keras model (.keras, local or gs://) taking "
                                  "(batch, H, W, bands) float32 with NaN where invalid and "

@@ -13,8 +13,8 @@ from transforms.errors import GuardedStep
 from transforms.io.raster import RasterError, check_bands, quantization_range, scene_info
 from transforms.layout import finished_state
 from transforms.metrics import counter
-from transforms.records import (BandSource, ModelRef, ParameterError, Scene, SceneInfo,
-                                TextureParams, Tile, TileKey, TileTask)
+from transforms.records import (TILE_QUANTUM, BandSource, ModelRef, ParameterError, Scene,
+                                SceneInfo, TextureParams, Tile, TileKey, TileTask)
 
 SKIPPED_TAG = "skipped"
 log = logging.getLogger("glcm")
@@ -50,7 +50,7 @@ def plan_scene(scene: Scene, params: TextureParams, output: str,
         check_model_bands(scene, sources, params.model)
         ranges = [(float("nan"), float("nan"))]
     tiles = tiles_for(scene.scene_id, info.height, info.width, params.tile_size,
-                      params.halo)
+                      params.halo, params.tile_quantum)
     why = "new" if manifest is None else ("forced" if finished else "changed")
     n_tasks = len(tiles) * len(ranges)
     notes = "".join(f"; note: {w}" for w in info.warnings)
@@ -103,15 +103,40 @@ def scene_sources(scene: Scene, bands: Optional[Sequence[int]]
     return first[1], tuple(sources)
 
 
-def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> List[Tile]:
-    """Splits a height x width scene into tile x tile cores (smaller at the edges).
+def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
+    """The tile core along one side of ``extent`` pixels: the fewest cores of at most
+    ``tile`` pixels, made as even as possible and rounded up to a multiple of
+    ``quantum`` (never above ``tile``); the last core takes what is left.
+
+    Every tile of a scene is padded to this core plus the halo, so an edge
+    that leaves a sliver costs a sliver, not a whole tile: 2,500 pixels with tile
+    1,024 are three cores of 848 (not 1,024 + 1,024 + 452, computed as three of
+    1,024), a 10,980-pixel Sentinel-2 side eleven of 1,008.
+
+    Args:
+      extent: the scene's height or width (>= 1).
+      tile: the largest core (>= 1), the ``--tile`` option.
+      quantum: cores are multiples of it where ``tile`` allows (>= 1; the block
+        in block mode, so that blocks stay on the scene's grid).
+    """
+    count = -(-extent // tile)
+    even = -(-extent // count)
+    return min(tile, -(-even // quantum) * quantum)
+
+
+def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int,
+              quantum: int = TILE_QUANTUM) -> List[Tile]:
+    """Splits a height x width scene into cores of at most tile x tile pixels
+    (:func:`core_size` per side: as even as possible, smaller at the last row and
+    column).
 
     Args:
       scene_id: scene the tiles belong to.
       height, width: scene size in pixels (>= 1).
-      tile: core size (>= 1).
+      tile: largest core size (>= 1).
       halo: pixels read around each core (>= 0): ``glcm.texture_halo(window,
         distances)`` makes per-tile texture maps join seamlessly.
+      quantum: cores are multiples of it (:func:`core_size`).
 
     Returns:
       Tiles in row-major order; their cores cover the scene exactly once.
@@ -125,10 +150,11 @@ def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int) -> L
         raise ParameterError("tile", f"tile must be >= 1, got {tile}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
+    core_h, core_w = core_size(height, tile, quantum), core_size(width, tile, quantum)
     out = []
-    for gr, r0 in enumerate(range(0, height, tile)):
-        for gc, c0 in enumerate(range(0, width, tile)):
-            h, w = min(tile, height - r0), min(tile, width - c0)
+    for gr, r0 in enumerate(range(0, height, core_h)):
+        for gc, c0 in enumerate(range(0, width, core_w)):
+            h, w = min(core_h, height - r0), min(core_w, width - c0)
             top, left = max(0, r0 - halo), max(0, c0 - halo)
             bottom, right = min(height, r0 + h + halo), min(width, c0 + w + halo)
             out.append(Tile(TileKey(scene_id, gr, gc), r0, c0, h, w, top, left,

@@ -1,34 +1,45 @@
 """Read a tile: its window (core + halo) of one band, quantized with the scene's
-range, padded to the common shape every tile of the run shares; with a model, the
+range, padded to the common shape every tile of the scene shares; with a model, the
 window of every band as float values."""
 
 from __future__ import annotations
 
 import time
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 
 import glcm
 from transforms.errors import GuardedStep, with_retries
 from transforms.io.raster import read_tile
+from transforms.plan import core_size
 from transforms.records import TextureParams, TileTask
 
 
 def read_example(task: TileTask, params: TextureParams,
                  read_tile=read_tile) -> Dict[str, np.ndarray]:
-    """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both
-    (tile + 2 halo) square, invalid outside the scene. Reads are retried.
+    """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both the
+    scene's tile shape (:func:`tile_shape`), invalid outside the scene. Reads are
+    retried.
 
     ``read_tile(uri, band, tile) -> (values, valid)``: the raster reader
     (:func:`transforms.io.raster.read_tile`; tests pass a failing one)."""
     source = task.source
     values, valid = with_retries(lambda: read_tile(source.uri, source.band, task.tile))
-    side = params.tile_size + 2 * params.halo
-    pad = ((0, side - values.shape[0]), (0, side - values.shape[1]))
+    height, width = tile_shape(task, params)
+    pad = ((0, height - values.shape[0]), (0, width - values.shape[1]))
     codes, ok = glcm.quantize(values, params.levels, task.vmin, task.vmax, mask=valid)
     return {"codes": np.pad(np.asarray(codes), pad).astype(np.int32),
             "valid": np.pad(np.asarray(ok), pad)}
+
+
+def tile_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:
+    """The shape every texture example of ``task``'s scene is padded to: the scene's
+    tile core (:func:`transforms.plan.core_size`) plus the halo on both sides; one
+    shape per scene, so its tiles compile the kernel once and batch together."""
+    info, halo = task.info, params.halo
+    return tuple(core_size(extent, params.tile_size, params.tile_quantum) + 2 * halo
+                 for extent in (info.height, info.width))
 
 
 def read_bands(task: TileTask, read_tile=read_tile) -> Dict[str, np.ndarray]:

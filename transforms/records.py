@@ -38,6 +38,10 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "objects": None, "cog_compression": "zstd"}
 # --cog-compression choices (their GDAL settings: transforms.io.cog.CODECS)
 COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+# Tile cores are rounded up to a multiple of this many pixels, so that scenes of
+# nearby sizes share tile shapes (each new shape compiles the kernel once), at a cost
+# of fewer than this many pixels computed in vain per tile side.
+TILE_QUANTUM = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,6 +316,12 @@ class TextureParams:
         if self.mode == "block":
             return max(self.block, self.tile // self.block * self.block)
         return self.tile
+
+    @property
+    def tile_quantum(self) -> int:
+        """Tile cores are multiples of it (:func:`transforms.plan.core_size`): the
+        block in block mode, else :data:`TILE_QUANTUM`."""
+        return self.block if self.mode == "block" else TILE_QUANTUM
 
     @property
     def output_names(self) -> Optional[Tuple[str, ...]]:

@@ -108,9 +108,10 @@ def device_scope(device: str):
 class TextureModelHandler(ModelHandler):
     """Loads a Keras model around ``glcm.layers.TextureMap`` once per worker.
 
-    Examples are dicts with ``codes`` (S, S) int32 grey levels and ``valid`` (S, S)
-    bool, every tile padded to the same S (core + 2 halo), so Beam can batch them.
-    Predictions are float32 (S, S, n_features) maps.
+    Examples are dicts with ``codes`` (H, W) int32 grey levels and ``valid`` (H, W)
+    bool, every tile of a scene padded to the same (H, W) (its tile core + 2 halo,
+    :func:`transforms.read.tile_shape`), so Beam can batch them. Predictions are
+    float32 (H, W, n_features) maps.
 
     Args:
       spec: the texture (:class:`glcm.TextureSpec`).
@@ -149,9 +150,21 @@ class TextureModelHandler(ModelHandler):
 
     def run_inference(self, batch: Sequence[Dict[str, np.ndarray]], model: Any,
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
-        codes = np.stack([e["codes"] for e in batch])
-        valid = np.stack([e["valid"] for e in batch])
-        return list(self._predict(model, codes, valid))
+        maps = [None] * len(batch)
+        # Tiles of different scenes may differ in shape: one call per shape.
+        groups: Dict[tuple, list] = {}
+        for i, example in enumerate(batch):
+            groups.setdefault(example["codes"].shape, []).append(i)
+        for members in groups.values():
+            codes = np.stack([batch[i]["codes"] for i in members])
+            valid = np.stack([batch[i]["valid"] for i in members])
+            for i, values in zip(members, self._maps(model, codes, valid)):
+                maps[i] = values
+        return maps
+
+    def _maps(self, model, codes, valid) -> np.ndarray:
+        """The model's output for examples of one shape, stacked."""
+        return self._predict(model, codes, valid)
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
@@ -163,8 +176,8 @@ class TextureModelHandler(ModelHandler):
 class BlockModelHandler(TextureModelHandler):
     """Block mode: ``glcm.layers.GLCMFeatures`` on every block x block cell of a tile.
 
-    Examples as :class:`TextureModelHandler` (S a multiple of ``block``);
-    predictions are float32 (S / block, S / block, n_features).
+    Examples as :class:`TextureModelHandler` (H and W multiples of ``block``);
+    predictions are float32 (H / block, W / block, n_features).
     """
 
     def __init__(self, spec: glcm.TextureSpec, block: int, max_batch_size: int = 1,
@@ -179,18 +192,15 @@ class BlockModelHandler(TextureModelHandler):
         config.pop("window")  # a block is one GLCM, not a sliding window
         return GLCMFeatures(**config), (self._block, self._block)
 
-    def run_inference(self, batch, model, inference_args=None):
+    def _maps(self, model, codes, valid):
         b = self._block
-        codes = np.stack([e["codes"] for e in batch])
-        valid = np.stack([e["valid"] for e in batch])
-        n, side = codes.shape[0], codes.shape[1]
-        cells = side // b
+        n, rows, cols = codes.shape[0], codes.shape[1] // b, codes.shape[2] // b
 
         def blocks(x):
-            return x.reshape(n, cells, b, cells, b).transpose(0, 1, 3, 2, 4).reshape(-1, b, b)
+            return x.reshape(n, rows, b, cols, b).transpose(0, 1, 3, 2, 4).reshape(-1, b, b)
 
         values = self._predict(model, blocks(codes), blocks(valid))
-        return list(values.reshape(n, cells, cells, -1))
+        return values.reshape(n, rows, cols, -1)
 
 
 class KerasFileModelHandler(ModelHandler):

@@ -211,14 +211,23 @@ def test_model_handlers_equal_the_core(tmp_path):
                                        angles=angles, mask=valid))
     np.testing.assert_allclose(np.stack(maps), want, rtol=1e-6, atol=1e-6)
 
+    # Tiles of scenes of different sizes in one batch: each keeps its own shape.
+    wide = {"codes": codes[0, :24], "valid": valid[0, :24]}
+    mixed = handler.run_inference([examples[0], wide, examples[1]], handler.load_model())
+    assert [m.shape for m in mixed] == [(40, 40, 2), (24, 40, 2), (40, 40, 2)]
+    np.testing.assert_allclose(np.stack([mixed[0], mixed[2]]), want, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mixed[1], np.asarray(glcm.texture_map(
+        codes[:1, :24], ["contrast", "entropy"], 5, levels=8, angles=angles,
+        mask=valid[:1, :24]))[0], rtol=1e-6, atol=1e-6)
+
     block = BlockModelHandler(glcm.TextureSpec(["contrast"], 3, 8, [1], angles), 8)
-    cells = block.run_inference(examples, block.load_model())
-    assert cells[0].shape == (5, 5, 1)
-    P = glcm.graycomatrix(codes[1, 8:16, 16:24][None], [1], angles, 8, symmetric=True,
-                          mask=valid[1, 8:16, 16:24][None])
-    np.testing.assert_allclose(cells[1][1, 2, 0],
-                               np.nanmean(np.asarray(glcm.graycoprops(P, "contrast"))),
-                               rtol=1e-6)
+    cells = block.run_inference([examples[0], wide, examples[1]], block.load_model())
+    assert [c.shape for c in cells] == [(5, 5, 1), (3, 5, 1), (5, 5, 1)]
+    for out, k, rows in ((cells[2], 1, slice(8, 16)), (cells[1], 0, slice(16, 24))):
+        P = glcm.graycomatrix(codes[k, rows, 16:24][None], [1], angles, 8, symmetric=True,
+                              mask=valid[k, rows, 16:24][None])
+        np.testing.assert_allclose(out[rows.start // 8, 2, 0], np.nanmean(
+            np.asarray(glcm.graycoprops(P, "contrast"))), rtol=1e-6)
 
 
 def test_a_required_gpu_that_is_missing_fails_at_start_up():

@@ -13,7 +13,7 @@ from apache_beam.testing.util import assert_that
 import glcm
 from transforms.discover import NO_MATCH_ERROR, DiscoverScenes
 from transforms.layout import scene_id_for, unique_scene_ids
-from transforms.plan import tiles_for
+from transforms.plan import core_size, tiles_for
 from transforms.records import Scene, TileKey
 
 
@@ -114,6 +114,30 @@ def test_tiles_cover_scene_once():
     assert tiles[0].key == TileKey("s", 0, 0) and tiles[-1].key == TileKey("s", 3, 2)
     with pytest.raises(ValueError, match="tile must be >= 1"):
         tiles_for("s", 5, 5, 0, 1)
+
+
+def test_tile_cores_are_even_and_waste_less_than_a_quantum():
+    # The fewest cores of at most `tile`, all equal but the last, multiples of the
+    # quantum where the tile allows: the padded tiles compute fewer than `quantum`
+    # pixels per core beyond the scene, whatever the scene's size.
+    rng = np.random.default_rng(5)
+    cases = [(2500, 1024, 16, 848), (10980, 1024, 16, 1008), (3072, 1024, 16, 1024),
+             (500, 1024, 16, 512), (37, 10, 16, 10), (1040, 520, 16, 520)]
+    cases += [(int(e), int(t), int(q), None) for e, t, q in zip(
+        rng.integers(1, 20000, 300), rng.integers(1, 3000, 300), rng.choice([1, 8, 16, 32], 300))]
+    for extent, tile, quantum, expected in cases:
+        core = core_size(extent, tile, quantum)
+        count = -(-extent // core)
+        assert count == -(-extent // tile) and core <= tile, (extent, tile, quantum)
+        if expected is not None:
+            assert core == expected, (extent, tile, quantum)
+        if core < tile:
+            assert core % quantum == 0 and count * core - extent < count * quantum
+    tiles = tiles_for("s", 2500, 1100, 1024, 3)
+    assert {(t.core_height, t.core_width) for t in tiles} == {
+        (848, 560), (848, 540), (804, 560), (804, 540)}
+    assert tiles[-1].core_row + tiles[-1].core_height == 2500
+    assert tiles[-1].core_col + tiles[-1].core_width == 1100
 
 
 @pytest.mark.parametrize("tile", [7, 16])
