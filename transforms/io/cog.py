@@ -65,13 +65,17 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
 def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
     """The body of :func:`write_mosaic`, inside its GDAL settings."""
     plain = path + ".plain.tif"
-    # Band-interleaved (the COG itself stays pixel-interleaved, GDAL's default):
-    # writing, averaging the overviews and copying it cost 2.3-2.6 CPU-s for 3072² x
-    # 8 bands against 2.8-3.0 pixel-interleaved (docs/performance.md).
+    # Band-interleaved when compressed: writing it, averaging its overviews and the
+    # COG copy cost 2.3-2.6 CPU-s for 3072² x 8 bands against 2.8-3.0
+    # pixel-interleaved (docs/performance.md), and the compressed COG is
+    # pixel-interleaved either way. Uncompressed, GDAL 3.10's COG driver keeps the
+    # source's interleave (and then does not mark the file as a COG): pixel.
+    interleave = "pixel" if codec["compress"] == "NONE" else "band"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
                    count=len(names), dtype="float32", nodata=float("nan"),
                    crs=info.crs, transform=Affine(*info.transform), tiled=True,
-                   blockxsize=256, blockysize=256, interleave="band", BIGTIFF="IF_SAFER")
+                   blockxsize=256, blockysize=256, interleave=interleave,
+                   BIGTIFF="IF_SAFER")
     with warnings.catch_warnings():
         # an input without CRS/transform keeps none; the manifest says so
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
