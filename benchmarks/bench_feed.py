@@ -138,8 +138,9 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
     pixels = len(paths) * args.size * args.size
     out = os.path.join(work, f"out{repeat}")
     wall, cpu, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args, env)
-    one_wall, one_cpu, _, _, _ = pipeline_run(work, paths[:1],
-                                              os.path.join(work, f"one{repeat}"), args, env)
+    if len(paths) > 1:  # the steady state's reference: the first scene alone
+        one_wall, one_cpu, _, _, _ = pipeline_run(
+            work, paths[:1], os.path.join(work, f"one{repeat}"), args, env)
     steps = dict.fromkeys(STEPS, 0.0)
     for k in range(len(paths)):
         with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:

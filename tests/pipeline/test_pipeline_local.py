@@ -12,6 +12,7 @@ from rasterio.transform import Affine
 import glcm
 from pipeline.run import main
 from pipeline.sample import make_sample
+from transforms.plan import core_size
 
 FEATURES = ["contrast", "entropy", "correlation", "mean"]
 
@@ -170,6 +171,15 @@ def test_block_mode(scenes, tmp_path):
     # the first block row saw only 3 valid rows (5 are nodata), the last column of
     # blocks only 7 pixels: both were compared above
     assert got.shape[:2] == (7, 6)
+    # Tiles of at most 40 pixels: cores as even as possible in whole blocks, taller
+    # than wide here; the same cells.
+    assert core_size(data.shape[0], 40, block) != core_size(data.shape[1], 40, block)
+    again = tmp_path / "again"
+    assert run([str(scenes / "f32 nodata.tif")], again, "--mode=block", f"--block={block}",
+               "--tile=40").exit_code == 0
+    with rasterio.open(again / "f32_nodata" / "features.tif") as dst:
+        np.testing.assert_allclose(np.moveaxis(dst.read(), 0, -1), got, rtol=1e-6,
+                                   atol=1e-7)
 
 
 def test_required_gpu_missing_is_refused_before_work(scenes, tmp_path, capsys):
