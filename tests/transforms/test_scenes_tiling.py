@@ -124,7 +124,8 @@ def test_tile_cores_are_even_and_waste_less_than_a_quantum():
     cases = [(2500, 1024, 16, 848), (10980, 1024, 16, 1008), (3072, 1024, 16, 1024),
              (500, 1024, 16, 512), (37, 10, 16, 10), (1040, 520, 16, 520)]
     cases += [(int(e), int(t), int(q), None) for e, t, q in zip(
-        rng.integers(1, 20000, 300), rng.integers(1, 3000, 300), rng.choice([1, 8, 16, 32], 300))]
+        rng.integers(1, 20000, 300), rng.integers(1, 3000, 300),
+        rng.choice([1, 8, 16, 32], 300))]
     for extent, tile, quantum, expected in cases:
         core = core_size(extent, tile, quantum)
         count = -(-extent // core)
