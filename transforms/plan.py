@@ -110,8 +110,8 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
 
     Every tile of a scene is padded to this core plus the halo, so an edge
     that leaves a sliver costs a sliver, not a whole tile: 2,500 pixels with tile
-    1,024 are three cores of 848 (not 1,024 + 1,024 + 452, computed as three of
-    1,024), a 10,980-pixel Sentinel-2 side eleven of 1,008.
+    1,024 are cores of 848, 848 and 804 (not 1,024, 1,024 and 452, computed as three
+    of 1,024), a 10,980-pixel Sentinel-2 side ten of 1,008 and one of 900.
 
     Args:
       extent: the scene's height or width (>= 1).
