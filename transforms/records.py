@@ -37,7 +37,7 @@ DEFAULTS = {"features": DEFAULT_FEATURES, "window": _SPEC["window"],
             "mode": "pixel", "block": 32, "tile": 1024, "model": None, "classes": None,
             "objects": None, "cog_compression": "zstd"}
 # --cog-compression choices (their GDAL settings: transforms.io.cog.CODECS)
-COMPRESSIONS = ("deflate", "zstd", "lzw", "none")
+COMPRESSIONS = ("deflate", "zstd", "zstd-fast", "lzw", "none")
 # Tile cores are rounded up to a multiple of this many pixels, so that scenes of
 # nearby sizes share tile shapes (each new shape compiles the kernel once), at a cost
 # of fewer than this many pixels computed in vain per tile side.

@@ -21,6 +21,7 @@ from pipeline import launch
 from pipeline.launch import LaunchError, StepFailed, execute, plan
 from pipeline.options import TextureOptions, params_from
 from pipeline.run import main
+from transforms.records import COMPRESSIONS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BASE = ["--project", "my-proj", "--region", "europe-west4", "--bucket", "gs://my-bkt"]
@@ -410,6 +411,9 @@ def test_flex_template_metadata_lists_the_pipeline_options():
         value = defaults[p["name"]]
         if p["isOptional"] and p.get("regexes") and value not in (None, False):
             assert all(re.match(r, str(value)) for r in p["regexes"]), p["name"]
+    # every codec the pipeline takes, the template takes too
+    [codecs] = [p["regexes"] for p in metadata["parameters"] if p["name"] == "cog_compression"]
+    assert all(re.match(r, c) for c in COMPRESSIONS for r in codecs)
 
 
 def pins():

@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 import rasterio
+import tifffile
 from rasterio.transform import Affine
 
 import glcm
@@ -203,13 +204,19 @@ def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path):
     with rasterio.open(tmp_path / "out" / "u8" / "features.tif") as a:
         assert a.compression.name == "zstd"
         values = a.read()
-    for codec in ("deflate", "lzw", "none"):
-        other = run([f"{scenes}/u8.tif"], tmp_path / codec, f"--cog-compression={codec}")
-        assert other.done == 1
-        with rasterio.open(tmp_path / codec / "u8" / "features.tif") as b:
-            assert (b.compression.name if b.compression else "none") == codec
+    # (codec, TIFF compression, TIFF predictor: 3 floating point, 1 none)
+    for codec, compression, predictor in (("zstd", "zstd", 3), ("zstd-fast", "zstd", 1),
+                                          ("deflate", "deflate", 3), ("lzw", "lzw", 3),
+                                          ("none", "none", 1)):
+        other = tmp_path / "out" if codec == "zstd" else tmp_path / codec
+        if codec != "zstd":
+            assert run([f"{scenes}/u8.tif"], other, f"--cog-compression={codec}").done == 1
+        with rasterio.open(other / "u8" / "features.tif") as b:
+            assert (b.compression.name if b.compression else "none") == compression
             assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
             np.testing.assert_array_equal(b.read(), values)
+        with tifffile.TiffFile(other / "u8" / "features.tif") as tif:
+            assert int(tif.pages[0].predictor) == predictor, codec
     # the codec changes no value: a rerun with another codec skips the scene
     again = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=deflate")
     assert (again.done, again.skipped) == (0, 1)
