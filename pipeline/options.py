@@ -117,7 +117,7 @@ class TextureOptions(PipelineOptions):
                             help=f"codec of the COG outputs: {', '.join(COMPRESSIONS)} "
                                  "(all read by GDAL 3.x and QGIS; zstd writes fast and "
                                  "small, zstd-fast without a predictor uses less CPU "
-                                 "for files about 12%% larger, deflate is for readers "
+                                 "for files 12-14%% larger, deflate is for readers "
                                  "built without libzstd; default "
                                  f"{d['cog_compression']})")
         # Switches also take =true/=false: Flex Templates pass every parameter that way.

@@ -34,8 +34,8 @@ COG_BLOCK = 512
 # --cog-compression: the COG's codec and its settings (float32 features). Level 1:
 # higher levels cost time for little on float features (figures in
 # docs/performance.md). Every one is read by GDAL 3.x and QGIS. "zstd-fast" leaves
-# out the floating-point predictor: a third less CPU for the COG copy, files about
-# 12 % larger (for CPU-bound workers whose outputs are not kept long).
+# out the floating-point predictor: a third less CPU for the COG copy, files
+# 12-14 % larger (for CPU-bound workers whose outputs are not kept long).
 CODECS = {
     "deflate": dict(compress="DEFLATE", predictor="3", level=1),
     "zstd": dict(compress="ZSTD", predictor="3", level=1),
