@@ -74,7 +74,7 @@ def value_and_gradient(fn, x):
     if keras.backend.backend() == "jax":
         import jax
 
-        value, grad = jax.value_and_grad(fn)(jax.numpy.asarray(x))
+        value, grad = jax.jit(jax.value_and_grad(fn))(jax.numpy.asarray(x))
         return float(value), np.asarray(grad)
     import tensorflow as tf
 
