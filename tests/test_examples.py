@@ -29,7 +29,9 @@ def test_a_texture_model_maps_an_unseen_scene_through_the_pipeline(tmp_path):
     """Trained on half a scene, scored on the other half, saved, then the pipeline
     maps another scene with it (as ./run_local.sh --model ... does): the texture
     model beats the bands alone, and the pipeline's class map scores like it."""
-    result = load("texture_land_cover").run(str(tmp_path), seed=0,
+    # fewer training pixels and epochs than the example's defaults (20,000 and 30),
+    # for time: the held-out accuracies here were 0.76 and 0.77 against 0.75 and 0.78
+    result = load("texture_land_cover").run(str(tmp_path), seed=0, samples=8000, epochs=15,
                                             figure=str(tmp_path / "f.png"))
     assert result["texture_accuracy"] >= result["bands_accuracy"] + 0.2
     assert result["texture_accuracy"] >= 0.7
