@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Sets up .venv if needed, then runs the test suite: everything on the TensorFlow
-# backend, and the glcm/ core again on the JAX backend. Three passes run at once
-# (TensorFlow: the pipeline and cloud tests; TensorFlow: the rest; JAX: tests/glcm):
-# on two cores each fills the idle gaps of the others (the suite is CPU-bound, and
-# one pass alone leaves a core idle while it starts processes or waits on them).
-# The first pass reports as it runs; the other two when all are done.
+# backend, and the glcm/ core again on the JAX backend, in two processes at a time
+# (the suite is CPU-bound: on two cores each fills the other's idle gaps, and a third
+# at once costs more CPU than it saves). In the foreground, reporting as it runs:
+# TensorFlow, the pipelines, cloud, xarray/Dask and examples tests; beside it, one
+# after the other: JAX, tests/glcm, then TensorFlow, the other tests (their reports
+# at the end). The split keeps the two sides about equally long.
 # Extra arguments go to every pass (e.g. ./run_tests.sh -k texture); a pass whose
 # tests they all leave out is not a failure, as long as another ran tests.
 set -euo pipefail
@@ -15,30 +16,31 @@ export TF_CPP_MIN_LOG_LEVEL=2
 # Tests must never reach real Google Cloud credentials.
 unset GOOGLE_APPLICATION_CREDENTIALS
 scratch="$(mktemp -d)"
-names=(tf-pipeline tf-rest jax)
-pids=()
-# Interrupted or done, no pass outlives the script.
-trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$scratch"' EXIT
-run_pass() {  # name backend paths... (the first pass writes to the terminal)
-  local name="$1" backend="$2" log="$scratch/$1.log"
+foreground=(tests/pipeline tests/cloud tests/xarray tests/test_examples.py)
+run_pass() {  # name backend pytest-arguments...; its log under $scratch, its status too
+  local name="$1" backend="$2" status=0
   shift 2
-  if [ "${#pids[@]}" -eq 0 ]; then log=/dev/stdout; fi
   KERAS_BACKEND="$backend" .venv/bin/python -m pytest -q -p no:cacheprovider \
-    --basetemp="$scratch/$name" "$@" > "$log" 2>&1 &
-  pids+=($!)
+    --basetemp="$scratch/$name" "$@" > "$scratch/$name.log" 2>&1 || status=$?
+  echo "$status" > "$scratch/$name.status"
 }
-echo "== three passes at once: KERAS_BACKEND=tensorflow (tests/pipeline, tests/cloud;" \
-     "the other tests), KERAS_BACKEND=jax (tests/glcm)"
-run_pass tf-pipeline tensorflow tests/pipeline tests/cloud "$@"
-run_pass tf-rest tensorflow tests --ignore=tests/pipeline --ignore=tests/cloud "$@"
-run_pass jax jax tests/glcm "$@"
-statuses=()
-for i in "${!pids[@]}"; do
-  status=0
-  wait "${pids[$i]}" || status=$?
-  statuses+=("$status")
-  echo "== ${names[$i]} (exit $status)"
-  if [ "$i" -gt 0 ]; then cat "$scratch/${names[$i]}.log"; fi
+( run_pass jax jax tests/glcm "$@"
+  run_pass tf-rest tensorflow tests "${foreground[@]/#/--ignore=}" "$@" ) &
+beside=$!
+# Interrupted or done, the passes beside do not outlive the script.
+trap 'kill "$beside" 2>/dev/null || true; pkill -P "$beside" 2>/dev/null || true; rm -rf "$scratch"' EXIT
+echo "== KERAS_BACKEND=tensorflow: ${foreground[*]}" \
+     "(beside it: KERAS_BACKEND=jax tests/glcm, then KERAS_BACKEND=tensorflow the other tests)"
+status=0
+KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -p no:cacheprovider \
+  --basetemp="$scratch/tf-foreground" "${foreground[@]}" "$@" || status=$?
+statuses=("$status")
+wait "$beside" || true
+for name in jax tf-rest; do
+  echo "== ${name}: KERAS_BACKEND=$([ "$name" = jax ] && echo jax || echo tensorflow)" \
+       "$([ "$name" = jax ] && echo tests/glcm || echo "the other tests")"
+  cat "$scratch/$name.log"
+  statuses+=("$(cat "$scratch/$name.status" 2>/dev/null || echo 1)")
 done
 # The first failure's status; pytest's 5 (nothing collected) only when no pass
 # collected anything.
