@@ -17,12 +17,17 @@ export TF_CPP_MIN_LOG_LEVEL=2
 unset GOOGLE_APPLICATION_CREDENTIALS
 scratch="$(mktemp -d)"
 foreground=(tests/pipeline tests/cloud tests/xarray tests/test_examples.py)
-run_pass() {  # name backend pytest-arguments...; its log under $scratch, its status too
-  local name="$1" backend="$2" status=0
+run_pytest() {  # name backend pytest-arguments...
+  local name="$1" backend="$2"
   shift 2
   KERAS_BACKEND="$backend" .venv/bin/python -m pytest -q -p no:cacheprovider \
-    --basetemp="$scratch/$name" "$@" > "$scratch/$name.log" 2>&1 || status=$?
-  echo "$status" > "$scratch/$name.status"
+    --basetemp="$scratch/$name" "$@"
+}
+run_pass() {  # as run_pytest, its report and status kept under $scratch for later
+  local status=0
+  echo "== KERAS_BACKEND=$2: ${*:3}" > "$scratch/$1.log"
+  run_pytest "$@" >> "$scratch/$1.log" 2>&1 || status=$?
+  echo "$status" > "$scratch/$1.status"
 }
 ( run_pass jax jax tests/glcm "$@"
   run_pass tf-rest tensorflow tests "${foreground[@]/#/--ignore=}" "$@" ) &
@@ -32,13 +37,10 @@ trap 'kill "$beside" 2>/dev/null || true; pkill -P "$beside" 2>/dev/null || true
 echo "== KERAS_BACKEND=tensorflow: ${foreground[*]}" \
      "(beside it: KERAS_BACKEND=jax tests/glcm, then KERAS_BACKEND=tensorflow the other tests)"
 status=0
-KERAS_BACKEND=tensorflow .venv/bin/python -m pytest -q -p no:cacheprovider \
-  --basetemp="$scratch/tf-foreground" "${foreground[@]}" "$@" || status=$?
+run_pytest tf-foreground tensorflow "${foreground[@]}" "$@" || status=$?
 statuses=("$status")
 wait "$beside" || true
 for name in jax tf-rest; do
-  echo "== ${name}: KERAS_BACKEND=$([ "$name" = jax ] && echo jax || echo tensorflow)" \
-       "$([ "$name" = jax ] && echo tests/glcm || echo "the other tests")"
   cat "$scratch/$name.log"
   statuses+=("$(cat "$scratch/$name.status" 2>/dev/null || echo 1)")
 done
