@@ -199,7 +199,14 @@ def main():
     header(f"feeding the kernel: {args.scenes} scenes of {args.size}² uint8, default "
            f"features, window 7, 32 levels, tile {args.tile}, COG "
            f"{args.cog_compression}")
-    work = tempfile.mkdtemp(prefix="bench-feed-")
+    # Scenes and pipeline outputs (gigabytes at large sizes): removed at the end,
+    # also when a run fails or is interrupted.
+    with tempfile.TemporaryDirectory(prefix="bench-feed-", ignore_cleanup_errors=True) as work:
+        run(args, work)
+
+
+def run(args, work):
+    """Every measurement of :func:`main`, with scenes and outputs under ``work``."""
     paths = []
     for k in range(args.scenes):
         paths.append(os.path.join(work, f"scene{k}.tif"))

@@ -84,6 +84,14 @@ def numpy_loop(codes, labels, levels):
 
 def pipeline_run(args):
     """The pipeline in objects mode on one scene with ``args.objects`` polygons."""
+    header(f"pipeline --mode objects: {args.size}x{args.size} uint8, {args.objects} "
+           f"polygons, {args.levels} levels, 8 features, 4 angles")
+    with tempfile.TemporaryDirectory(prefix="bench-objects-", ignore_cleanup_errors=True) as work:
+        pipeline_in(args, work)
+
+
+def pipeline_in(args, work):
+    """The body of :func:`pipeline_run`, with its files under ``work``."""
     import geopandas
     import rasterio
     import shapely
@@ -92,9 +100,7 @@ def pipeline_run(args):
 
     from benchmarks.bench_pipeline import PEAK_WRAPPER
 
-    header(f"pipeline --mode objects: {args.size}x{args.size} uint8, {args.objects} "
-           f"polygons, {args.levels} levels, 8 features, 4 angles")
-    size, work = args.size, tempfile.mkdtemp(prefix="bench-objects-")
+    size = args.size
     codes, _ = scene(min(size, 512), 256, 1)  # a 512² texture tile, 256 levels
     transform = from_origin(0, 0, 10, 10)
     path = os.path.join(work, "scene.tif")

@@ -9,7 +9,6 @@ Usage: python -m benchmarks.bench_pipeline [--size 4096] [--tile 1024]
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,8 +46,13 @@ def main():
     parser.add_argument("--tile", type=int, default=1024)
     args = parser.parse_args()
     header("pipeline vs texture_map")
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-", ignore_cleanup_errors=True) as work:
+        run(args, work)
+
+
+def run(args, work):
+    """Every measurement of :func:`main`, with its scene and outputs under ``work``."""
     size = args.size
-    work = tempfile.mkdtemp(prefix="bench-pipeline-")
     path = os.path.join(work, "scene.tif")
     reps = size // 512 + 1
     with rasterio.open(path, "w", driver="GTiff", height=size, width=size, count=1,
@@ -90,7 +94,6 @@ def main():
     if raw_s is not None:
         print(f"pipeline keeps {raw_s / pipe_s:.0%} of the direct pixels/s")
     print(f"pipeline peak RSS: {peak:.2f} GiB")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
