@@ -10,6 +10,7 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import apache_beam as beam
+from apache_beam.options.pipeline_options import StandardOptions
 
 from pipeline.build import Seams, build
 from pipeline.options import TextureOptions, flag_names, is_dataflow, params_from
@@ -84,6 +85,36 @@ def configure_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
+# --runner values that mean Beam's DirectRunner (case aside; None: no --runner).
+DIRECT_RUNNER_NAMES = (None, "direct", "directrunner")
+
+
+def local_runner(options):
+    """The runner object for a run on this machine, or None to let Beam make the one
+    ``--runner`` names.
+
+    With no ``--runner`` (or ``--runner=DirectRunner``) Beam's DirectRunner has, since
+    Beam 2.68, first tried its Prism runner: a Go binary it downloads from GitHub at
+    run time, which names metrics differently (this pipeline's summary reads them) and
+    treats ``--direct_running_mode`` its own way; without network access it falls back
+    to the FnApiRunner. A local run here always uses the FnApiRunner, so it behaves
+    the same online and offline, and downloads nothing. ``--runner=PrismRunner``
+    still asks for Prism.
+    """
+    name = options.view_as(StandardOptions).runner
+    if (name.lower() if isinstance(name, str) else name) not in DIRECT_RUNNER_NAMES:
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    # As Beam's DirectRunner builds it: the options travel to SDK worker processes
+    # (--direct_running_mode=multi_processing) in the provision info.
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
+
+
 def print_help() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline",
@@ -116,7 +147,7 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         if not is_dataflow(options):
             compute_device(o.accelerator)  # this machine computes: is its GPU there?
         started = time.time()
-        pipeline = beam.Pipeline(options=options)
+        pipeline = beam.Pipeline(runner=local_runner(options), options=options)
         build(pipeline, options, params, seams)
     except (ValueError, AcceleratorError) as exc:
         message = named(str(exc), getattr(exc, "parameter", None), flag_names())

@@ -6,9 +6,11 @@ import json
 import numpy as np
 import pytest
 import rasterio
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
 from rasterio.transform import Affine
 
-from pipeline.run import main
+from pipeline.run import local_runner, main
 
 FLAGS = ["--tile=32", "--window=5", "--levels=16", "--features=contrast,entropy,mean"]
 # What may differ between two runs of the same scene: when, and who computed it.
@@ -54,3 +56,15 @@ def test_multi_processing_equals_threads_and_spreads_one_scene(tmp_path):
     # planning (without the spread, the process that planned it took all 36).
     workers = outputs(tmp_path / "processes" / "big")[1]["workers"]
     assert len(workers) == 2 and min(workers.values()) >= 36 // 4, workers
+
+
+@pytest.mark.parametrize("flags, local", [
+    ([], True), (["--runner=DirectRunner"], True), (["--runner=direct"], True),
+    (["--runner=PrismRunner"], False), (["--runner=DataflowRunner"], False),
+])
+def test_local_runs_use_the_fn_api_runner(flags, local):
+    # Beam's DirectRunner (the default) first tries Prism, a binary it downloads at
+    # run time; a local run uses the FnApiRunner whether or not the network is there.
+    # Any other --runner is Beam's to make.
+    runner = local_runner(PipelineOptions(flags))
+    assert isinstance(runner, FnApiRunner) if local else runner is None

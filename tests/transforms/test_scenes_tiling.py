@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
 import glcm
+from tests.beam_util import local_pipeline
 from transforms.discover import NO_MATCH_ERROR, DiscoverScenes
 from transforms.layout import scene_id_for, unique_scene_ids
 from transforms.plan import core_size, tiles_for
@@ -59,7 +59,7 @@ def discovered(patterns, assets=()):
     """Runs the real discovery step (DiscoverScenes) on Beam's test pipeline (in this
     process); returns (scenes, error records) as it emitted them."""
     _FOUND.clear()
-    with TestPipeline() as p:
+    with local_pipeline() as p:
         out = p | DiscoverScenes(patterns, assets)
         assert_that(out["scenes"], functools.partial(_keep, "scenes"), label="Scenes")
         assert_that(out["errors"], functools.partial(_keep, "errors"), label="Errors")
