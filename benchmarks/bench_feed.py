@@ -215,7 +215,8 @@ def run(args, work):
     features = list(DEFAULT_FEATURES)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     import_wall, import_cpu, _ = run_child(
-        [sys.executable, "-c", "import pipeline.run, pipeline.build, transforms.texture"],
+        [sys.executable, "-c", "import pipeline.run, pipeline.build, transforms.texture, gc; "
+         "gc.freeze()"],  # as python -m pipeline ends
         env)
     print(f"pixels: {pixels:,}; the pipeline's start-up (a bare import of its modules): "
           f"{import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
