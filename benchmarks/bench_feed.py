@@ -7,8 +7,9 @@ scene another mix), then in this run:
 1. the pipeline in a child process (default flags, DirectRunner with one thread per
    core): its wall time, its own pixel rate (its summary), its CPU seconds (user +
    system, from the kernel's accounting of the child), its peak RSS (VmHWM), the
-   seconds per step summed over its scenes (from the manifests) and a bare
-   ``import`` of the pipeline's modules in another child (the start-up's share);
+   seconds per step summed over its scenes (from the manifests) and
+   ``import pipeline.__main__`` in another child (the start-up's share: the imports
+   as ``python -m pipeline`` makes them);
 2. ``texture_map`` on each whole scene in this process, after a warm-up call: wall
    and CPU seconds (the kernel);
 3. ``texture_map`` on 512² and 1024² crops, warm: the small-input rate ratio.
@@ -215,11 +216,11 @@ def run(args, work):
     features = list(DEFAULT_FEATURES)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     import_wall, import_cpu, _ = run_child(
-        [sys.executable, "-c", "import pipeline.run, pipeline.build, transforms.texture, gc; "
-         "gc.freeze()"],  # as python -m pipeline ends
+        # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
+        [sys.executable, "-c", "import pipeline.__main__"],
         env)
-    print(f"pixels: {pixels:,}; the pipeline's start-up (a bare import of its modules): "
-          f"{import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
+    print(f"pixels: {pixels:,}; the pipeline's start-up (its imports, as python -m pipeline "
+          f"makes them): {import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
     kernel_run(paths[:1], features)  # the kernel, warm: compiled on the scenes' shape
     figures = []
     for repeat in range(args.repeat):

@@ -3,12 +3,19 @@
 import gc
 import sys
 
-from pipeline.run import main
+# Importing TensorFlow, Keras and Beam makes millions of long-lived objects, and
+# Python's collector walks them again and again while they arrive: 1.2-1.7 of a
+# 6-7 CPU-s start-up (docs/performance.md). Frozen afterwards, later collections
+# skip them.
+gc.disable()
+from pipeline.run import main  # noqa: E402
+
+gc.enable()
+gc.freeze()
 
 if __name__ == "__main__":
     code = main().exit_code
-    # Everything is written and committed by now. Python's last garbage collection
-    # at exit walks every object TensorFlow and Beam made (about 1 CPU-s and 1 s of
-    # wall time per run, docs/performance.md); frozen objects are not walked.
+    # Everything is written and committed by now; Python's last collection at exit
+    # would walk every object the run made (1.7-1.9 s after a run): frozen, it does not.
     gc.freeze()
     sys.exit(code)
