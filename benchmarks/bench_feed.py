@@ -67,7 +67,8 @@ def write_scene(path, size, seed):
 
 
 def run_child(command, env):
-    """(wall seconds, CPU seconds user + system, stdout) of a child process."""
+    """(wall seconds, CPU seconds user + system, of which system, stdout) of a child
+    process."""
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                text=True, env=env)
@@ -76,15 +77,16 @@ def run_child(command, env):
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         raise RuntimeError(f"{command[:3]}... exited with {process.returncode}")
-    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime, stdout
+    return (time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_stime,
+            stdout)
 
 
 def pipeline_run(work, paths, out, args, env):
-    """The pipeline on ``paths`` (one glob) in a child: (wall, CPU, its own rate,
-    its own seconds, peak RSS GiB)."""
+    """The pipeline on ``paths`` (one glob) in a child: (wall, CPU, system CPU, its own
+    rate, its own seconds, peak RSS GiB)."""
     pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
     peak_file = os.path.join(work, "peak")
-    wall, cpu, stdout = run_child(
+    wall, cpu, system, stdout = run_child(
         [sys.executable, "-c", PEAK_WRAPPER, peak_file,
          f"--input={pattern}", f"--output={out}", f"--tile={args.tile}",
          f"--cog-compression={args.cog_compression}",
@@ -92,7 +94,8 @@ def pipeline_run(work, paths, out, args, env):
     with open(peak_file) as f:
         peak = int(f.read()) / 2 ** 20
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
-    return wall, cpu, float(own.group(1).replace(",", "")), float(own.group(2)), peak
+    return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
+            peak)
 
 
 def kernel_run(paths, features, threads=None):
@@ -138,9 +141,10 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
     on the same scenes; prints them and returns the ratios."""
     pixels = len(paths) * args.size * args.size
     out = os.path.join(work, f"out{repeat}")
-    wall, cpu, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args, env)
+    wall, cpu, system, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args,
+                                                                   env)
     if len(paths) > 1:  # the steady state's reference: the first scene alone
-        one_wall, one_cpu, _, _, _ = pipeline_run(
+        one_wall, one_cpu, _, _, _, _ = pipeline_run(
             work, paths[:1], os.path.join(work, f"one{repeat}"), args, env)
     steps = dict.fromkeys(STEPS, 0.0)
     for k in range(len(paths)):
@@ -158,7 +162,8 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
           f"{kernel_cpu:.1f} CPU-s: {kernel_rate / 1e6:.2f} M px/s, "
           f"{kernel_cpu / pixels * 1e6:.2f} CPU-us/px")
     print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
-          f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s, peak RSS {peak:.2f} GiB")
+          f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s ({system:.1f} of them in the "
+          f"OS kernel: file writes and reads, page faults), peak RSS {peak:.2f} GiB")
     print("  seconds per step, summed over scenes (manifests): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
     print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
@@ -215,7 +220,7 @@ def run(args, work):
     pixels = args.scenes * args.size * args.size
     features = list(DEFAULT_FEATURES)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
-    import_wall, import_cpu, _ = run_child(
+    import_wall, import_cpu, _, _ = run_child(
         # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
         [sys.executable, "-c", "import pipeline.__main__"],
         env)
