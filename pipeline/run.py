@@ -95,11 +95,10 @@ def local_runner(options):
 
     With no ``--runner`` (or ``--runner=DirectRunner``) Beam's DirectRunner has, since
     Beam 2.68, first tried its Prism runner: a Go binary it downloads from GitHub at
-    run time, which names metrics differently (this pipeline's summary reads them) and
-    treats ``--direct_running_mode`` its own way; without network access it falls back
-    to the FnApiRunner. A local run here always uses the FnApiRunner, so it behaves
-    the same online and offline, and downloads nothing. ``--runner=PrismRunner``
-    still asks for Prism.
+    run time, which names metrics differently (this pipeline's summary reads them);
+    without network access it falls back to the FnApiRunner. A local run here always
+    uses the FnApiRunner, so it behaves the same online and offline, and downloads
+    nothing. ``--runner=PrismRunner`` still asks for Prism.
     """
     name = options.view_as(StandardOptions).runner
     if (name.lower() if isinstance(name, str) else name) not in DIRECT_RUNNER_NAMES:
