@@ -197,8 +197,8 @@ def main():
                              "pipeline's)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of pipeline and kernel runs; with more than one, "
-                             "the median of each figure too (these shared cores vary "
-                             "by 20-30 %% from one run to the next)")
+                             "the median and range of each figure too (these shared "
+                             "cores vary by 20-30 %% from one run to the next)")
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
@@ -233,8 +233,9 @@ def run(args, work):
             print(f"-- repeat {repeat + 1} of {args.repeat}")
         figures.append(measure(args, work, paths, features, env, import_cpu, repeat))
     if args.repeat > 1:
-        print(f"-- median of {args.repeat} repeats: " + ", ".join(
-            f"{name} {np.median([f[name] for f in figures]):.2f}" for name in figures[0]))
+        print(f"-- median (least-most) of {args.repeat} repeats: " + ", ".join(
+            f"{name} {np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+            for name, values in ((name, [f[name] for f in figures]) for name in figures[0])))
     steady = float(np.median([f["steady_us_px"] for f in figures]))
     if steady <= 0:
         print("  the steady state is below this run's noise: use more or larger scenes")
