@@ -232,14 +232,15 @@ def run(args, work):
         if args.repeat > 1:
             print(f"-- repeat {repeat + 1} of {args.repeat}")
         figures.append(measure(args, work, paths, features, env, import_cpu, repeat))
+    rounds = {name: [f[name] for f in figures] for name in figures[0]}  # name: per round
     if args.repeat > 1:
         print(f"-- median (least-most) of {args.repeat} repeats: " + ", ".join(
             f"{name} {np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
-            for name, values in ((name, [f[name] for f in figures]) for name in figures[0])))
-    steady = float(np.median([f["steady_us_px"] for f in figures]))
+            for name, values in rounds.items()))
+    steady = float(np.median(rounds["steady_us_px"]))
     if steady <= 0:
         print("  the steady state is below this run's noise: use more or larger scenes")
-        steady = float(np.median([f["us_px"] for f in figures]))
+        steady = float(np.median(rounds["us_px"]))
     for vcpus in (4, 8, 16):
         print(f"  a {vcpus}-vCPU worker's CPUs alone cap it near "
               f"{vcpus / max(steady, 1e-9):.0f} M px/s")
