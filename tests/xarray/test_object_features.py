@@ -69,17 +69,13 @@ def test_dask_chunks_equal_in_memory(chunks):
 
 
 @pytest.mark.slow  # a LocalCluster of two worker processes, each importing TensorFlow
-def test_dask_on_a_distributed_cluster_equals_in_memory():
-    from dask.distributed import Client, LocalCluster
-
+def test_dask_on_a_distributed_cluster_equals_in_memory(dask_client):
     da, labels = scene(bands=3, shape=(120, 130), n_objects=40, seed=4)
     eager = gx.object_features(da, labels, "all", levels=8, distances=[2])
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        lazy = gx.object_features(da.chunk({"y": 50, "x": 45}), labels.chunk({"y": 50}),
-                                  "all", levels=8, distances=[2])
-        computed = lazy.compute()
-        workers = client.run(lambda: __import__("os").getpid())
+    lazy = gx.object_features(da.chunk({"y": 50, "x": 45}), labels.chunk({"y": 50}),
+                              "all", levels=8, distances=[2])
+    computed = dask_client.compute(lazy).result()
+    workers = dask_client.run(lambda: __import__("os").getpid())
     assert len(set(workers.values())) == 2
     np.testing.assert_array_equal(computed.values, eager.values)
 

@@ -78,22 +78,18 @@ def test_two_d_input_and_ranges_from_the_whole_array():
 
 
 @pytest.mark.slow  # a LocalCluster of two worker processes, each importing TensorFlow
-def test_dask_on_a_distributed_cluster_equals_in_memory(tmp_path):
-    from dask.distributed import Client, LocalCluster
-
+def test_dask_on_a_distributed_cluster_equals_in_memory(tmp_path, dask_client):
     da = scene(tmp_path / "a.tif")
     names = FEATURES + ["imc2", "asm"]
     eager = gx.texture_map(da, names, window=7, levels=16)
     chunked = da.chunk({"band": 1, "y": 40, "x": 64})
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
-        lazy = gx.texture_map(chunked, names, window=7, levels=16)
-        assert lazy.chunks is not None  # lazy until computed
-        # the chunks stay as given, along x too: the count features' integer sums do
-        # not depend on where a block starts
-        assert lazy.chunks[-1] == chunked.chunks[-1] and len(lazy.chunks[-1]) == 3
-        computed = lazy.compute()
-        workers = client.run(lambda: __import__("os").getpid())
+    lazy = gx.texture_map(chunked, names, window=7, levels=16)
+    assert lazy.chunks is not None  # lazy until computed
+    # the chunks stay as given, along x too: the count features' integer sums do
+    # not depend on where a block starts
+    assert lazy.chunks[-1] == chunked.chunks[-1] and len(lazy.chunks[-1]) == 3
+    computed = dask_client.compute(lazy).result()
+    workers = dask_client.run(lambda: __import__("os").getpid())
     assert len(set(workers.values())) == 2  # two real processes
     np.testing.assert_array_equal(computed.values, eager.values)  # chunk borders too
     assert computed.attrs == eager.attrs

@@ -1,0 +1,19 @@
+"""One real dask.distributed cluster for the xarray tests: two worker processes,
+started once for this folder (each worker imports TensorFlow once, whichever test
+comes first) and stopped after it."""
+
+import pytest
+
+
+@pytest.fixture(scope="package")
+def dask_client():
+    """A Client on a LocalCluster of two single-threaded worker processes. Not the
+    default scheduler: the other tests keep Dask's threads, and these compute on
+    the cluster by asking it (``dask_client.compute``)."""
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(
+            cluster, set_as_default=False) as client:
+        yield client
+
