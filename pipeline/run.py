@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import shutil
 import sys
 import time
 from typing import Dict, List, Optional, Tuple
@@ -147,7 +148,12 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
             compute_device(o.accelerator)  # this machine computes: is its GPU there?
         started = time.time()
         pipeline = beam.Pipeline(runner=local_runner(options), options=options)
-        build(pipeline, options, params, seams)
+        try:
+            build(pipeline, options, params, seams)
+        except BaseException:
+            # Beam removes the folder it made for the pipeline only when it runs
+            shutil.rmtree(pipeline.local_tempdir, ignore_errors=True)
+            raise
     except (ValueError, AcceleratorError) as exc:
         message = named(str(exc), getattr(exc, "parameter", None), flag_names())
         print(f"error: {message}", file=sys.stderr)

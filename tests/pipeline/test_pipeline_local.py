@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import tempfile
 
 import numpy as np
 import pytest
@@ -128,6 +129,17 @@ def test_bad_flags_rejected_before_work(scenes, tmp_path, capsys, flag, message)
     assert summary.exit_code == 2 and message in summary.error
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_refused_run_leaves_no_temporary_folder(tmp_path, monkeypatch, capsys):
+    # Beam makes a folder for every pipeline and removes it only when it runs; a run
+    # refused while its graph is built (here: no --input) must remove it too
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    summary = main([f"--output={tmp_path / 'never'}"])
+    assert summary.exit_code == 2 and summary.error.startswith("no --input given")
+    assert list(temp.iterdir()) == []
 
 
 def test_sample_job(tmp_path, capsys):
