@@ -144,8 +144,6 @@ def write_quicklook(path: str, mosaic: str, max_side: int = 512) -> None:
             dst.write(alpha.astype(np.uint8) * 255, 4)
 
 
-
-
 # classes.tif's value where a pixel has no prediction (a NaN in any output).
 NO_CLASS = 255
 # Rows of the predictions read at once while the class map is built: bounded memory
