@@ -12,7 +12,11 @@ scene another mix), then in this run:
    as ``python -m pipeline`` makes them);
 2. ``texture_map`` on each whole scene in this process, after a warm-up call: wall
    and CPU seconds (the kernel);
-3. ``texture_map`` on 512² and 1024² crops, warm: the small-input rate ratio.
+3. the pipeline's own steps on the first scene's tiles, one after the other in this
+   process (CPU seconds, every thread of the process): reading and quantizing each
+   tile, saving each tile's core (from the kernel's output), and the COG mosaic from
+   the saved tiles; what they cost beyond the kernel without Beam around them;
+4. ``texture_map`` on 512² and 1024² crops, warm: the small-input rate ratio.
 
 Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
@@ -29,6 +33,7 @@ Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -45,9 +50,18 @@ from skimage import data
 import glcm
 from benchmarks.bench_pipeline import PEAK_WRAPPER
 from benchmarks.common import header
-from transforms.records import DEFAULT_FEATURES
+from pipeline.options import TextureOptions, params_from
+from transforms.io.cog import write_mosaic
+from transforms.layout import band_names
+from transforms.plan import plan_scene
+from transforms.read import read_example
+from transforms.records import DEFAULT_FEATURES, Scene
+from transforms.save import save_tile
 
 TEXTURES = ("brick", "grass", "gravel", "camera")
+# A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork).
+PRINT_PEAK = ("print([line.split()[1] for line in open('/proc/self/status') "
+              "if line.startswith('VmHWM')][0])")
 STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
          "mosaic_seconds")
 
@@ -98,9 +112,10 @@ def pipeline_run(work, paths, out, args, env):
             peak)
 
 
-def kernel_run(paths, features, threads=None):
+def kernel_run(paths, features, threads=None, keep=None):
     """(wall, CPU) seconds of texture_map on every scene, warm; quantization of each
-    scene (2-98 % range, as the pipeline's default) outside the clock."""
+    scene (2-98 % range, as the pipeline's default) outside the clock. ``keep``: a
+    list that gets the first scene's maps (H, W, F)."""
     wall = cpu = 0.0
     for path in paths:
         with rasterio.open(path) as src:
@@ -109,11 +124,47 @@ def kernel_run(paths, features, threads=None):
         codes, valid = glcm.quantize(image[None], 32, lo, hi)
         codes, valid = np.asarray(codes), np.asarray(valid)
         w0, c0 = time.perf_counter(), time.process_time()
-        np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid,
-                                    threads=threads))
+        maps = np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid,
+                                           threads=threads))
         wall += time.perf_counter() - w0
         cpu += time.process_time() - c0
+        if keep is not None and not keep:
+            keep.append(maps[0])
     return wall, cpu
+
+
+def steps_alone(path, maps, args, folder):
+    """CPU seconds of the pipeline's read, save and mosaic steps on one scene's tiles,
+    each step over all tiles in this process (no Beam): {step: CPU-s}. ``maps``: the
+    scene's features (H, W, F), whose tile cores are saved as the pipeline saves its
+    model's outputs."""
+    params = params_from(TextureOptions([
+        f"--input={path}", f"--output={folder}", f"--tile={args.tile}",
+        f"--cog-compression={args.cog_compression}"]))
+    _, tasks = plan_scene(Scene("alone", path, "-"), params, folder)
+    cpu = {}
+    start = time.process_time()
+    for task in tasks:
+        read_example(task, params)
+    cpu["read"] = time.process_time() - start
+    # each tile's output as the model gives it: the core with a halo on every side
+    halo = params.halo
+    padded = np.pad(maps, ((halo, halo), (halo, halo), (0, 0)))
+    start = time.process_time()
+    results = []
+    for task in tasks:
+        t = task.tile
+        output = padded[t.core_row:t.core_row + t.core_height + 2 * halo,
+                        t.core_col:t.core_col + t.core_width + 2 * halo]
+        results.append(save_tile(task, output, params, folder, "bench"))
+    cpu["save"] = time.process_time() - start
+    info = tasks[0].info
+    start = time.process_time()
+    write_mosaic(os.path.join(folder, "features.tif"), info,
+                 band_names(tasks[0].sources, params.features), len(params.features),
+                 results, params.cog_compression)
+    cpu["mosaic"] = time.process_time() - start
+    return cpu
 
 
 def small_rates(features):
@@ -152,8 +203,11 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
             timings = json.load(f)["timings"]
         for step in STEPS:
             steps[step] += timings.get(step, 0.0)
-    first_wall, first_cpu = kernel_run(paths[:1], features)
+    maps = []
+    first_wall, first_cpu = kernel_run(paths[:1], features, keep=maps)
     rest_wall, rest_cpu = kernel_run(paths[1:], features)
+    alone = steps_alone(paths[0], maps[0], args, os.path.join(work, f"alone{repeat}"))
+    del maps
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
     kernel_rate = pixels / kernel_wall
     beyond = (cpu - kernel_cpu) / pixels * 1e6
@@ -170,8 +224,14 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
           f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
     print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
           f"{beyond_no_start:.2f} without")
+    scene_pixels = args.size * args.size
+    alone_us_px = sum(alone.values()) / scene_pixels * 1e6
+    print("steps alone on the first scene's tiles (this process, no Beam), CPU-s: "
+          + ", ".join(f"{k} {v:.2f}" for k, v in alone.items())
+          + f": {alone_us_px:.2f} CPU-us/px, of which the mosaic "
+          f"{alone['mosaic'] / scene_pixels * 1e6:.2f}")
     figures = {"share": own_rate / kernel_rate, "us_px": beyond_no_start,
-               "peak_gib": peak}
+               "peak_gib": peak, "steps_us_px": alone_us_px}
     if len(paths) > 1:
         rest = pixels - args.size * args.size
         steady_rate = rest / (wall - one_wall)
@@ -181,7 +241,9 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
               f"alone, {one_wall:.1f} s wall, {one_cpu:.1f} CPU-s): "
               f"{steady_rate / 1e6:.2f} M px/s, {figures['steady_share']:.0%} of the "
               f"kernel's rate on them; {figures['steady_us_px']:.2f} CPU-us/px beyond "
-              f"the kernel")
+              f"the kernel, {figures['steady_us_px'] - alone_us_px:.2f} of them beyond "
+              f"the steps alone (Beam, the tiles' halos and whatever the steps cost "
+              f"more inside the pipeline)")
     else:
         figures["steady_us_px"] = beyond_no_start
     return figures
@@ -220,12 +282,21 @@ def run(args, work):
     pixels = args.scenes * args.size * args.size
     features = list(DEFAULT_FEATURES)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
-    import_wall, import_cpu, _, _ = run_child(
-        # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
-        [sys.executable, "-c", "import pipeline.__main__"],
-        env)
+    # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
+    import_wall, import_cpu, _, import_peak = run_child(
+        [sys.executable, "-c", "import pipeline.__main__\n" + PRINT_PEAK], env)
     print(f"pixels: {pixels:,}; the pipeline's start-up (its imports, as python -m pipeline "
           f"makes them): {import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
+    if importlib.util.find_spec("jax") is not None:
+        # TensorFlow's own import pulls in jax where it is installed (a test dependency
+        # here, absent from the worker image): the pipeline's figures include it.
+        _, no_jax_cpu, _, no_jax_peak = run_child(
+            [sys.executable, "-c", "import sys\nsys.modules['jax'] = None\n"
+             "import pipeline.__main__\n" + PRINT_PEAK], env)
+        print(f"  jax is installed here and `import tensorflow` imports it: "
+              f"{(int(import_peak) - int(no_jax_peak)) / 1024:.0f} MB of peak RSS and "
+              f"{import_cpu - no_jax_cpu:.1f} CPU-s of start-up that a worker image "
+              f"without jax does not pay")
     kernel_run(paths[:1], features)  # the kernel, warm: compiled on the scenes' shape
     figures = []
     for repeat in range(args.repeat):
