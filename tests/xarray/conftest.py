@@ -20,4 +20,3 @@ def dask_client(tmp_path_factory):
             local_directory=scratch) as cluster, Client(
             cluster, set_as_default=False) as client:
         yield client
-
