@@ -23,13 +23,15 @@ ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
 GROUP_BY_KEY = "beam:transform:group_by_key:v1"
 
 
-def launch(bucket, listing, template, *extra):
+def launch(bucket, listing, template, *extra, scratch):
     """``python -m pipeline`` in template mode, as the Flex Template launcher runs it
     (the launcher's --additional-experiments arrive as --experiments). It is not told
-    no_use_multiple_sdk_containers: the pipeline adds that itself."""
+    no_use_multiple_sdk_containers: the pipeline adds that itself. ``scratch``: its
+    temporary folder (Beam leaves the SDK's staged dependencies there)."""
     gs = f"gs://{bucket}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["TMPDIR"] = str(scratch)
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "--runner=DataflowRunner",
          "--project=my-proj-123", "--region=europe-west4",
@@ -84,12 +86,16 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
     for name, count in (("list-000010.txt", 10), ("list-100000.txt", 100_000)):
         lines = "".join(f"{gs}/scenes/s{k:06d}.tif\n" for k in range(count))
         storage.write_bytes(f"{gs}/lists/{name}", lines.encode())
-    runs = {count: launch(bucket, f"list-{count:06d}.txt", f"t{count:06d}.json")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    runs = {count: launch(bucket, f"list-{count:06d}.txt", f"t{count:06d}.json",
+                          scratch=scratch)
             for count in (10, 100_000)}
     # a trained model on Cloud Storage: read and checked at launch, then passed on
     storage.write_bytes(f"{gs}/models/cover.keras", model_bytes())
     runs["model"] = launch(bucket, "list-000010.txt", "tmodel.json",
-                           f"--model={gs}/models/cover.keras", "--classes=a,b")
+                           f"--model={gs}/models/cover.keras", "--classes=a,b",
+                           scratch=scratch)
     # polygons on Cloud Storage: read and checked at launch, then passed on
     polygons = geopandas.GeoDataFrame({"parcel": ["a", "b"]}, crs="EPSG:32633", geometry=[
         shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)])
@@ -97,7 +103,8 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
     storage.write_bytes(f"{gs}/vectors/parcels.parquet",
                         (tmp_path / "parcels.parquet").read_bytes())
     runs["objects"] = launch(bucket, "list-000010.txt", "tobjects.json", "--mode=objects",
-                             f"--objects={gs}/vectors/parcels.parquet", "--object-id=parcel")
+                             f"--objects={gs}/vectors/parcels.parquet", "--object-id=parcel",
+                             scratch=scratch)
     for run in runs.values():
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-3000:]
