@@ -9,7 +9,8 @@ scene another mix), then in this run:
    system, from the kernel's accounting of the child), its peak RSS (VmHWM), the
    seconds per step summed over its scenes (from the manifests) and
    ``import pipeline.__main__`` in another child (the start-up's share: the imports
-   as ``python -m pipeline`` makes them);
+   as ``python -m pipeline`` makes them; where jax is installed, once more with jax
+   made unimportable, since ``import tensorflow`` loads it and a worker has none);
 2. ``texture_map`` on each whole scene in this process, after a warm-up call: wall
    and CPU seconds (the kernel);
 3. the pipeline's own steps on the first scene's tiles, one after the other in this
