@@ -67,13 +67,16 @@ def can_make_unreadable():
     return os.geteuid() != 0 or shutil.which("setpriv") is not None
 
 
-def pipeline_command(*args):
+def pipeline_command(*args, tmp_path):
     """``python -m pipeline`` in a subprocess; as root, without the capability to read
-    files regardless of their permissions, so a chmod 000 file is unreadable."""
+    files regardless of their permissions, so a chmod 000 file is unreadable. Its
+    temporary folder under ``tmp_path``: a killed run leaves Beam's there."""
     prefix = []
     if os.geteuid() == 0 and shutil.which("setpriv"):
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TMPDIR": str(scratch)}
     return prefix + [sys.executable, "-m", "pipeline", *args], env
 
 
@@ -159,7 +162,7 @@ def test_bad_inputs_are_recorded_and_the_rest_is_untouched(good, reference, tmp_
     out = tmp_path / "out"
     out.mkdir()
     command, env = pipeline_command(f"--input=@{listing}", f"--output={out}", *FLAGS,
-                                    "--fail-on-error")
+                                    "--fail-on-error", tmp_path=tmp_path)
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 1, done.stderr[-3000:]  # failures, and --fail-on-error
@@ -218,7 +221,8 @@ def test_bad_inputs_are_recorded_and_the_rest_is_untouched(good, reference, tmp_
     assert features(out, "thin").shape == (3, 2500, 2)
 
     # without --fail-on-error the same run exits 0; the failures are still recorded
-    command, env = pipeline_command(f"--input=@{listing}", f"--output={out}", *FLAGS)
+    command, env = pipeline_command(f"--input=@{listing}", f"--output={out}", *FLAGS,
+                                    tmp_path=tmp_path)
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -348,7 +352,8 @@ def check_complete(out, ref, n):
 def test_killed_run_then_rerun_completes_every_scene(larger, tmp_path, monkeypatch):
     folder, ref = larger
     out = tmp_path / "out"
-    command, env = pipeline_command(f"--input={folder}", f"--output={out}", *FLAGS)
+    command, env = pipeline_command(f"--input={folder}", f"--output={out}", *FLAGS,
+                                    tmp_path=tmp_path)
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)
     # Killed once one scene is finished and another has some of its 25 tiles saved
@@ -391,7 +396,8 @@ def test_two_runs_at_once_on_the_same_output(larger, tmp_path):
     out = tmp_path / "out"
     procs = []
     for _ in range(2):
-        command, env = pipeline_command(f"--input={folder}", f"--output={out}", *FLAGS)
+        command, env = pipeline_command(f"--input={folder}", f"--output={out}", *FLAGS,
+                                        tmp_path=tmp_path)
         procs.append(subprocess.Popen(command, env=env, cwd=ROOT,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
