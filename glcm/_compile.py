@@ -65,6 +65,7 @@ def jit_when_eager(fn=None, *, min_size=MIN_COMPILED_SIZE):
                 compiled = cache[key] = _compile(fn, backend, static)
         return compiled(*arrays)
 
+    wrapper.compiled_functions = cache  # static config -> compiled function (tests)
     return wrapper
 
 

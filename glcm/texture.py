@@ -63,6 +63,12 @@ STRIP_COLUMNS = 1280
 # Fewest output rows of a chunk split only to keep every thread busy (a small
 # image): each chunk recomputes a margin of window + 2 x distance rows.
 MIN_SPLIT_ROWS = 64
+# An image of at most BUCKETED_SIDE on both sides is padded up to multiples of
+# SHAPE_BUCKET (invalid pixels, cropped after), so that small images of nearby sizes
+# share one compiled kernel: compiling costs 3-4 CPU-s per shape, computing 512²
+# about 0.3. Larger images keep their exact shape (the pipeline's tiles share one).
+SHAPE_BUCKET = 32
+BUCKETED_SIDE = 512
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
@@ -117,6 +123,12 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
     whole input is one chunk, so feed it tiles.
 
+    Compilation: an eager call compiles its chunk's kernel once per shape and
+    configuration. Images of at most ``BUCKETED_SIDE`` = 512 on both sides are padded
+    with invalid pixels to multiples of ``SHAPE_BUCKET`` = 32 (the output is cropped;
+    the values do not change), so small images of nearby sizes (edge tiles, windows
+    of a scene) share one compiled kernel.
+
     Examples
     --------
     >>> import numpy as np, glcm
@@ -142,9 +154,9 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     # along the columns, vectorized over a chunk's rows. The column loop runs on one
     # core, so chunks run in threads (one per core), each with its share of memory.
     threads = chunk_threads(threads)
-    n_rows, rows, n_cols, cols = chunk_plan(height, width, names, batch, window, levels,
-                                            len(offsets), threads)
-    if n_rows == n_cols == 1:
+    n_rows, rows, n_cols, cols = chunk_plan(*bucketed(height, width), names, batch, window,
+                                            levels, len(offsets), threads)
+    if n_rows == n_cols == 1 and (rows, cols) == (height, width):
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
     codes = ops.pad(codes, [[0, 0], [0, n_rows * rows - height], [0, n_cols * cols - width]],
                     constant_values=-1)
@@ -188,6 +200,15 @@ def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1
         n_rows = math.ceil(n_rows / step) * step
         n_rows, rows = _even_split(height, math.ceil(height / n_rows))
     return n_rows, rows, n_cols, cols
+
+
+def bucketed(height, width):
+    """The (height, width) an eager call plans its chunks for: a small image's
+    (both sides at most :data:`BUCKETED_SIDE`) rounded up to multiples of
+    :data:`SHAPE_BUCKET`, a larger one's as it is."""
+    if max(height, width) > BUCKETED_SIDE:
+        return height, width
+    return tuple(-(-side // SHAPE_BUCKET) * SHAPE_BUCKET for side in (height, width))
 
 
 def _even_split(size, most):

@@ -238,6 +238,32 @@ def test_a_small_image_is_split_so_that_every_thread_has_a_chunk(monkeypatch):
         np.testing.assert_allclose(split, one, rtol=1e-6, atol=1e-6)
 
 
+def test_small_images_of_nearby_sizes_share_one_compiled_kernel():
+    from glcm import texture
+
+    # padded up to multiples of 32 while both sides are at most 512; larger ones
+    # (the pipeline's tiles) keep their shape
+    assert texture.bucketed(9, 11) == texture.bucketed(32, 17) == (32, 32)
+    assert texture.bucketed(33, 512) == (64, 512)
+    assert texture.bucketed(513, 40) == (513, 40)
+    assert texture.bucketed(1030, 1030) == (1030, 1030)
+    rng = np.random.default_rng(6)
+    names = ["contrast", "entropy", "correlation"]
+    for H, W in [(9, 11), (32, 17), (25, 30)]:
+        image = rng.integers(0, 7, (H, W))
+        valid = rng.random((H, W)) > 0.1
+        out = np.asarray(glcm.texture_map(image[None], names, 5, levels=7, angles=FOUR,
+                                          average=False, mask=valid[None]))[0]
+        assert out.shape == (H, W, 4, 3)
+        check_pixels(image, valid, border_and_random_pixels(H, W, rng, 10), 5, [1], True,
+                     7, names, out)
+    if keras.backend.backend() == "tensorflow":
+        compiled = [f for key, f in texture._texture_kernel.compiled_functions.items()
+                    if dict(key[1])["levels"] == 7]  # no other test uses 7 levels
+        assert len(compiled) == 1
+        assert compiled[0].experimental_get_tracing_count() == 1  # one shape: 32 x 32
+
+
 def test_layer_model_roundtrip_and_jit(tmp_path):
     x = np.random.default_rng(2).integers(0, 8, (2, 16, 16, 1)).astype("float32")
     layer = TextureMap(["contrast", "savg", "ent"], window=5, levels=8)
