@@ -118,8 +118,11 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
         f"{gs}/vectors/parcels.parquet", "parcel")
     staged = {count: staged_graph(bucket, f"t{count:06d}.json") for count in (10, 100_000)}
     job, graph, size = staged[10]
-    # the job graph does not grow with the collection: only the names differ
-    assert abs(staged[100_000][2] - size) < 64, (size, staged[100_000][2])
+    # the job graph does not grow with the collection (100,000 listed paths would add
+    # megabytes): each step's pickled, compressed function differs by a few bytes
+    # between two launches (the listing's name; pickling is not byte-stable), a
+    # hundred bytes in all at most seen
+    assert abs(staged[100_000][2] - size) < 1024, (size, staged[100_000][2])
     environment = job["environment"]
     assert "use_runner_v2" in environment["experiments"]
     # one SDK process per worker (one TensorFlow on the GPU), without being asked
