@@ -3,9 +3,9 @@
 # backend, and the glcm/ core again on the JAX backend, in two processes at a time
 # (the suite is CPU-bound: on two cores each fills the other's idle gaps, and a third
 # at once costs more CPU than it saves). In the foreground, reporting as it runs:
-# TensorFlow, the pipelines, cloud, xarray/Dask and examples tests; beside it, one
-# after the other: JAX, tests/glcm, then TensorFlow, the other tests (their reports
-# at the end). The split keeps the two sides about equally long.
+# TensorFlow, the pipelines, transforms, cloud, xarray/Dask and examples tests; beside
+# it, one after the other: JAX, tests/glcm, then TensorFlow, the other tests (their
+# reports at the end). The split keeps the two sides about equally long.
 # Extra arguments go to every pass (e.g. ./run_tests.sh -k texture); a pass whose
 # tests they all leave out is not a failure, as long as another ran tests.
 set -euo pipefail
@@ -16,7 +16,7 @@ export TF_CPP_MIN_LOG_LEVEL=2
 # Tests must never reach real Google Cloud credentials.
 unset GOOGLE_APPLICATION_CREDENTIALS
 scratch="$(mktemp -d)"
-foreground=(tests/pipeline tests/cloud tests/xarray tests/test_examples.py)
+foreground=(tests/pipeline tests/transforms tests/cloud tests/xarray tests/test_examples.py)
 run_pytest() {  # name backend pytest-arguments...
   local name="$1" backend="$2"
   shift 2
