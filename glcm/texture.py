@@ -65,10 +65,12 @@ STRIP_COLUMNS = 1280
 MIN_SPLIT_ROWS = 64
 # An image of at most BUCKETED_SIDE on both sides is padded up to multiples of
 # SHAPE_BUCKET (invalid pixels, cropped after), so that small images of nearby sizes
-# share one compiled kernel: compiling costs 3-4 CPU-s per shape, computing 512²
-# about 0.3. Larger images keep their exact shape (the pipeline's tiles share one).
+# share one compiled kernel: compiling costs 3-4 CPU-s per shape, computing 256²
+# about 0.1. Larger images keep their exact shape: the pipeline's tiles and Dask's
+# chunks (256 or more plus their halo) share one each, and padding would cost every
+# call of it (262 -> 288 is a fifth more pixels).
 SHAPE_BUCKET = 32
-BUCKETED_SIDE = 512
+BUCKETED_SIDE = 256
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
@@ -124,10 +126,10 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     whole input is one chunk, so feed it tiles.
 
     Compilation: an eager call compiles its chunk's kernel once per shape and
-    configuration. Images of at most ``BUCKETED_SIDE`` = 512 on both sides are padded
+    configuration. Images of at most ``BUCKETED_SIDE`` = 256 on both sides are padded
     with invalid pixels to multiples of ``SHAPE_BUCKET`` = 32 (the output is cropped;
-    the values do not change), so small images of nearby sizes (edge tiles, windows
-    of a scene) share one compiled kernel.
+    the values are those of the exact shape up to float32 rounding), so small images
+    of nearby sizes (edge tiles, windows of a scene) share one compiled kernel.
 
     Examples
     --------

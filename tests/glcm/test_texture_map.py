@@ -241,11 +241,12 @@ def test_a_small_image_is_split_so_that_every_thread_has_a_chunk(monkeypatch):
 def test_small_images_of_nearby_sizes_share_one_compiled_kernel():
     from glcm import texture
 
-    # padded up to multiples of 32 while both sides are at most 512; larger ones
-    # (the pipeline's tiles) keep their shape
+    # padded up to multiples of 32 while both sides are at most 256; larger ones
+    # (the pipeline's tiles, Dask chunks with their halo) keep their shape
     assert texture.bucketed(9, 11) == texture.bucketed(32, 17) == (32, 32)
-    assert texture.bucketed(33, 512) == (64, 512)
-    assert texture.bucketed(513, 40) == (513, 40)
+    assert texture.bucketed(33, 256) == (64, 256)
+    assert texture.bucketed(257, 40) == (257, 40)
+    assert texture.bucketed(262, 262) == (262, 262)
     assert texture.bucketed(1030, 1030) == (1030, 1030)
     rng = np.random.default_rng(6)
     names = ["contrast", "entropy", "correlation"]
