@@ -18,8 +18,6 @@ want="$(sha256sum setup.py | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "[setup] installing the package and its dependencies into .venv (first run: several minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip setuptools wheel
-  # --no-compile: byte-compiling every installed module took half the install (102
-  # -> 51 s); Python compiles the modules a run imports once, on first use (+13 s).
-  .venv/bin/python -m pip install --quiet --no-compile -e '.[test]'
+  .venv/bin/python -m pip install --quiet -e '.[test]'
   printf '%s' "$want" > "$stamp"
 fi
