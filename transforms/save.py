@@ -43,11 +43,10 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     height, width = -(-t.core_height // scale), -(-t.core_width // scale)
     path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
                      task.band_index)
-    # Contiguous before np.save: a strided core is written element by element (a
-    # 1024² x 8-feature tile: 183 ms, against 5 ms to copy it and 13 ms to save it).
-    core = np.ascontiguousarray(maps[top:top + height, left:left + width],
-                                dtype=np.float32)
-    with_retries(lambda: storage.save_npy(path, core))
+    # The strided core as it is: save_npy makes it contiguous a block of rows at a time
+    # (np.save would write it element by element: a 1024² x 8-feature tile 183 ms).
+    core = maps[top:top + height, left:left + width]
+    with_retries(lambda: storage.save_npy(path, core, dtype=np.float32))
     result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
                         worker=f"{socket.gethostname()}:{os.getpid()}",
                         timings=tuple(timings) + (("save", time.perf_counter() - started),))

@@ -1,8 +1,10 @@
 """transforms.io.storage: the same behaviour on a local folder and on the GCS emulator."""
 
+import io
 import os
 import time
 
+import numpy as np
 import pytest
 
 from transforms.io import storage
@@ -77,6 +79,30 @@ def test_commits_leave_no_temporary_files_and_stale_scratch_is_removed(root, tmp
     assert storage.load_npy(storage.join(folder, ".tiles-mine", "r0_c0_b1.npy")) == [2.0]
     storage.delete_tree(storage.join(folder, ".tiles-mine"))
     assert everything(folder) == ["features.tif", "manifest.json"]
+
+
+@pytest.mark.parametrize("block_bytes", [storage.NPY_BLOCK_BYTES, 100])
+def test_save_npy_of_any_layout(root, monkeypatch, block_bytes):
+    # strided, transposed and converted arrays, whole or in blocks of a row or more:
+    # the file holds the bytes np.save writes for the contiguous, converted copy
+    monkeypatch.setattr(storage, "NPY_BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(5)
+    model_output = rng.normal(size=(37, 29, 3)).astype(np.float32)
+    cases = {"core": (model_output[3:-3, 2:-5], np.float32),
+             "transposed": (np.moveaxis(model_output, -1, 0), None),
+             "float64": (rng.normal(size=(11, 7)), np.float32),
+             "one row": (model_output[0], None),
+             "empty": (model_output[:0], None),
+             "scalar": (np.float32(2.5), None)}
+    for name, (array, dtype) in cases.items():
+        uri = storage.join(root, "npy", name.replace(" ", "_") + ".npy")
+        storage.save_npy(uri, array, dtype=dtype)
+        expected = io.BytesIO()
+        np.save(expected, np.array(array, dtype=dtype, order="C"))
+        assert storage.read_bytes(uri) == expected.getvalue(), name
+        back = storage.load_npy(uri)
+        assert back.dtype == (dtype or np.asarray(array).dtype), name
+        np.testing.assert_array_equal(back, np.asarray(array, dtype=back.dtype))
 
 
 def test_gdal_options_follow_the_emulator_variable(monkeypatch):
