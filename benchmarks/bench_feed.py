@@ -83,17 +83,22 @@ def write_scene(path, size, seed):
 
 def run_child(command, env):
     """(wall seconds, CPU seconds user + system, of which system, stdout) of a child
-    process."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env=env)
-    stdout = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]}... exited with {process.returncode}")
-    return (time.perf_counter() - start, usage.ru_utime + usage.ru_stime, usage.ru_stime,
-            stdout)
+    process. Its stderr goes to a temporary file (a pipe nobody reads could fill and
+    stall it); when it fails, the end of that is printed with the error."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
+                                   text=True, env=env)
+        stdout = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            stderr.seek(0)
+            tail = "".join(stderr.readlines()[-40:])
+            raise RuntimeError(f"{command[:3]}... exited with {process.returncode}; the "
+                               f"end of its stderr:\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
 
 
 def pipeline_run(work, paths, out, args, env):
