@@ -6,8 +6,8 @@ scene another mix), then in this run:
 
 1. the pipeline in a child process (default flags, DirectRunner with one thread per
    core): its wall time, its own pixel rate (its summary), its CPU seconds (user +
-   system, from the kernel's accounting of the child), its peak RSS (VmHWM), the
-   seconds per step summed over its scenes (from the manifests) and
+   system, from the kernel's accounting of the child), its peak RSS (VmHWM, from its
+   summary), the seconds per step summed over its scenes (from the manifests) and
    ``import pipeline.__main__`` in another child (the start-up's share: the imports
    as ``python -m pipeline`` makes them; where jax is installed, once more with jax
    made unimportable, since ``import tensorflow`` loads it and a worker has none);
@@ -54,8 +54,7 @@ from rasterio.transform import from_origin
 from skimage import data
 
 import glcm
-from benchmarks.bench_pipeline import PEAK_WRAPPER
-from benchmarks.common import header
+from benchmarks.common import header, pipeline_peak_gib
 from pipeline.options import TextureOptions, params_from
 from transforms.io.cog import write_mosaic
 from transforms.layout import band_names
@@ -111,17 +110,13 @@ def pipeline_run(work, paths, out, args, env):
     rate, its own seconds, peak RSS GiB)."""
     pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
     settle()
-    peak_file = os.path.join(work, "peak")
     wall, cpu, system, stdout = run_child(
-        [sys.executable, "-c", PEAK_WRAPPER, peak_file,
-         f"--input={pattern}", f"--output={out}", f"--tile={args.tile}",
-         f"--cog-compression={args.cog_compression}",
+        [sys.executable, "-m", "pipeline", f"--input={pattern}", f"--output={out}",
+         f"--tile={args.tile}", f"--cog-compression={args.cog_compression}",
          "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
-    with open(peak_file) as f:
-        peak = int(f.read()) / 2 ** 20
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
     return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
-            peak)
+            pipeline_peak_gib(stdout))
 
 
 def kernel_run(paths, features, threads=None, keep=None):

@@ -29,7 +29,7 @@ from skimage import data
 from skimage.feature import graycoprops as sk_graycoprops
 
 import glcm
-from benchmarks.common import best_of, header, peak_rss_gib
+from benchmarks.common import best_of, header, peak_rss_gib, pipeline_peak_gib
 
 ANGLES = [0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
 # glcm name -> scikit-image graycoprops name (all eight exist there, skimage >= 0.24).
@@ -98,7 +98,6 @@ def pipeline_in(args, work):
     from rasterio import features as rio_features
     from rasterio.transform import from_origin
 
-    from benchmarks.bench_pipeline import PEAK_WRAPPER
 
     size = args.size
     codes, _ = scene(min(size, 512), 256, 1)  # a 512² texture tile, 256 levels
@@ -122,17 +121,15 @@ def pipeline_in(args, work):
     polygons = os.path.join(work, "cells.parquet")
     frame.to_parquet(polygons)
     names = ",".join(FEATURES)
-    command = [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
-               f"--input={path}", f"--output={os.path.join(work, 'out')}",
-               "--mode=objects", f"--objects={polygons}", "--object-id=cell",
+    command = [sys.executable, "-m", "pipeline", f"--input={path}",
+               f"--output={os.path.join(work, 'out')}", "--mode=objects", f"--objects={polygons}", "--object-id=cell",
                f"--features={names}", f"--levels={args.levels}", "--quantize=fixed:0,256",
                "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     start = time.perf_counter()
     run = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     pipe_s = time.perf_counter() - start
-    with open(os.path.join(work, "peak")) as f:
-        peak = int(f.read()) / 2 ** 20
+    peak = pipeline_peak_gib(run.stdout)
     table = geopandas.read_parquet(os.path.join(work, "out", "scene", "objects.parquet"))
     # The same numbers in one process: the polygons do not overlap, so one label raster.
     with rasterio.open(path) as src:

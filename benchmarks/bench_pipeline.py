@@ -1,8 +1,8 @@
 """The pipeline on the DirectRunner vs texture_map called directly, same scene.
 
 Writes one uint8 GeoTIFF (``--size`` square, tiled textures), then measures in this
-run: ``python -m pipeline`` in a child process (its wall time and its own peak RSS,
-VmHWM), then texture_map on the whole scene in this process (up to 8192).
+run: ``python -m pipeline`` in a child process (its wall time and the peak memory its
+summary reports, VmHWM), then texture_map on the whole scene in this process (up to 8192).
 Default features, window 7, levels 32.
 Usage: python -m benchmarks.bench_pipeline [--size 4096] [--tile 1024]
 """
@@ -20,24 +20,8 @@ from rasterio.transform import from_origin
 from skimage import data
 
 import glcm
-from benchmarks.common import header
+from benchmarks.common import header, pipeline_peak_gib
 from transforms.records import DEFAULT_FEATURES
-
-
-# Runs ``python -m pipeline ARGS`` and writes the process's peak resident memory
-# (VmHWM, kB: this program's own, not the parent's it was forked from) to a file.
-PEAK_WRAPPER = """
-import runpy, sys
-peak_file = sys.argv.pop(1)
-sys.argv[0] = "pipeline"
-try:
-    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
-finally:
-    with open("/proc/self/status") as status:
-        kib = [line.split()[1] for line in status if line.startswith("VmHWM")]
-    with open(peak_file, "w") as out:
-        out.write(kib[0])
-"""
 
 
 def main():
@@ -63,20 +47,19 @@ def run(args, work):
             dst.write(strip[None], window=((r0, r0 + strip.shape[0]), (0, size)))
     features = list(DEFAULT_FEATURES)
     pixels = size * size
-    # The pipeline first, while this process is small: a child's ru_maxrss counts
-    # the parent's pages it was forked with, so the child reports its own VmHWM.
-    command = [sys.executable, "-c", PEAK_WRAPPER, os.path.join(work, "peak"),
+    # The pipeline first, while this process is small; its summary reports its own
+    # peak memory (VmHWM: a child's ru_maxrss can count the pages it was forked with).
+    command = [sys.executable, "-m", "pipeline",
                f"--input={path}", f"--output={os.path.join(work, 'out')}",
                f"--tile={args.tile}", "--direct_num_workers=0",
                "--direct_running_mode=multi_threading"]
     # The pipeline's own allocator, as run_local.sh and the worker image set it.
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env=env)
+    done = subprocess.run(command, check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, env=env, text=True)
     pipe_s = time.perf_counter() - start
-    with open(os.path.join(work, "peak")) as f:
-        peak = int(f.read()) / 2 ** 20  # kB -> GiB
+    peak = pipeline_peak_gib(done.stdout)
     raw_s = None
     if size <= 8192:
         with rasterio.open(path) as src:

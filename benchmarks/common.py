@@ -2,6 +2,7 @@
 
 import os
 import platform
+import re
 import resource
 import shlex
 import sys
@@ -23,6 +24,15 @@ def best_of(fn, repeat=3):
 
 def peak_rss_gib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+
+
+def pipeline_peak_gib(stdout):
+    """The peak memory ``python -m pipeline`` reports at the end of its summary (its
+    own VmHWM, not the benchmark's pages it was forked with), in GiB."""
+    found = re.search(r"^peak memory \(this process\): ([\d.]+) GiB$", stdout, re.M)
+    if found is None:
+        raise RuntimeError("the pipeline's summary has no peak memory line")
+    return float(found.group(1))
 
 
 def header(title):

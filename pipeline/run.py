@@ -46,6 +46,10 @@ class RunSummary:
         template was written); the counts are then unknown (zero).
       step_seconds: seconds each step spent (discover, plan, read, texture, save,
         finish), summed over workers and threads: they can exceed the wall time.
+      peak_memory: the most resident memory this process held, in bytes (Linux's
+        VmHWM; None where the OS does not say). On the DirectRunner in its threaded
+        mode that is the whole run's; SDK worker processes
+        (``--direct_running_mode=multi_processing``) are not counted.
     """
 
     exit_code: int
@@ -60,17 +64,34 @@ class RunSummary:
     output: str = ""
     job_id: Optional[str] = None
     step_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    peak_memory: Optional[int] = None
 
     def describe(self) -> str:
-        """The summary printed at the end of a local run: the scenes, then where the
-        time went, step by step."""
+        """The summary printed at the end of a local run: the scenes, where the time
+        went, step by step, and the process's peak memory."""
         rate = self.pixels / max(self.seconds, 1e-9)
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in
                           self.step_seconds.items())
         return (f"scenes done: {self.done} (new: {self.new}, changed: {self.changed}), "
                 f"skipped (already finished): {self.skipped}, failure records: "
                 f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s"
-                + (f"\nsteps: {steps} (seconds summed over workers)" if steps else ""))
+                + (f"\nsteps: {steps} (seconds summed over workers)" if steps else "")
+                + (f"\npeak memory (this process): {self.peak_memory / 2 ** 30:.2f} GiB"
+                   if self.peak_memory is not None else ""))
+
+
+def peak_memory() -> Optional[int]:
+    """The most resident memory this process has held, in bytes: Linux's VmHWM, which
+    exec resets (unlike ``getrusage``'s maximum, which can be a forking parent's).
+    None where ``/proc`` does not say."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return None
 
 
 def configure_logging(verbose: bool) -> None:
@@ -174,7 +195,7 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         changed=counter_value(result, "scenes_changed"),
         skipped=counter_value(result, "scenes_skipped"), failures=failures,
         pixels=counter_value(result, "pixels"), seconds=time.time() - started,
-        output=output, step_seconds=step_seconds(result))
+        output=output, step_seconds=step_seconds(result), peak_memory=peak_memory())
     print(summary.describe())
     files = ", ".join(outputs_for(params) + (MANIFEST_NAME,))
     print(f"outputs: {storage.join(output, '<scene_id>')}/{files}; failures: "

@@ -50,6 +50,9 @@ def run(inputs, output, *extra):
 
 def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     out = tmp_path / "out"
+    with open("/proc/self/status") as status:
+        held_before = [int(line.split()[1]) * 1024 for line in status
+                       if line.startswith("VmRSS:")][0]
     summary = run([str(scenes)], out)
     assert (summary.exit_code, summary.done, summary.new, summary.changed,
             summary.skipped, summary.failures) == (0, 3, 3, 0, 0, ())
@@ -62,6 +65,10 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     assert summary.step_seconds["texture"] > 0
     assert re.search(r"^steps: discover [\d.]+ s, plan [\d.]+ s, read [\d.]+ s, "
                      r"texture [\d.]+ s, save [\d.]+ s, finish [\d.]+ s", printed, re.M)
+    # and the process's peak memory: at least what it held before the run
+    assert summary.peak_memory >= held_before > 0
+    shown = re.search(r"^peak memory \(this process\): ([\d.]+) GiB$", printed, re.M)
+    assert shown and shown.group(1) == f"{summary.peak_memory / 2 ** 30:.2f}"
     assert (out / "errors.jsonl").read_text() == ""
     for name, sid in [("u8.tif", "u8"), ("f32 nodata.tif", "f32_nodata"),
                       ("multi.tif", "multi")]:
