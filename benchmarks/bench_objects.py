@@ -98,7 +98,6 @@ def pipeline_in(args, work):
     from rasterio import features as rio_features
     from rasterio.transform import from_origin
 
-
     size = args.size
     codes, _ = scene(min(size, 512), 256, 1)  # a 512² texture tile, 256 levels
     transform = from_origin(0, 0, 10, 10)
@@ -122,7 +121,8 @@ def pipeline_in(args, work):
     frame.to_parquet(polygons)
     names = ",".join(FEATURES)
     command = [sys.executable, "-m", "pipeline", f"--input={path}",
-               f"--output={os.path.join(work, 'out')}", "--mode=objects", f"--objects={polygons}", "--object-id=cell",
+               f"--output={os.path.join(work, 'out')}", "--mode=objects",
+               f"--objects={polygons}", "--object-id=cell",
                f"--features={names}", f"--levels={args.levels}", "--quantize=fixed:0,256",
                "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
