@@ -64,9 +64,9 @@ from transforms.records import DEFAULT_FEATURES, Scene
 from transforms.save import core_offset, save_tile
 
 TEXTURES = ("brick", "grass", "gravel", "camera")
-# A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork).
-PRINT_PEAK = ("print([line.split()[1] for line in open('/proc/self/status') "
-              "if line.startswith('VmHWM')][0])")
+# A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork),
+# as the pipeline's summary reads it (pipeline.run, already imported by then).
+PRINT_PEAK = "from pipeline.run import peak_memory\nprint(peak_memory() // 1024)"
 STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
          "mosaic_seconds")
 
