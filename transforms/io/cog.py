@@ -73,11 +73,14 @@ def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
     # pixel-interleaved (docs/performance.md), and the compressed COG is
     # pixel-interleaved either way. Uncompressed, GDAL 3.10's COG driver keeps the
     # source's interleave (and then does not mark the file as a COG): pixel.
+    # Its blocks are the COG's, so that each block the copy compresses is one block
+    # read per band, not four (3072² x 8 bands: 2.85-3.23 CPU-s for the whole mosaic
+    # against 3.33-3.72 with 256² blocks, docs/performance.md).
     interleave = "pixel" if codec["compress"] == "NONE" else "band"
     profile = dict(driver="GTiff", height=info.height, width=info.width,
                    count=len(names), dtype="float32", nodata=float("nan"),
                    crs=info.crs, transform=Affine(*info.transform), tiled=True,
-                   blockxsize=256, blockysize=256, interleave=interleave,
+                   blockxsize=COG_BLOCK, blockysize=COG_BLOCK, interleave=interleave,
                    BIGTIFF="IF_SAFER")
     with warnings.catch_warnings():
         # an input without CRS/transform keeps none; the manifest says so
@@ -184,8 +187,8 @@ def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
         with rasterio.open(predictions) as src:
             profile = dict(driver="GTiff", height=src.height, width=src.width, count=1,
                            dtype="uint8", nodata=NO_CLASS, crs=src.crs,
-                           transform=src.transform, tiled=True, blockxsize=256,
-                           blockysize=256, BIGTIFF="IF_SAFER")
+                           transform=src.transform, tiled=True, blockxsize=COG_BLOCK,
+                           blockysize=COG_BLOCK, BIGTIFF="IF_SAFER")
             with rasterio.open(plain, "w", **profile) as dst:
                 dst.set_band_description(1, "class")
                 dst.update_tags(1, **{f"CLASS_{k}": name for k, name in enumerate(classes)})
