@@ -2,7 +2,9 @@
 pipeline`` against ``texture_map`` on the same scenes in one warm process.
 
 Writes ``--scenes`` uint8 GeoTIFFs of ``--size`` square (scikit-image textures, each
-scene another mix), then in this run:
+scene another mix) and prints what filling memory fresh from the OS costs here (on a
+virtual machine that hands idle memory back to its host, many times more after a few
+seconds with it free: the children's system CPU varies with it), then in this run:
 
 1. the pipeline in a child process (default flags, DirectRunner with one thread per
    core): its wall time, its own pixel rate (its summary), its CPU seconds (user +
@@ -54,7 +56,7 @@ from rasterio.transform import from_origin
 from skimage import data
 
 import glcm
-from benchmarks.common import header, pipeline_peak_gib
+from benchmarks.common import fresh_memory_cost, header, pipeline_peak_gib
 from pipeline.options import TextureOptions, params_from
 from transforms.io.cog import write_mosaic
 from transforms.layout import band_names
@@ -303,6 +305,11 @@ def run(args, work):
         write_scene(paths[-1], args.size, k)
     pixels = args.scenes * args.size * args.size
     features = list(DEFAULT_FEATURES)
+    warm, idle = fresh_memory_cost()
+    print(f"memory from the OS: {warm:.2f} system-s/GiB to fill right after freeing as "
+          f"much, {idle:.2f} after 5 s with it free"
+          + (" (this machine hands idle memory back to its host: the children's system "
+             "CPU below varies with it)" if idle > 3 * warm else ""))
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
     import_wall, import_cpu, _, import_peak = run_child(

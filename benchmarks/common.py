@@ -9,6 +9,7 @@ import sys
 import time
 
 import keras
+import numpy as np
 
 
 def best_of(fn, repeat=3):
@@ -33,6 +34,29 @@ def pipeline_peak_gib(stdout):
     if found is None:
         raise RuntimeError("the pipeline's summary has no peak memory line")
     return float(found.group(1))
+
+
+def fresh_memory_cost(gib=2, idle=5.0):
+    """System CPU-seconds per GiB to fill memory freshly taken from the OS: (right after
+    as much was freed, after ``idle`` seconds with it freed).
+
+    On a virtual machine that hands free memory back to its host (virtio free page
+    reporting, a balloon) the second is many times the first: the host supplies the
+    pages again on first touch, and the guest's kernel charges that to whichever
+    process touches them. Every figure of a child process's system CPU then depends on
+    how much of the memory it gets was handed back before it ran.
+    """
+    def fill():
+        start = os.times().system
+        block = np.ones(gib * 2 ** 27)  # float64: gib GiB, every page written
+        seconds = os.times().system - start
+        del block
+        return seconds / gib
+
+    fill()
+    right_after = fill()
+    time.sleep(idle)
+    return right_after, fill()
 
 
 def header(title):
