@@ -186,6 +186,40 @@ def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
                                           theirs.read(out_shape=shape))
 
 
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_mosaic_overviews_with_and_without_nan(tmp_path, masked_scene, with_nan):
+    # Without a NaN anywhere GDAL averages on its faster path (float32 sums); with
+    # one, even a single pixel in one tile of four, NaN is skipped. Either way each
+    # overview pixel is the mean of the valid pixels under it, to float32 rounding.
+    path, _ = masked_scene
+    size = 1040
+    info = dataclasses.replace(scene_info(path), height=size, width=size)
+    full = np.random.default_rng(5).normal(0, 1, (size, size, 2)).astype(np.float32)
+    if with_nan:
+        full[101, 201, 1] = np.nan  # its 2x2 cell keeps the mean of the other three
+    sources = (BandSource(path, 1),)
+    tiles = []
+    for tile in tiles_for("big", size, size, 520, 0):
+        core = full[tile.core_row:tile.core_row + tile.core_height,
+                    tile.core_col:tile.core_col + tile.core_width]
+        uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
+        storage.save_npy(uri, core)
+        task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
+        tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
+    mosaic = str(tmp_path / "features.tif")
+    write_mosaic(mosaic, info, band_names(sources, ["contrast", "correlation"]), 2, tiles)
+    with rasterio.open(mosaic) as src:
+        assert np.isnan(src.nodata) and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        np.testing.assert_array_equal(src.read(), np.moveaxis(full, -1, 0))
+        half = src.read(out_shape=(2, size // 2, size // 2))
+    cells = np.moveaxis(full, -1, 0).reshape(2, size // 2, 2, size // 2, 2)
+    want = np.nanmean(cells.astype(np.float64), axis=(2, 4))
+    assert not np.isnan(half).any()
+    # within two float32 steps of the largest value summed
+    scale = np.spacing(np.nanmax(np.abs(cells), axis=(2, 4)))
+    assert np.all(np.abs(half - want) <= 2 * scale)
+
+
 @pytest.mark.parametrize("height, width", [(300, 200), (512, 512), (513, 40), (1025, 3000),
                                            (4096, 4096)])
 def test_overview_levels_are_the_cog_drivers_own(tmp_path, height, width):
