@@ -138,19 +138,14 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
         assert q.count == 4 and q.dtypes[0] == "uint8" and q.read(4).all()
 
 
-def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
-    # Big enough for overviews (the COG's 512 blocks); features in [0, 1], as ASM or
-    # homogeneity, with holes: each overview pixel is the mean of the valid pixels
-    # under it, never outside the band's range (cubic overshoots: negative ASM).
-    path, _ = masked_scene
-    size = 1040
-    info = dataclasses.replace(scene_info(path), height=size, width=size)
-    rng = np.random.default_rng(3)
-    full = (rng.random((size, size, 1)) > 0.5).astype(np.float32)  # sharp edges
-    full[100:140, 200:260] = np.nan
+def _mosaic_of(tmp_path, path, full, features):
+    """``features.tif`` of ``full`` (H, W, F) as one source band of ``path``'s scene
+    resized to H x W, saved as the pipeline saves tiles (520², four for 1040²)."""
+    height, width = full.shape[:2]
+    info = dataclasses.replace(scene_info(path), height=height, width=width)
     sources = (BandSource(path, 1),)
     tiles = []
-    for tile in tiles_for("big", size, size, 520, 0):
+    for tile in tiles_for("big", height, width, 520, 0):
         core = full[tile.core_row:tile.core_row + tile.core_height,
                     tile.core_col:tile.core_col + tile.core_width]
         uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
@@ -158,7 +153,20 @@ def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
         task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
         tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, band_names(sources, ["asm"]), 1, tiles)
+    write_mosaic(mosaic, info, band_names(sources, features), len(features), tiles)
+    return mosaic
+
+
+def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
+    # Big enough for overviews (the COG's 512 blocks); features in [0, 1], as ASM or
+    # homogeneity, with holes: each overview pixel is the mean of the valid pixels
+    # under it, never outside the band's range (cubic overshoots: negative ASM).
+    path, _ = masked_scene
+    size = 1040
+    rng = np.random.default_rng(3)
+    full = (rng.random((size, size, 1)) > 0.5).astype(np.float32)  # sharp edges
+    full[100:140, 200:260] = np.nan
+    mosaic = _mosaic_of(tmp_path, path, full, ["asm"])
     with rasterio.open(mosaic) as src:
         assert src.overviews(1)[0] == 2
         half = src.read(1, out_shape=(size // 2, size // 2))
@@ -194,23 +202,12 @@ def test_mosaic_overviews_with_and_without_nan(tmp_path, masked_scene, special):
     # pixel is the mean of the valid pixels under it, to float32 rounding.
     path, _ = masked_scene
     size = 1040
-    info = dataclasses.replace(scene_info(path), height=size, width=size)
     full = np.random.default_rng(5).normal(0, 1, (size, size, 2)).astype(np.float32)
     if special == "nan":
         full[101, 201, 1] = np.nan  # its 2x2 cell keeps the mean of the other three
     elif special == "huge":
         full[100:102, 200:202, 0] = 3e38  # a float32 sum of two is already inf
-    sources = (BandSource(path, 1),)
-    tiles = []
-    for tile in tiles_for("big", size, size, 520, 0):
-        core = full[tile.core_row:tile.core_row + tile.core_height,
-                    tile.core_col:tile.core_col + tile.core_width]
-        uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
-        storage.save_npy(uri, core)
-        task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
-        tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
-    mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, band_names(sources, ["contrast", "correlation"]), 2, tiles)
+    mosaic = _mosaic_of(tmp_path, path, full, ["contrast", "correlation"])
     with rasterio.open(mosaic) as src:
         assert np.isnan(src.nodata) and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
         np.testing.assert_array_equal(src.read(), np.moveaxis(full, -1, 0))
