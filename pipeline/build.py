@@ -1,7 +1,9 @@
 """The pipeline graph: discover -> (spread) -> plan -> (spread) -> read -> texture
 (RunInference) -> save tiles -> finish after the last tile (the writer of a scene's
 last tile finishes it: COG mosaic, quicklook, manifest) -> at the end, finish any
-scene not finished yet; every failure to errors.jsonl."""
+scene not finished yet; every failure to errors.jsonl. With --tile-accelerator the
+read, texture and save steps carry an accelerator resource hint and every scene is
+finished at the end, off the GPU workers."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import apache_beam as beam
 from apache_beam.ml.inference.base import RunInference
 
 from pipeline.options import (TextureOptions, add_dataflow_experiments, flag_names,
-                              is_dataflow, params_from)
+                              is_dataflow, params_from, tile_accelerator_hint)
 from transforms.discover import DiscoverScenes
 from transforms.errors import ERRORS_TAG, WriteErrors
 from transforms.finish import FinishAfterLastTile, FinishScenes
@@ -58,6 +60,7 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     """
     o = options.view_as(TextureOptions)
     params = params or params_from(options)
+    on_gpu = _gpu_steps(tile_accelerator_hint(options))
     if not o.input:
         raise ValueError("no --input given (./run_local.sh without arguments runs the "
                          "built-in sample)")
@@ -83,13 +86,14 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     # Breaks fusion: the tiles of one scene spread over every worker, not only the
     # one that planned it.
     tasks = planned.tasks | "SpreadTiles" >> beam.Reshuffle()
-    read = tasks | "Read" >> beam.ParDo(ReadTiles(params, seams.read_tile)).with_outputs(
-        ERRORS_TAG, main="examples")
+    read = tasks | "Read" >> on_gpu(beam.ParDo(ReadTiles(
+        params, seams.read_tile)).with_outputs(ERRORS_TAG, main="examples"))
     if params.objects is not None:  # one texture vector per polygon, no maps
-        objects = read.examples | "Objects" >> ObjectTexture(params, output, run_id)
+        objects = read.examples | "Objects" >> on_gpu(ObjectTexture(params, output, run_id))
         done, stage_errors = objects["done"], (objects["errors"],)
     else:
-        done, stage_errors = _texture_maps(read.examples, params, output, run_id, o, seams)
+        done, stage_errors = _texture_maps(read.examples, params, output, run_id, o, seams,
+                                           on_gpu)
     errors = ((discovered["errors"], planned.errors, read.errors) + stage_errors
               | "Errors" >> beam.Flatten())
     # On Dataflow no exit code reaches the user: with --fail-on-error the job fails.
@@ -99,19 +103,34 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     return {"done": done, "skipped": planned.skipped, "errors": errors}
 
 
-def _texture_maps(examples, params, output, run_id, o, seams):
+def _gpu_steps(hint: Optional[str]) -> Callable:
+    """What marks a step for the GPU workers: with ``--tile-accelerator``, its
+    accelerator resource hint (Dataflow's right fitting gives the marked steps
+    workers with that GPU, the others the job's own workers); else nothing."""
+    if hint is None:
+        return lambda transform: transform
+    return lambda transform: transform.with_resource_hints(accelerator=hint)
+
+
+def _texture_maps(examples, params, output, run_id, o, seams, on_gpu):
     """Texture (or model) maps per tile, saved, mosaicked per scene: (done scene ids,
     error outputs)."""
     computed = (examples
-                | "Texture" >> RunInference(TileModelHandler(
-                    seams.model_handler(params, o.accelerator)))
-                | "TextureResults" >> beam.ParDo(TextureResults()).with_outputs(
-                    ERRORS_TAG, main="maps"))
-    saved = computed.maps | "WriteTile" >> beam.ParDo(
-        SaveTiles(params, output, run_id)).with_outputs(ERRORS_TAG, main="saved")
-    # Fused with the save: the writer of a scene's last tile finishes the scene.
-    finished_early = saved.saved | "FinishAfterLastTile" >> beam.ParDo(
-        FinishAfterLastTile(params, output, run_id))
+                | "Texture" >> on_gpu(RunInference(TileModelHandler(
+                    seams.model_handler(params, o.accelerator))))
+                | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_outputs(
+                    ERRORS_TAG, main="maps")))
+    saved = computed.maps | "WriteTile" >> on_gpu(beam.ParDo(
+        SaveTiles(params, output, run_id)).with_outputs(ERRORS_TAG, main="saved"))
+    if o.tile_accelerator:
+        # The mosaics are the CPU work that would starve the GPU workers: none runs
+        # there; every scene is finished after the shuffle, on the job's own workers
+        # (in a batch job, once every tile is saved).
+        finished_early = saved.saved
+    else:
+        # Fused with the save: the writer of a scene's last tile finishes the scene.
+        finished_early = saved.saved | "FinishAfterLastTile" >> beam.ParDo(
+            FinishAfterLastTile(params, output, run_id))
     finished = (finished_early | "ByScene" >> beam.GroupByKey()
                 | "Finish" >> beam.ParDo(FinishScenes(params, output, run_id)).with_outputs(
                     ERRORS_TAG, main="done"))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from apache_beam.options.pipeline_options import (DebugOptions, PipelineOptions,
-                                                  StandardOptions)
+from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptions,
+                                                  PipelineOptions, StandardOptions)
 
 from transforms.errors import named
 from transforms.io.model import describe_model
@@ -36,6 +36,35 @@ def add_dataflow_experiments(options: PipelineOptions) -> None:
     for experiment, opposite in DATAFLOW_EXPERIMENTS.items():
         if experiment not in present and opposite not in present:
             debug.add_experiment(experiment)
+
+
+def tile_accelerator_hint(options: PipelineOptions):
+    """``--tile-accelerator`` checked: the accelerator resource hint for the tile
+    steps, or None.
+
+    Raises:
+      ValueError: a hint without ``type:`` or a positive ``count:``, or a job that
+        also asks for GPUs on every worker (the ``worker_accelerator`` experiment or
+        service option: Dataflow's right fitting must not be combined with it).
+    """
+    hint = options.view_as(TextureOptions).tile_accelerator
+    if not hint:
+        return None
+    fields = dict(field.split(":", 1) if ":" in field else (field, "")
+                  for field in (f.strip() for f in hint.split(";")) if field)
+    if not fields.get("type") or not fields.get("count", "").isdigit() \
+            or int(fields["count"]) < 1:
+        raise ValueError(f"--tile-accelerator {hint!r} must name the GPU type and a "
+                         f"positive count, e.g. type:nvidia-l4;count:1;"
+                         f"install-nvidia-driver")
+    asked = [*(options.view_as(DebugOptions).experiments or ()),
+             *(options.view_as(GoogleCloudOptions).dataflow_service_options or ())]
+    if any(item.startswith("worker_accelerator") for item in asked):
+        raise ValueError("--tile-accelerator puts GPUs on the tile steps' workers only; "
+                         "drop the worker_accelerator experiment or service option, "
+                         "which puts them on every worker (Dataflow's right fitting "
+                         "must not be combined with it)")
+    return hint
 
 
 def _switch(text: str) -> bool:
@@ -134,6 +163,15 @@ class TextureOptions(PipelineOptions):
                                  "sees no GPU (run_dataflow.sh sets it with --gpu-type); "
                                  "optional: the GPU when there is one (default); none: "
                                  "compute on the CPU")
+        parser.add_argument("--tile-accelerator", "--tile_accelerator",
+                            dest="tile_accelerator", default=None,
+                            metavar="type:GPU;count:N;install-nvidia-driver[;machine_type:M]",
+                            help="Dataflow right fitting: the GPU workers for the tile "
+                                 "steps only (read, texture, save), as an accelerator "
+                                 "resource hint; planning and the mosaics run on the "
+                                 "job's own workers (--worker_machine_type, no GPU) "
+                                 "after every tile is saved. run_dataflow.sh sets it "
+                                 "with --mosaic-machine-type (docs/cloud.md)")
         parser.add_argument("--verbose", "-v", type=_switch, nargs="?", const=True,
                             default=False, metavar="true|false",
                             help="also show the log lines of Beam, TensorFlow and the "

@@ -241,3 +241,78 @@ def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path):
     assert (again.done, again.skipped) == (0, 1)
     bad = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=jpeg")
     assert bad.exit_code == 2 and "--cog-compression" in bad.error
+
+
+GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
+
+
+def accelerator_of_leaves(options):
+    """{leaf transform name: its accelerator resource hint or None} of the graph
+    ``build`` makes for ``options`` (Beam's portable form, as runners receive it)."""
+    import apache_beam as beam
+    from apache_beam.portability.common_urns import resource_hints
+
+    from pipeline.build import build
+
+    p = beam.Pipeline(options=options)
+    build(p, options)
+    graph = p.to_runner_api()
+    out = {}
+    for t in graph.components.transforms.values():
+        if not t.subtransforms and t.environment_id:
+            hints = graph.components.environments[t.environment_id].resource_hints
+            value = hints.get(resource_hints.ACCELERATOR.urn)
+            out[t.unique_name] = value.decode() if value else None
+    return out
+
+
+def test_tile_accelerator_puts_only_the_tile_steps_on_gpu_workers(scenes, tmp_path):
+    from pipeline.options import TextureOptions
+
+    inputs = [f"{scenes}/u8.tif", f"{scenes}/multi.tif"]
+    plain = run(inputs, tmp_path / "plain")
+    fitted = run(inputs, tmp_path / "fitted", f"--tile-accelerator={GPU_HINT}")
+    assert (plain.done, fitted.done, fitted.failures) == (2, 2, ())
+    # every scene finished at the end of the run, off the tile steps: same outputs
+    for scene in ("u8", "multi"):
+        with rasterio.open(tmp_path / "plain" / scene / "features.tif") as a, \
+                rasterio.open(tmp_path / "fitted" / scene / "features.tif") as b:
+            np.testing.assert_array_equal(a.read(), b.read())
+            assert a.descriptions == b.descriptions
+    hints = accelerator_of_leaves(TextureOptions([
+        f"--input={scenes}", f"--output={tmp_path / 'graph'}",
+        f"--tile-accelerator={GPU_HINT}"]))
+
+    def steps(prefix):
+        return {name: hint for name, hint in hints.items()
+                if name == prefix or name.startswith(prefix + "/")}
+
+    for step in ("Read", "Texture", "TextureResults", "WriteTile"):
+        assert steps(step) and set(steps(step).values()) == {GPU_HINT}, step
+    for step in ("Discover", "Plan", "Finish", "WriteErrors"):
+        assert steps(step) and set(steps(step).values()) == {None}, step
+    assert not steps("FinishAfterLastTile")  # no mosaic on the GPU workers
+    # without the flag: no hint anywhere, and the early finish is there
+    plain_hints = accelerator_of_leaves(TextureOptions([
+        f"--input={scenes}", f"--output={tmp_path / 'graph'}"]))
+    assert set(plain_hints.values()) == {None}
+    assert any(name.startswith("FinishAfterLastTile") for name in plain_hints)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tile-accelerator=type:nvidia-l4"], "positive count"),
+    (["--tile-accelerator=count:1;install-nvidia-driver"], "name the GPU type"),
+    (["--tile-accelerator=type:nvidia-l4;count:0"], "positive count"),
+    ([f"--tile-accelerator={GPU_HINT}",
+      "--experiments=worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"],
+     "drop the worker_accelerator experiment"),
+    ([f"--tile-accelerator={GPU_HINT}",
+      "--dataflow_service_options=worker_accelerator=type:nvidia-l4;count:1"],
+     "drop the worker_accelerator experiment"),
+])
+def test_tile_accelerator_refused_before_work(scenes, tmp_path, capsys, flags, message):
+    out = tmp_path / "never"
+    summary = main([f"--input={scenes}", f"--output={out}", *flags])
+    assert summary.exit_code == 2 and message in summary.error, summary.error
+    assert "--tile-accelerator" in capsys.readouterr().err
+    assert not out.exists()
