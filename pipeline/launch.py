@@ -92,7 +92,13 @@ RESERVED = {"sdk_container_image": "--image", "disk_size_gb": "--disk-size-gb",
             "number_of_worker_harness_threads": "--harness-threads",
             "accelerator": "--gpu-type", "dataflow_service_options": "--gpu-type",
             "experiments": "--gpu-type", "worker_machine_type": "--machine-type",
-            "machine_type": "--machine-type", "max_num_workers": "--max-workers"}
+            "machine_type": "--machine-type", "max_num_workers": "--max-workers",
+            "tile_accelerator": "--mosaic-machine-type",
+            "tile-accelerator": "--mosaic-machine-type"}
+# Machine families that come with GPUs attached: not for the CPU workers of
+# --mosaic-machine-type.
+GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
+MACHINE_TYPE = re.compile(r"[a-z][a-z0-9]*-[a-z0-9-]+")
 PROJECT_ID = re.compile(r"[a-z][-a-z0-9:.]{4,61}[a-z0-9]")
 JOB_NAME = re.compile(r"[a-z]([-a-z0-9]{0,1022}[a-z0-9])?")
 REGION = re.compile(r"[a-z]+-[a-z]+[0-9]+")
@@ -183,6 +189,12 @@ def launcher_parser() -> argparse.ArgumentParser:
         help="GPUs per worker (default 1)")
     add("--machine-type", help="worker machine type (default: the smallest that "
                                "carries the GPUs on demand)")
+    add("--mosaic-machine-type",
+        help="right fitting: the GPU workers (--gpu-type, --machine-type) only read, "
+             "compute and save tiles; workers of this type, without GPU, plan the "
+             "scenes and write the mosaics once every tile is saved (e.g. "
+             "n2-standard-8; default: none, every step on the GPU workers; "
+             "docs/cloud.md)")
     add("--launcher-machine-type", default=DEFAULT_LAUNCHER_MACHINE,
         help=f"machine of the Flex Template launcher VM, which pulls the worker image "
              f"(default {DEFAULT_LAUNCHER_MACHINE})")
@@ -316,9 +328,17 @@ def plan(argv: Sequence[str], *, root: str = ROOT, commit: Optional[str] = None,
     parameters = pipeline_parameters(given, bucket)
     accelerator = "none" if o.gpu_type == CPU_ONLY else "required"
     experiments = tuple(DATAFLOW_EXPERIMENTS)
-    if o.gpu_type != CPU_ONLY:
-        experiments += (f"worker_accelerator=type:{o.gpu_type};count:{o.gpu_count};"
-                        f"install-nvidia-driver",)
+    gpus = f"type:{o.gpu_type};count:{o.gpu_count};install-nvidia-driver"
+    job_machine = machine_type
+    if o.mosaic_machine_type is not None:
+        _check_mosaic_machine(o.mosaic_machine_type, o.gpu_type)
+        # Right fitting: the GPUs as the tile steps' resource hint, never also as the
+        # job's worker_accelerator (Google's right-fitting guide says not to combine
+        # them); the job's own workers are the CPU ones.
+        parameters["tile_accelerator"] = f"{gpus};machine_type:{machine_type}"
+        job_machine = o.mosaic_machine_type
+    elif o.gpu_type != CPU_ONLY:
+        experiments += (f"worker_accelerator={gpus}",)
     if command == "schedule":
         _require(o.cron, "schedule needs --cron, e.g. --cron '0 3 * * *'")
         _require(len(o.cron.split()) == 5,
@@ -377,22 +397,42 @@ def plan(argv: Sequence[str], *, root: str = ROOT, commit: Optional[str] = None,
             optional.append(f"--service-account-email={o.service_account}")
         if o.worker_zone:
             optional.append(f"--worker-zone={o.worker_zone}")
+        if o.mosaic_machine_type is not None:
+            workers = (f"{machine_type} workers with {o.gpu_count} x {o.gpu_type} for "
+                       f"the tiles, {job_machine} workers without GPU for planning and "
+                       f"the mosaics")
+        else:
+            workers = f"{machine_type} workers" + (
+                f" with {o.gpu_count} x {o.gpu_type}" if o.gpu_type != CPU_ONLY
+                else ", no GPU")
         steps.append(Step(
-            "job", f"the job: {machine_type} workers"
-                   + (f" with {o.gpu_count} x {o.gpu_type}" if o.gpu_type != CPU_ONLY
-                      else ", no GPU"),
+            "job", f"the job: {workers}",
             ("gcloud", "dataflow", "flex-template", "run", job, f"--project={o.project}",
              f"--region={o.region}", f"--template-file-gcs-location={template}",
-             f"--worker-machine-type={machine_type}", f"--max-workers={o.max_workers}",
+             f"--worker-machine-type={job_machine}", f"--max-workers={o.max_workers}",
              f"--launcher-machine-type={o.launcher_machine_type}",
              f"--additional-experiments={','.join(experiments)}",
              f"--staging-location={bucket}/staging", f"--temp-location={bucket}/temp",
              *optional, *parameter_flags(parameters))))
     else:
-        body = scheduler_body(template, machine_type, o, experiments, parameters, bucket)
+        body = scheduler_body(template, job_machine, o, experiments, parameters, bucket)
         steps += _schedule_steps(o, body)
     return LaunchPlan(command, tuple(steps), image, template, machine_type, experiments,
                       parameters, body)
+
+
+def _check_mosaic_machine(machine: str, gpu_type: str) -> None:
+    """--mosaic-machine-type: a machine type without GPU, beside GPU workers."""
+    _require(gpu_type != CPU_ONLY,
+             "--mosaic-machine-type splits the work between GPU and CPU workers: give "
+             "a --gpu-type too (or drop it: with --gpu-type none every worker is a CPU "
+             "worker)")
+    _require(MACHINE_TYPE.fullmatch(machine),
+             f"--mosaic-machine-type {machine!r} is not a machine type name, e.g. "
+             f"n2-standard-8")
+    _require(not machine.startswith(GPU_FAMILIES),
+             f"--mosaic-machine-type {machine} comes with GPUs attached; the mosaics "
+             f"need none: choose a CPU machine type such as n2-standard-8")
 
 
 def _require(condition, message: str) -> None:

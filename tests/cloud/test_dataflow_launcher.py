@@ -19,7 +19,7 @@ from apache_beam.options.pipeline_options import (DebugOptions, GoogleCloudOptio
 
 from pipeline import launch
 from pipeline.launch import LaunchError, StepFailed, execute, plan
-from pipeline.options import TextureOptions, params_from
+from pipeline.options import TextureOptions, params_from, tile_accelerator_hint
 from pipeline.run import main
 from transforms.records import COMPRESSIONS
 
@@ -363,6 +363,54 @@ def test_launcher_without_gpu_asks_for_none():
                    for e in flag(run, "--additional-experiments")[0].split(","))
     assert parameters(run)["accelerator"] == "none"
     assert flag(run, "--worker-machine-type") == ["n1-standard-8"]
+
+
+def test_mosaic_machine_type_puts_the_gpus_on_the_tile_steps_only():
+    p = make(*BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1", *INPUT,
+             "--gpu-type", "nvidia-l4", "--mosaic-machine-type", "n2-standard-8")
+    run = step(p, "job").argv
+    # the job's own workers are the CPU ones; no GPU on every worker
+    assert flag(run, "--worker-machine-type") == ["n2-standard-8"]
+    experiments = flag(run, "--additional-experiments")[0].split(",")
+    assert experiments == ["use_runner_v2", "no_use_multiple_sdk_containers"]
+    params = parameters(run)
+    assert params["tile_accelerator"] == (
+        "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8")
+    assert params["accelerator"] == "required"  # checked where the model runs
+    assert "g2-standard-8 workers with 1 x nvidia-l4 for the tiles" in step(p, "job").purpose
+    # the pipeline takes the hint as the template launcher passes it, and the
+    # template's own validation accepts it
+    options = PipelineOptions(as_pipeline_argv(params))
+    assert tile_accelerator_hint(options) == params["tile_accelerator"]
+    with open(os.path.join(ROOT, "dataflow", "metadata.json")) as f:
+        [regexes] = [m["regexes"] for m in json.load(f)["parameters"]
+                     if m["name"] == "tile_accelerator"]
+    assert all(re.match(r, params["tile_accelerator"]) for r in regexes)
+    # a schedule launches the same split
+    body = make("schedule", "--cron", "0 3 * * *", "--service-account",
+                "sa@p.iam.gserviceaccount.com", *BASE, "--skip-build", "--image",
+                "eu.gcr.io/p/w:1", *INPUT, "--gpu-type", "nvidia-tesla-t4", "--gpu-count",
+                "2", "--mosaic-machine-type", "n2-highmem-4").scheduler_body
+    environment = body["launchParameter"]["environment"]
+    assert environment["machineType"] == "n2-highmem-4"
+    assert not any(e.startswith("worker_accelerator")
+                   for e in environment["additionalExperiments"])
+    assert body["launchParameter"]["parameters"]["tile_accelerator"] == (
+        "type:nvidia-tesla-t4;count:2;install-nvidia-driver;machine_type:n1-standard-8")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gpu-type", "none", "--mosaic-machine-type", "n2-standard-8"],
+     "give a --gpu-type too"),
+    (["--gpu-type", "nvidia-l4", "--mosaic-machine-type", "g2-standard-4"],
+     "comes with GPUs attached"),
+    (["--mosaic-machine-type", "N2 standard"], "is not a machine type name"),
+    (["--tile-accelerator", "type:nvidia-l4;count:1"], "use --mosaic-machine-type"),
+])
+def test_mosaic_machine_type_refused_when_it_cannot_work(args, message):
+    with pytest.raises(LaunchError) as refused:
+        make(*BASE, *INPUT, *args)
+    assert message in str(refused.value)
 
 
 def test_hostile_names_stay_one_argument():

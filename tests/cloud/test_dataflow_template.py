@@ -21,9 +21,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 IMAGE = "europe-west4-docker.pkg.dev/my-proj/glcm/glcm-worker:0123abc"
 ACCELERATOR = "worker_accelerator=type:nvidia-l4;count:1;install-nvidia-driver"
 GROUP_BY_KEY = "beam:transform:group_by_key:v1"
+TILE_GPU = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
 
 
-def launch(bucket, listing, template, *extra, scratch):
+def launch(bucket, listing, template, *extra, scratch, machine="g2-standard-8",
+           gpu_experiment=(f"--experiments={ACCELERATOR}",)):
     """``python -m pipeline`` in template mode, as the Flex Template launcher runs it
     (the launcher's --additional-experiments arrive as --experiments). It is not told
     no_use_multiple_sdk_containers: the pipeline adds that itself. ``scratch``: its
@@ -38,8 +40,8 @@ def launch(bucket, listing, template, *extra, scratch):
          f"--temp_location={gs}/temp", f"--staging_location={gs}/staging",
          f"--template_location={gs}/templates/{template}",
          f"--sdk_container_image={IMAGE}", "--sdk_location=container",
-         "--experiments=use_runner_v2", f"--experiments={ACCELERATOR}",
-         "--machine_type=g2-standard-8", f"--input=@{gs}/lists/{listing}",
+         "--experiments=use_runner_v2", *gpu_experiment,
+         f"--machine_type={machine}", f"--input=@{gs}/lists/{listing}",
          f"--output={gs}/texture", "--accelerator=required", "--window=9",
          "--fail-on-error", *extra],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -105,6 +107,10 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
     runs["objects"] = launch(bucket, "list-000010.txt", "tobjects.json", "--mode=objects",
                              f"--objects={gs}/vectors/parcels.parquet", "--object-id=parcel",
                              scratch=scratch)
+    # right fitting (run_dataflow.sh --mosaic-machine-type): GPUs on the tile steps only
+    runs["fitted"] = launch(bucket, "list-000010.txt", "tfitted.json",
+                            f"--tile-accelerator={TILE_GPU}", scratch=scratch,
+                            machine="n2-standard-8", gpu_experiment=())
     for run in runs.values():
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-3000:]
@@ -159,3 +165,22 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
     assert feeds("Plan", "SpreadTiles")
     # with --fail-on-error the job fails only after errors.jsonl is written
     assert feeds("WriteErrors/Write", "WriteErrors/FailOnError")
+
+    # right fitting: the job's own workers have no GPU; the tile steps' environment
+    # carries the accelerator hint Dataflow reads, the mosaic's does not
+    job, graph, _ = staged_graph(bucket, "tfitted.json")
+    environment = job["environment"]
+    assert not any(e.startswith("worker_accelerator") for e in environment["experiments"])
+    assert [p["machineType"] for p in environment["workerPools"]] == ["n2-standard-8"]
+    names = {t.unique_name: tid for tid, t in graph.components.transforms.items()}
+    urn = "beam:resources:accelerator:v1"
+
+    def accelerators(step):
+        return {graph.components.environments[leaf.environment_id].resource_hints.get(urn)
+                for leaf in leaves(graph, names[step]) if leaf.environment_id}
+
+    for step in ("Read", "Texture", "WriteTile"):
+        assert accelerators(step) == {TILE_GPU.encode()}, step
+    for step in ("Plan", "Finish"):
+        assert accelerators(step) == {None}, step
+    assert "FinishAfterLastTile" not in names
