@@ -28,10 +28,14 @@ run on the same cores as whatever is timed next.
 
 Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
-what that caps a worker's rate at for a given number of vCPUs; and, for GPU workers
-whose mosaics run elsewhere (``run_dataflow.sh --mosaic-machine-type``), an estimate:
-the steady state less the mosaic alone (not a right-fitted run: the DirectRunner
-runs every step in one process).
+what that caps a worker's rate at for a given number of vCPUs.
+
+Right fitting (``run_dataflow.sh --mosaic-machine-type``: the mosaics on CPU workers):
+the pipeline runs once more with ``--tile-accelerator``, which makes every scene wait
+for the run's last tile; the child's CPU seconds when its first mosaic starts (its
+log line, its /proc CPU counters read every 50 ms), less start-up and the kernel, are
+what the GPU workers would spend beyond the kernel (the DirectRunner ignores the hint
+itself: one process runs both kinds of steps, one after the other).
 
 Steady state (what a long-lived worker sees, with start-up, the kernel's compilation
 and the last scene's lone mosaic paid once): the pipeline also runs on the first
@@ -122,6 +126,55 @@ def pipeline_run(work, paths, out, args, env):
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
     return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
             pipeline_peak_gib(stdout))
+
+
+# The log line that starts a scene's mosaic (transforms.finish.finish_scene).
+MOSAIC_STARTS = "tiles saved; writing the mosaic"
+# What run_dataflow.sh --mosaic-machine-type passes; the DirectRunner ignores the
+# hint itself, not what it changes in the graph (no mosaic before the run's last tile).
+TILE_GPU = "type:nvidia-l4;count:1;install-nvidia-driver"
+
+
+def cpu_seconds_of(pid):
+    """User + system CPU seconds of a running process (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def fitted_run(work, paths, out, args, env):
+    """The pipeline with ``--tile-accelerator`` in a child: (CPU seconds when the
+    first mosaic started, CPU seconds in all). Every scene is then finished after the
+    last tile is saved, so the first figure is what the GPU workers of a right-fitted
+    job would spend (start-up, discovery, planning, read, texture, save), the rest what
+    the mosaic workers would."""
+    settle()
+    with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryFile("w+") as stdout:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", f"--input={work}/*.tif" if len(paths) > 1
+             else f"--input={paths[0]}", f"--output={out}", f"--tile={args.tile}",
+             f"--cog-compression={args.cog_compression}",
+             f"--tile-accelerator={TILE_GPU}", "--direct_num_workers=0",
+             "--direct_running_mode=multi_threading"], stdout=stdout, stderr=stderr,
+            text=True, env=env)
+        before_mosaics, status, usage = None, None, None
+        while status is None:
+            if before_mosaics is None:
+                cpu = cpu_seconds_of(process.pid)  # read first: at most one poll late
+                stderr.seek(0)
+                if MOSAIC_STARTS in stderr.read():
+                    before_mosaics = cpu
+            pid, code, rusage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                status, usage = code, rusage
+            else:
+                time.sleep(0.05)
+        if os.waitstatus_to_exitcode(status) != 0 or before_mosaics is None:
+            stderr.seek(0)
+            tail = "".join(stderr.readlines()[-40:])
+            raise RuntimeError(f"the right-fitted pipeline failed or wrote no mosaic; "
+                               f"the end of its stderr:\n{tail}")
+    return before_mosaics, usage.ru_utime + usage.ru_stime
 
 
 def kernel_run(paths, features, threads=None, keep=None):
@@ -228,6 +281,8 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
             timings = json.load(f)["timings"]
         for step in STEPS:
             steps[step] += timings.get(step, 0.0)
+    tiles_cpu, fitted_cpu = fitted_run(work, paths, os.path.join(work, f"fit{repeat}"),
+                                       args, env)
     maps = []
     settle()
     first_wall, first_cpu = kernel_run(paths[:1], features, keep=maps)
@@ -257,7 +312,15 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
           + ", ".join(f"{k} {v:.2f}" for k, v in alone.items())
           + f": {alone_us_px:.2f} CPU-us/px, of which the mosaic "
           f"{alone['mosaic'] / scene_pixels * 1e6:.2f}")
+    fitted_us_px = (tiles_cpu - import_cpu - kernel_cpu) / pixels * 1e6
+    print(f"right-fitted (--tile-accelerator: every mosaic after the run's last tile): "
+          f"{tiles_cpu:.1f} CPU-s until the first mosaic started, {fitted_cpu:.1f} in "
+          f"all; the tile steps (discovery, planning, read, texture, save; start-up "
+          f"excluded) {fitted_us_px:.2f} CPU-us/px beyond the kernel: what the GPU "
+          f"workers would spend; the mosaics {(fitted_cpu - tiles_cpu) / pixels * 1e6:.2f}"
+          f" CPU-us/px on the job's own workers")
     figures = {"share": own_rate / kernel_rate, "us_px": beyond_no_start,
+               "fitted_us_px": fitted_us_px,
                "peak_gib": peak, "steps_us_px": alone_us_px,
                "mosaic_us_px": alone["mosaic"] / scene_pixels * 1e6}
     if len(paths) > 1:
@@ -349,13 +412,13 @@ def run(args, work):
         print(f"  a {vcpus}-vCPU worker's CPUs alone cap it near "
               f"{vcpus / max(steady, 1e-9):.0f} M px/s")
     # Right fitting (run_dataflow.sh --mosaic-machine-type) takes the mosaics off the
-    # GPU workers: estimated, not measured in a right-fitted run (the DirectRunner
-    # runs both kinds of steps in one process).
-    fitted = steady - float(np.median(rounds["mosaic_us_px"]))
+    # GPU workers: their share measured in the right-fitted run.
+    fitted = float(np.median(rounds["fitted_us_px"]))
     if fitted > 0:
-        print(f"  with the mosaics on other workers (--mosaic-machine-type), estimated "
-              f"as the steady state less the mosaic alone: {fitted:.2f} CPU-us/px on "
-              f"the GPU workers, an 8-vCPU one near {8 / fitted:.0f} M px/s")
+        print(f"  with the mosaics on other workers (--mosaic-machine-type): "
+              f"{fitted:.2f} CPU-us/px on the GPU workers, an 8-vCPU one near "
+              f"{8 / fitted:.0f} M px/s (the steady state less the mosaic alone: "
+              f"{steady - float(np.median(rounds['mosaic_us_px'])):.2f})")
     if not args.skip_small:
         settle()
         rates = small_rates(features)

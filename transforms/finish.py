@@ -71,6 +71,7 @@ def finish_scene(scene_id: str, results: Iterable[TileResult], params: TexturePa
         raise RuntimeError(f"{task.n_tasks - len(results)} of {task.n_tasks} tiles "
                            f"failed (see their records); no mosaic written")
     started = time.time()
+    log.info("%s: all %d tiles saved; writing the mosaic", scene_id, len(results))
     folder = storage.join(output, scene_id)
     info = task.info
     outputs = outputs_for(params)
