@@ -165,10 +165,11 @@ class TextureOptions(PipelineOptions):
                                  "compute on the CPU")
         parser.add_argument("--tile-accelerator", "--tile_accelerator",
                             dest="tile_accelerator", default=None,
-                            metavar="type:GPU;count:N;install-nvidia-driver[;machine_type:M]",
+                            metavar="HINT",
                             help="Dataflow right fitting: the GPU workers for the tile "
                                  "steps only (read, texture, save), as an accelerator "
-                                 "resource hint; planning and the mosaics run on the "
+                                 "resource hint (type:GPU;count:N;install-nvidia-driver"
+                                 "[;machine_type:M]); planning and the mosaics run on the "
                                  "job's own workers (--worker_machine_type, no GPU) "
                                  "after every tile is saved. run_dataflow.sh sets it "
                                  "with --mosaic-machine-type (docs/cloud.md)")
