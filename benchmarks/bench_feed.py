@@ -114,15 +114,20 @@ def run_child(command, env):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
 
 
+def pipeline_command(work, paths, out, args, *flags):
+    """``python -m pipeline`` on ``paths`` (one glob), DirectRunner with one thread
+    per core."""
+    pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
+    return [sys.executable, "-m", "pipeline", f"--input={pattern}", f"--output={out}",
+            f"--tile={args.tile}", f"--cog-compression={args.cog_compression}", *flags,
+            "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
+
+
 def pipeline_run(work, paths, out, args, env):
     """The pipeline on ``paths`` (one glob) in a child: (wall, CPU, system CPU, its own
     rate, its own seconds, peak RSS GiB)."""
-    pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
     settle()
-    wall, cpu, system, stdout = run_child(
-        [sys.executable, "-m", "pipeline", f"--input={pattern}", f"--output={out}",
-         f"--tile={args.tile}", f"--cog-compression={args.cog_compression}",
-         "--direct_num_workers=0", "--direct_running_mode=multi_threading"], env)
+    wall, cpu, system, stdout = run_child(pipeline_command(work, paths, out, args), env)
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
     return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
             pipeline_peak_gib(stdout))
@@ -151,12 +156,8 @@ def fitted_run(work, paths, out, args, env):
     settle()
     with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryFile("w+") as stdout:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", f"--input={work}/*.tif" if len(paths) > 1
-             else f"--input={paths[0]}", f"--output={out}", f"--tile={args.tile}",
-             f"--cog-compression={args.cog_compression}",
-             f"--tile-accelerator={TILE_GPU}", "--direct_num_workers=0",
-             "--direct_running_mode=multi_threading"], stdout=stdout, stderr=stderr,
-            text=True, env=env)
+            pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}"),
+            stdout=stdout, stderr=stderr, text=True, env=env)
         before_mosaics, status, usage = None, None, None
         while status is None:
             if before_mosaics is None:
