@@ -1,13 +1,15 @@
 """Runs one step on Beam's TestPipeline (in this process) and returns what each of
-its outputs emitted."""
+its outputs emitted; reads the resource hints of the pipeline's graph."""
 
 import functools
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.portability.common_urns import resource_hints
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
+from pipeline.build import build
 from pipeline.run import local_runner
 
 # What the matchers saw. Module level: the runner pickles the matchers, and a
@@ -45,3 +47,18 @@ def run_step(elements, step, outputs=("main",)):
         for name, pcoll in produced.items():
             assert_that(pcoll, functools.partial(_keep, name), label=f"Keep_{name}")
     return dict(_FOUND)
+
+
+def accelerator_of_leaves(options):
+    """{leaf transform name: its accelerator resource hint or None} of the graph
+    ``build`` makes for ``options`` (Beam's portable form, as runners receive it)."""
+    p = beam.Pipeline(options=options)
+    build(p, options)
+    graph = p.to_runner_api()
+    out = {}
+    for t in graph.components.transforms.values():
+        if not t.subtransforms and t.environment_id:
+            hints = graph.components.environments[t.environment_id].resource_hints
+            value = hints.get(resource_hints.ACCELERATOR.urn)
+            out[t.unique_name] = value.decode() if value else None
+    return out

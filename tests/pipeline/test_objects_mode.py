@@ -16,6 +16,7 @@ from rasterio.transform import Affine
 
 import glcm
 from pipeline.run import main
+from tests.beam_util import accelerator_of_leaves
 from tests.glcm.reference import feature_scale, numpy_features
 
 GEO = Affine(10, 0, 300000, 0, -10, 5000000)
@@ -160,6 +161,28 @@ def test_tile_size_does_not_change_the_numbers(scene, tmp_path):
                       .sort_values("parcel").reset_index(drop=True))
     columns = [c for c in tables[0].columns if c != "geometry"]
     assert tables[0][columns].equals(tables[1][columns])
+
+
+def test_tile_accelerator_puts_every_objects_step_on_gpu_workers(scene, tmp_path):
+    from pipeline.options import TextureOptions
+
+    hint = "type:nvidia-l4;count:1;install-nvidia-driver"
+    flags = [f"--input={scene}/scene.tif", "--mode=objects",
+             f"--objects={scene}/parcels.gpkg", "--object-id=parcel",
+             "--features=contrast,entropy", "--tile=32"]
+    tables = []
+    for name, extra in (("plain", []), ("fitted", [f"--tile-accelerator={hint}"])):
+        summary = main([*flags, f"--output={tmp_path / name}", *extra])
+        assert summary.exit_code == 0 and summary.done == 1
+        tables.append(geopandas.read_parquet(tmp_path / name / "scene" / "objects.parquet")
+                      .sort_values("parcel").reset_index(drop=True))
+    columns = [c for c in tables[0].columns if c != "geometry"]
+    assert tables[0][columns].equals(tables[1][columns])
+    hints = accelerator_of_leaves(TextureOptions(
+        [*flags, f"--output={tmp_path / 'graph'}", f"--tile-accelerator={hint}"]))
+    objects = {n: h for n, h in hints.items() if n.startswith(("Read", "Objects/"))}
+    assert objects and set(objects.values()) == {hint}
+    assert {h for n, h in hints.items() if n.startswith(("Plan", "Discover"))} == {None}
 
 
 def bad_files(folder):

@@ -14,6 +14,7 @@ from rasterio.transform import Affine
 import glcm
 from pipeline.run import main
 from pipeline.sample import make_sample
+from tests.beam_util import accelerator_of_leaves
 from transforms.plan import core_size
 
 FEATURES = ["contrast", "entropy", "correlation", "mean"]
@@ -244,26 +245,6 @@ def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path):
 
 
 GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
-
-
-def accelerator_of_leaves(options):
-    """{leaf transform name: its accelerator resource hint or None} of the graph
-    ``build`` makes for ``options`` (Beam's portable form, as runners receive it)."""
-    import apache_beam as beam
-    from apache_beam.portability.common_urns import resource_hints
-
-    from pipeline.build import build
-
-    p = beam.Pipeline(options=options)
-    build(p, options)
-    graph = p.to_runner_api()
-    out = {}
-    for t in graph.components.transforms.values():
-        if not t.subtransforms and t.environment_id:
-            hints = graph.components.environments[t.environment_id].resource_hints
-            value = hints.get(resource_hints.ACCELERATOR.urn)
-            out[t.unique_name] = value.decode() if value else None
-    return out
 
 
 def test_tile_accelerator_puts_only_the_tile_steps_on_gpu_workers(scenes, tmp_path):
