@@ -2,6 +2,7 @@
 its outputs emitted; reads the resource hints of the pipeline's graph."""
 
 import functools
+import shutil
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -53,8 +54,12 @@ def accelerator_of_leaves(options):
     """{leaf transform name: its accelerator resource hint or None} of the graph
     ``build`` makes for ``options`` (Beam's portable form, as runners receive it)."""
     p = beam.Pipeline(options=options)
-    build(p, options)
-    graph = p.to_runner_api()
+    try:
+        build(p, options)
+        graph = p.to_runner_api()
+    finally:
+        # Beam removes the folder it made for the pipeline only when it runs
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)
     out = {}
     for t in graph.components.transforms.values():
         if not t.subtransforms and t.environment_id:
