@@ -94,6 +94,12 @@ def write_scene(path, size, seed):
             dst.write(strip[None], window=((r0, r0 + strip.shape[0]), (0, size)))
 
 
+def stderr_tail(stderr, lines=40):
+    """The end of a child's stderr (a temporary file), for an error message."""
+    stderr.seek(0)
+    return "".join(stderr.readlines()[-lines:])
+
+
 def run_child(command, env):
     """(wall seconds, CPU seconds user + system, of which system, stdout) of a child
     process. Its stderr goes to a temporary file (a pipe nobody reads could fill and
@@ -107,10 +113,8 @@ def run_child(command, env):
         wall = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
         if process.returncode != 0:
-            stderr.seek(0)
-            tail = "".join(stderr.readlines()[-40:])
             raise RuntimeError(f"{command[:3]}... exited with {process.returncode}; the "
-                               f"end of its stderr:\n{tail}")
+                               f"end of its stderr:\n{stderr_tail(stderr)}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
 
 
@@ -171,10 +175,8 @@ def fitted_run(work, paths, out, args, env):
             else:
                 time.sleep(0.05)
         if os.waitstatus_to_exitcode(status) != 0 or before_mosaics is None:
-            stderr.seek(0)
-            tail = "".join(stderr.readlines()[-40:])
             raise RuntimeError(f"the right-fitted pipeline failed or wrote no mosaic; "
-                               f"the end of its stderr:\n{tail}")
+                               f"the end of its stderr:\n{stderr_tail(stderr)}")
     return before_mosaics, usage.ru_utime + usage.ru_stime
 
 
@@ -309,10 +311,10 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
           f"{beyond_no_start:.2f} without")
     scene_pixels = args.size * args.size
     alone_us_px = sum(alone.values()) / scene_pixels * 1e6
+    mosaic_us_px = alone["mosaic"] / scene_pixels * 1e6
     print("steps alone on the first scene's tiles (this process, no Beam), CPU-s: "
           + ", ".join(f"{k} {v:.2f}" for k, v in alone.items())
-          + f": {alone_us_px:.2f} CPU-us/px, of which the mosaic "
-          f"{alone['mosaic'] / scene_pixels * 1e6:.2f}")
+          + f": {alone_us_px:.2f} CPU-us/px, of which the mosaic {mosaic_us_px:.2f}")
     fitted_us_px = (tiles_cpu - import_cpu - kernel_cpu) / pixels * 1e6
     print(f"right-fitted (--tile-accelerator: every mosaic after the run's last tile): "
           f"{tiles_cpu:.1f} CPU-s until the first mosaic started, {fitted_cpu:.1f} in "
@@ -323,7 +325,7 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
     figures = {"share": own_rate / kernel_rate, "us_px": beyond_no_start,
                "fitted_us_px": fitted_us_px,
                "peak_gib": peak, "steps_us_px": alone_us_px,
-               "mosaic_us_px": alone["mosaic"] / scene_pixels * 1e6}
+               "mosaic_us_px": mosaic_us_px}
     if len(paths) > 1:
         rest = pixels - args.size * args.size
         steady_rate = rest / (wall - one_wall)
