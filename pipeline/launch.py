@@ -93,8 +93,7 @@ RESERVED = {"sdk_container_image": "--image", "disk_size_gb": "--disk-size-gb",
             "accelerator": "--gpu-type", "dataflow_service_options": "--gpu-type",
             "experiments": "--gpu-type", "worker_machine_type": "--machine-type",
             "machine_type": "--machine-type", "max_num_workers": "--max-workers",
-            "tile_accelerator": "--mosaic-machine-type",
-            "tile-accelerator": "--mosaic-machine-type"}
+            "tile_accelerator": "--mosaic-machine-type"}
 # Machine families that come with GPUs attached: not for the CPU workers of
 # --mosaic-machine-type.
 GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
@@ -441,12 +440,17 @@ def _require(condition, message: str) -> None:
 
 
 def _refuse_reserved(argv: Sequence[str]) -> None:
+    # A pipeline flag by its destination (--tile-accelerator is tile_accelerator);
+    # Beam's own options by their name, with underscores.
+    dests = {s[2:]: a.dest for a in pipeline_parser()._actions for s in a.option_strings
+             if s.startswith("--")}
     for token in argv:
         if token.startswith("--"):
-            name = token[2:].split("=", 1)[0]  # Beam's spelling, with underscores
-            if name in RESERVED:
+            name = token[2:].split("=", 1)[0]
+            option = dests.get(name, name)
+            if option in RESERVED:
                 raise LaunchError(f"--{name} is set by the launcher; use "
-                                  f"{RESERVED[name]} instead")
+                                  f"{RESERVED[option]} instead")
 
 
 def _attach_dash_values(argv: Sequence[str]) -> List[str]:
