@@ -50,16 +50,10 @@ def run_step(elements, step, outputs=("main",)):
     return dict(_FOUND)
 
 
-def accelerator_of_leaves(options):
-    """{leaf transform name: its accelerator resource hint or None} of the graph
-    ``build`` makes for ``options`` (Beam's portable form, as runners receive it)."""
-    p = beam.Pipeline(options=options)
-    try:
-        build(p, options)
-        graph = p.to_runner_api()
-    finally:
-        # Beam removes the folder it made for the pipeline only when it runs
-        shutil.rmtree(p.local_tempdir, ignore_errors=True)
+def leaf_accelerators(graph):
+    """{leaf transform name: its accelerator resource hint or None} of a portable
+    pipeline proto (leaves that run in an environment; a runner's own primitives,
+    as GroupByKey, have none)."""
     out = {}
     for t in graph.components.transforms.values():
         if not t.subtransforms and t.environment_id:
@@ -67,3 +61,22 @@ def accelerator_of_leaves(options):
             value = hints.get(resource_hints.ACCELERATOR.urn)
             out[t.unique_name] = value.decode() if value else None
     return out
+
+
+def hints_under(hints, step):
+    """The entries of ``hints`` for ``step`` and the transforms inside it."""
+    return {name: hint for name, hint in hints.items()
+            if name == step or name.startswith(step + "/")}
+
+
+def accelerator_of_leaves(options):
+    """:func:`leaf_accelerators` of the graph ``build`` makes for ``options`` (Beam's
+    portable form, as runners receive it)."""
+    p = beam.Pipeline(options=options)
+    try:
+        build(p, options)
+        graph = p.to_runner_api()
+    finally:
+        # Beam removes the folder it made for the pipeline only when it runs
+        shutil.rmtree(p.local_tempdir, ignore_errors=True)
+    return leaf_accelerators(graph)

@@ -15,6 +15,7 @@ import pytest
 import shapely
 from apache_beam.portability.api import beam_runner_api_pb2
 
+from tests.beam_util import hints_under, leaf_accelerators
 from transforms.io import storage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -172,15 +173,10 @@ def test_template_mode_stages_the_job_graph_whatever_the_collection_size(bucket,
     environment = job["environment"]
     assert not any(e.startswith("worker_accelerator") for e in environment["experiments"])
     assert [p["machineType"] for p in environment["workerPools"]] == ["n2-standard-8"]
-    names = {t.unique_name: tid for tid, t in graph.components.transforms.items()}
-    urn = "beam:resources:accelerator:v1"
-
-    def accelerators(step):
-        return {graph.components.environments[leaf.environment_id].resource_hints.get(urn)
-                for leaf in leaves(graph, names[step]) if leaf.environment_id}
-
+    names = {t.unique_name for t in graph.components.transforms.values()}
+    hints = leaf_accelerators(graph)
     for step in ("Read", "Texture", "WriteTile"):
-        assert accelerators(step) == {TILE_GPU.encode()}, step
+        assert set(hints_under(hints, step).values()) == {TILE_GPU}, step
     for step in ("Plan", "Finish"):
-        assert accelerators(step) == {None}, step
+        assert set(hints_under(hints, step).values()) == {None}, step
     assert "FinishAfterLastTile" not in names

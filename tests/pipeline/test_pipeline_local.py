@@ -14,7 +14,7 @@ from rasterio.transform import Affine
 import glcm
 from pipeline.run import main
 from pipeline.sample import make_sample
-from tests.beam_util import accelerator_of_leaves
+from tests.beam_util import accelerator_of_leaves, hints_under
 from transforms.plan import core_size
 
 FEATURES = ["contrast", "entropy", "correlation", "mean"]
@@ -263,16 +263,13 @@ def test_tile_accelerator_puts_only_the_tile_steps_on_gpu_workers(scenes, tmp_pa
     hints = accelerator_of_leaves(TextureOptions([
         f"--input={scenes}", f"--output={tmp_path / 'graph'}",
         f"--tile-accelerator={GPU_HINT}"]))
-
-    def steps(prefix):
-        return {name: hint for name, hint in hints.items()
-                if name == prefix or name.startswith(prefix + "/")}
-
     for step in ("Read", "Texture", "TextureResults", "WriteTile"):
-        assert steps(step) and set(steps(step).values()) == {GPU_HINT}, step
+        assert hints_under(hints, step) and set(hints_under(hints, step).values()) == {
+            GPU_HINT}, step
     for step in ("Discover", "Plan", "Finish", "WriteErrors"):
-        assert steps(step) and set(steps(step).values()) == {None}, step
-    assert not steps("FinishAfterLastTile")  # no mosaic on the GPU workers
+        assert hints_under(hints, step) and set(hints_under(hints, step).values()) == {
+            None}, step
+    assert not hints_under(hints, "FinishAfterLastTile")  # no mosaic on the GPU workers
     # without the flag: no hint anywhere, and the early finish is there
     plain_hints = accelerator_of_leaves(TextureOptions([
         f"--input={scenes}", f"--output={tmp_path / 'graph'}"]))
