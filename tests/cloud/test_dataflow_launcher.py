@@ -432,9 +432,13 @@ def test_the_shell_entry_runs_the_python_launcher():
                          text=True, timeout=120, env=env)
     assert bad.returncode == 2
     assert "unknown flag --max-worker; did you mean --max-workers?" in bad.stderr
-    assert "Launcher options:" in subprocess.run(
-        [os.path.join(ROOT, "run_dataflow.sh"), "--help"], capture_output=True, text=True,
-        timeout=120, env=env).stdout
+
+
+def test_help_lists_the_launcher_options_then_the_pipeline_flags(capsys):
+    assert launch.main(["--dry-run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Launcher options:") < out.index("Pipeline flags")
+    assert "--mosaic-machine-type" in out and "--tile-accelerator" in out
 
 
 def test_pipeline_on_dataflow_refuses_local_output(tmp_path, capsys):
