@@ -28,7 +28,7 @@ from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.read import ReadTiles
 from transforms.records import TextureParams
 from transforms.save import SaveTiles
-from transforms.texture import TextureResults, TileModelHandler, model_handler
+from transforms.texture import TILE_OUTCOME, TextureResults, TileModelHandler, model_handler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,11 +115,13 @@ def _gpu_steps(hint: Optional[str]) -> Callable:
 def _texture_maps(examples, params, output, run_id, o, seams, on_gpu):
     """Texture (or model) maps per tile, saved, mosaicked per scene: (done scene ids,
     error outputs)."""
+    # Declared types give the tiles' maps a coder that sizes them without a pickle.
     computed = (examples
                 | "Texture" >> on_gpu(RunInference(TileModelHandler(
-                    seams.model_handler(params, o.accelerator))))
-                | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_outputs(
-                    ERRORS_TAG, main="maps")))
+                    seams.model_handler(params, o.accelerator))).with_output_types(
+                        TILE_OUTCOME))
+                | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_output_types(
+                    TILE_OUTCOME).with_outputs(ERRORS_TAG, main="maps")))
     saved = computed.maps | "WriteTile" >> on_gpu(beam.ParDo(
         SaveTiles(params, output, run_id)).with_outputs(ERRORS_TAG, main="saved"))
     if o.tile_accelerator:

@@ -69,14 +69,18 @@ def hints_under(hints, step):
             if name == step or name.startswith(step + "/")}
 
 
-def accelerator_of_leaves(options):
-    """:func:`leaf_accelerators` of the graph ``build`` makes for ``options`` (Beam's
-    portable form, as runners receive it)."""
+def graph_of(options):
+    """The graph ``build`` makes for ``options``, in Beam's portable form (as runners
+    receive it)."""
     p = beam.Pipeline(options=options)
     try:
         build(p, options)
-        graph = p.to_runner_api()
+        return p.to_runner_api()
     finally:
         # Beam removes the folder it made for the pipeline only when it runs
         shutil.rmtree(p.local_tempdir, ignore_errors=True)
-    return leaf_accelerators(graph)
+
+
+def accelerator_of_leaves(options):
+    """:func:`leaf_accelerators` of the graph ``build`` makes for ``options``."""
+    return leaf_accelerators(graph_of(options))

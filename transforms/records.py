@@ -476,8 +476,14 @@ class TileResult:
         return (self.row, self.col, self.task.band_index)
 
 
+class TextureOutcome:
+    """What the texture step yields for a tile: :class:`TextureOutput` or
+    :class:`TextureFailure` (the type its output is declared with, so that it gets a
+    coder that sizes maps without encoding them: ``transforms.texture``)."""
+
+
 @dataclasses.dataclass(frozen=True)
-class TextureOutput:
+class TextureOutput(TextureOutcome):
     """The texture step's result for one tile: its maps (S, S, F) and the seconds
     its read and its model call took."""
 
@@ -487,7 +493,7 @@ class TextureOutput:
 
 
 @dataclasses.dataclass(frozen=True)
-class TextureFailure:
+class TextureFailure(TextureOutcome):
     """The texture step's result for a tile the model could not compute."""
 
     error: str

@@ -5,18 +5,21 @@ trained Keras model (the model handlers; the graph wires them with
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
+from apache_beam import coders
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
 import glcm
 
 from transforms.errors import GuardedStep, tagged
 from transforms.metrics import StepMetrics
-from transforms.records import ErrorRecord, TextureFailure, TextureOutput, TileTask
+from transforms.records import (ErrorRecord, TextureFailure, TextureOutcome, TextureOutput,
+                                TileTask)
 
 # One model call at a time per process: each call already uses every core
 # (texture_map's chunk threads and XLA's thread pool) or the whole GPU; two at once
@@ -296,6 +299,45 @@ class TileModelHandler(KeyedModelHandler):
         share = seconds / len(tasks)
         return [(task, TextureOutput(m, float(e.get("read_seconds", 0.0)), share))
                 for task, e, m in zip(tasks, examples, maps)]
+
+
+class TextureOutcomeCoder(coders.Coder):
+    """Encodes a :class:`~transforms.records.TextureOutcome` as a pickle, as Beam's
+    default coder does, and sizes it without encoding it.
+
+    Beam estimates the byte size of a sample of every PCollection's elements (every
+    one of the first ten, then fewer) by encoding them, even where the runner hands
+    them on unencoded; a tile's maps are tens of MB, so each sample was a whole
+    pickle. A four-scene run of 1024² tiles pickled 56 of them, 19 ms and a fresh
+    34 MB buffer each: 1.1 CPU-s (docs/performance.md). The size here is the maps'
+    bytes plus what a pickle adds around them."""
+
+    # pickle's framing, the dataclass and its two floats, with room to spare
+    OVERHEAD_BYTES = 256
+
+    def encode(self, value):
+        return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded):
+        return pickle.loads(encoded)
+
+    def estimate_size(self, value):
+        maps = getattr(value, "maps", None)
+        if isinstance(maps, np.ndarray):
+            return maps.nbytes + self.OVERHEAD_BYTES
+        return len(self.encode(value))
+
+    def is_deterministic(self):
+        return False
+
+    def to_type_hint(self):
+        return TextureOutcome
+
+
+coders.registry.register_coder(TextureOutcome, TextureOutcomeCoder)
+# The type the texture step's outputs are declared with (the graph's Texture and
+# TextureResults), which gives them the coder above.
+TILE_OUTCOME = Tuple[TileTask, TextureOutcome]
 
 
 class TextureResults(GuardedStep):

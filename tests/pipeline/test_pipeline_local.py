@@ -14,7 +14,8 @@ from rasterio.transform import Affine
 import glcm
 from pipeline.run import main
 from pipeline.sample import make_sample
-from tests.beam_util import accelerator_of_leaves, hints_under
+from tests.beam_util import accelerator_of_leaves, graph_of, hints_under
+from transforms.errors import ERRORS_TAG
 from transforms.plan import core_size
 
 FEATURES = ["contrast", "entropy", "correlation", "mean"]
@@ -275,6 +276,27 @@ def test_tile_accelerator_puts_only_the_tile_steps_on_gpu_workers(scenes, tmp_pa
         f"--input={scenes}", f"--output={tmp_path / 'graph'}"]))
     assert set(plain_hints.values()) == {None}
     assert any(name.startswith("FinishAfterLastTile") for name in plain_hints)
+
+
+def test_the_tiles_maps_travel_with_a_coder_that_sizes_them_without_a_pickle(scenes,
+                                                                             tmp_path):
+    from apache_beam.coders import TupleCoder
+    from apache_beam.runners.pipeline_context import PipelineContext
+
+    from pipeline.options import TextureOptions
+    from transforms.texture import TextureOutcomeCoder
+
+    graph = graph_of(TextureOptions([f"--input={scenes}",
+                                     f"--output={tmp_path / 'graph'}"]))
+    context = PipelineContext(graph.components)
+    producers = {t.unique_name: t for t in graph.components.transforms.values()}
+    for step in ("Texture", "TextureResults"):
+        main = [pcoll for tag, pcoll in producers[step].outputs.items()
+                if tag != ERRORS_TAG]
+        assert len(main) == 1, (step, producers[step].outputs)
+        coder = context.coders.get_by_id(graph.components.pcollections[main[0]].coder_id)
+        assert isinstance(coder, TupleCoder), (step, coder)
+        assert isinstance(coder.coders()[1], TextureOutcomeCoder), (step, coder)
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -15,7 +15,7 @@ from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.read import ReadTiles
 from transforms.records import Scene, TextureFailure, TextureOutput, TextureParams
 from transforms.save import SaveTiles
-from transforms.texture import TextureResults
+from transforms.texture import TextureOutcomeCoder, TextureResults
 
 RUN = "20261201T000000-0123abcd"
 
@@ -129,3 +129,29 @@ def test_the_cog_codec_is_recorded_but_never_changes_the_digest():
     with pytest.raises(ValueError, match="COG compression must be one of") as refused:
         TextureParams.create(cog_compression="jpeg")
     assert refused.value.parameter == "cog_compression"
+
+
+class Unpicklable(np.ndarray):
+    """Maps that cannot be pickled: sizing them must not try."""
+
+    def __reduce_ex__(self, protocol):
+        raise AssertionError("pickled")
+
+
+def test_texture_outcomes_round_trip_and_are_sized_without_a_pickle():
+    coder = TextureOutcomeCoder()
+    maps = np.random.default_rng(0).random((40, 30, 8), dtype=np.float32)
+    output, failure = TextureOutput(maps, 0.25, 1.5), TextureFailure("MemoryError", "tile")
+    decoded = coder.decode(coder.encode(output))
+    np.testing.assert_array_equal(decoded.maps, maps)
+    assert (decoded.read_seconds, decoded.texture_seconds) == (0.25, 1.5)
+    assert coder.decode(coder.encode(failure)) == failure
+    # the estimate is the encoded size to within the allowance, never below it
+    encoded = len(coder.encode(output))
+    assert encoded <= coder.estimate_size(output) <= encoded + coder.OVERHEAD_BYTES
+    assert coder.estimate_size(failure) == len(coder.encode(failure))
+    # sized from the array alone: maps that cannot be pickled are sized all the same
+    unpicklable = TextureOutput(maps.view(Unpicklable))
+    assert coder.estimate_size(unpicklable) == maps.nbytes + coder.OVERHEAD_BYTES
+    with pytest.raises(AssertionError, match="pickled"):
+        coder.encode(unpicklable)
