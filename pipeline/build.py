@@ -115,13 +115,17 @@ def _gpu_steps(hint: Optional[str]) -> Callable:
 def _texture_maps(examples, params, output, run_id, o, seams, on_gpu):
     """Texture (or model) maps per tile, saved, mosaicked per scene: (done scene ids,
     error outputs)."""
-    # Declared types give the tiles' maps a coder that sizes them without a pickle.
+    # Their declared type gives the tiles' maps a coder that sizes them without a
+    # pickle (transforms.texture.TextureOutcomeCoder).
     computed = (examples
                 | "Texture" >> on_gpu(RunInference(TileModelHandler(
                     seams.model_handler(params, o.accelerator))).with_output_types(
                         TILE_OUTCOME))
-                | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_output_types(
-                    TILE_OUTCOME).with_outputs(ERRORS_TAG, main="maps")))
+                | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_outputs(
+                    ERRORS_TAG, main="maps")))
+    # Set on the collection, not declared on the ParDo: Beam's --runtime_type_check
+    # would hold the ParDo's error records to the main output's type too.
+    computed.maps.element_type = TILE_OUTCOME
     saved = computed.maps | "WriteTile" >> on_gpu(beam.ParDo(
         SaveTiles(params, output, run_id)).with_outputs(ERRORS_TAG, main="saved"))
     if o.tile_accelerator:

@@ -478,7 +478,7 @@ class TileResult:
 
 class TextureOutcome:
     """What the texture step yields for a tile: :class:`TextureOutput` or
-    :class:`TextureFailure` (the type its output is declared with, so that it gets a
+    :class:`TextureFailure` (the type of its outputs in the graph, so that they get a
     coder that sizes maps without encoding them: ``transforms.texture``)."""
 
 

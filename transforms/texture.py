@@ -8,10 +8,10 @@ import logging
 import pickle
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Optional, Sequence
 
 import numpy as np
-from apache_beam import coders
+from apache_beam import coders, typehints
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
 import glcm
@@ -335,9 +335,9 @@ class TextureOutcomeCoder(coders.Coder):
 
 
 coders.registry.register_coder(TextureOutcome, TextureOutcomeCoder)
-# The type the texture step's outputs are declared with (the graph's Texture and
-# TextureResults), which gives them the coder above.
-TILE_OUTCOME = Tuple[TileTask, TextureOutcome]
+# The type of the texture step's outputs (the graph's Texture and TextureResults),
+# which gives them the coder above.
+TILE_OUTCOME = typehints.Tuple[TileTask, TextureOutcome]
 
 
 class TextureResults(GuardedStep):

@@ -315,9 +315,12 @@ def test_tile_failing_always_goes_to_dead_letter_then_a_rerun_completes(
     np.testing.assert_array_equal(features(out, "good_b"), features(reference, "good_b"))
 
 
-def test_inference_failure_is_recorded(good, tmp_path):
+# With Beam's runtime type check, every output is held to its step's declared types
+# (the texture step's outputs are declared: transforms.texture.TILE_OUTCOME).
+@pytest.mark.parametrize("checks", [[], ["--runtime_type_check"]])
+def test_inference_failure_is_recorded(good, tmp_path, checks):
     out = tmp_path / "out"
-    assert main([f"--input={good}", f"--output={out}", *FLAGS],
+    assert main([f"--input={good}", f"--output={out}", *FLAGS, *checks],
                 seams=Seams(model_handler=failing_handler)).exit_code == 0
     records = read_records(out)
     # both tiles (one per band) failed: a record each, and no mosaic was attempted
