@@ -43,7 +43,13 @@ scene alone, and the difference between the two runs is charged to the other
 scenes: their pixels over the extra wall time against the kernel's rate, and the
 extra CPU seconds less the kernel's CPU seconds on those scenes, per pixel. The
 right-fitted run gets the same: once more on the first scene alone, the difference
-of the CPU seconds up to the first mosaic charged to the other scenes.
+of the CPU seconds up to the first mosaic charged to the other scenes. And since that
+is a difference between a child and a kernel run minutes apart, on cores whose speed
+drifts, the right-fitted pipeline also runs (on every scene, then the first alone)
+with a kernel that costs nothing (each tile's maps are fixed random values, copied
+into fresh memory as a GPU's output would be; no kernel compiled or run): its CPU
+seconds up to the first mosaic, difference of the two runs, per pixel of scenes
+2..N, are the GPU workers' tile steps with nothing subtracted.
 
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
        [--cog-compression zstd] [--repeat 1] [--skip-small]
@@ -73,6 +79,7 @@ from transforms.plan import plan_scene
 from transforms.read import read_example
 from transforms.records import DEFAULT_FEATURES, Scene
 from transforms.save import core_offset, save_tile
+from transforms.texture import TextureModelHandler
 
 TEXTURES = ("brick", "grass", "gravel", "camera")
 # A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork),
@@ -153,17 +160,19 @@ def cpu_seconds_of(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fitted_run(work, paths, out, args, env):
-    """The pipeline with ``--tile-accelerator`` in a child: (CPU seconds when the
-    first mosaic started, CPU seconds in all). Every scene is then finished after the
-    last tile is saved, so the first figure is what the GPU workers of a right-fitted
-    job would spend (start-up, discovery, planning, read, texture, save), the rest what
-    the mosaic workers would."""
+def fitted_run(work, paths, out, args, env, command=None):
+    """The pipeline with ``--tile-accelerator`` in a child (``command``, default
+    ``python -m pipeline``): (CPU seconds when the first mosaic started, CPU seconds
+    in all). Every scene is then finished after the last tile is saved, so the first
+    figure is what the GPU workers of a right-fitted job would spend (start-up,
+    discovery, planning, read, texture, save), the rest what the mosaic workers
+    would."""
     settle()
+    if command is None:
+        command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}")
     with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryFile("w+") as stdout:
-        process = subprocess.Popen(
-            pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}"),
-            stdout=stdout, stderr=stderr, text=True, env=env)
+        process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True,
+                                   env=env)
         before_mosaics, status, usage = None, None, None
         while status is None:
             if before_mosaics is None:
@@ -180,6 +189,57 @@ def fitted_run(work, paths, out, args, env):
             raise RuntimeError(f"the right-fitted pipeline failed or wrote no mosaic; "
                                f"the end of its stderr:\n{stderr_tail(stderr)}")
     return before_mosaics, usage.ru_utime + usage.ru_stime
+
+
+class CopiedMapsHandler(TextureModelHandler):
+    """The texture model handler with a kernel that costs nothing: every call hands
+    back fixed random maps of the right shape in fresh host memory, as a GPU's
+    output copied back to the host (``np.asarray`` of a device array) would be. No
+    kernel is compiled or run in the process; the rest of the pipeline runs as it is
+    (the maps' values matter to the mosaic's compression only, which this run's
+    figure leaves out)."""
+
+    class MapsByShape(dict):
+        """The "model": maps per input shape, made on first use (a dict subclass:
+        Beam keeps models by weak reference)."""
+
+    def load_model(self):
+        return self.MapsByShape()
+
+    def _predict(self, model, codes, valid):
+        shape = codes.shape[1:]
+        if shape not in model:
+            model[shape] = np.random.default_rng(0).random(
+                shape + (len(self.spec.features),), dtype=np.float32)
+        return np.stack([model[shape]] * codes.shape[0])
+
+
+def copied_maps_handler(params, accelerator="optional"):
+    """The seam :func:`pipeline.build.Seams` takes for :class:`CopiedMapsHandler`."""
+    return CopiedMapsHandler(params.spec)
+
+
+# python -m pipeline, as pipeline/__main__.py runs it, with the kernel-free handler
+KERNEL_FREE_CHILD = """import gc, sys
+gc.disable()
+from pipeline.build import Seams
+from pipeline.run import main
+from benchmarks.bench_feed import copied_maps_handler
+gc.enable()
+gc.freeze()
+code = main(sys.argv[1:], seams=Seams(model_handler=copied_maps_handler)).exit_code
+gc.freeze()
+sys.exit(code)
+"""
+
+
+def kernel_free_run(work, paths, out, args, env):
+    """CPU seconds up to the first mosaic of the right-fitted pipeline whose kernel
+    costs nothing (:class:`CopiedMapsHandler`): what a GPU worker's CPUs spend on
+    the tile steps, without subtracting a kernel measured elsewhere."""
+    command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}")
+    command[1:3] = ["-c", KERNEL_FREE_CHILD]
+    return fitted_run(work, paths, out, args, env, command)[0]
 
 
 def kernel_run(paths, features, threads=None, keep=None):
@@ -291,6 +351,10 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
     if len(paths) > 1:  # its steady state's reference: the first scene alone
         one_tiles_cpu, _ = fitted_run(work, paths[:1], os.path.join(work, f"fitone{repeat}"),
                                       args, env)
+        free_cpu = kernel_free_run(work, paths, os.path.join(work, f"free{repeat}"), args,
+                                   env)
+        free_one_cpu = kernel_free_run(work, paths[:1],
+                                       os.path.join(work, f"freeone{repeat}"), args, env)
     maps = []
     settle()
     first_wall, first_cpu = kernel_run(paths[:1], features, keep=maps)
@@ -350,9 +414,17 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
               f"run alone took {one_tiles_cpu:.1f} CPU-s to its mosaic): "
               f"{figures['fitted_steady_us_px']:.2f} CPU-us/px beyond the kernel on the "
               f"GPU workers")
+        # No kernel to subtract: the tile steps' own CPU, scenes 2..N.
+        figures["free_steady_us_px"] = (free_cpu - free_one_cpu) / rest * 1e6
+        print(f"right-fitted with a kernel that costs nothing (maps copied, as a GPU "
+              f"hands them back): {free_cpu:.1f} CPU-s to the first mosaic, "
+              f"{free_one_cpu:.1f} for the first scene alone: "
+              f"{figures['free_steady_us_px']:.2f} CPU-us/px for the tile steps of "
+              f"scenes 2..{len(paths)}")
     else:
         figures["steady_us_px"] = beyond_no_start
         figures["fitted_steady_us_px"] = fitted_us_px
+        figures["free_steady_us_px"] = float("nan")  # needs a second scene
     return figures
 
 
@@ -435,6 +507,11 @@ def run(args, work):
               f"state: {fitted:.2f} CPU-us/px on the GPU workers, an 8-vCPU one near "
               f"{8 / fitted:.0f} M px/s (the steady state less the mosaic alone: "
               f"{steady - float(np.median(rounds['mosaic_us_px'])):.2f})")
+    free = float(np.median(rounds["free_steady_us_px"]))
+    if free > 0:
+        print(f"  measured with a kernel that costs nothing instead (no kernel "
+              f"subtracted): {free:.2f} CPU-us/px, an 8-vCPU GPU worker near "
+              f"{8 / free:.0f} M px/s if its GPU keeps up")
     if not args.skip_small:
         settle()
         rates = small_rates(features)
