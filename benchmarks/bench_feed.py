@@ -215,7 +215,8 @@ class CopiedMapsHandler(TextureModelHandler):
 
 
 def copied_maps_handler(params, accelerator="optional"):
-    """The seam :func:`pipeline.build.Seams` takes for :class:`CopiedMapsHandler`."""
+    """The model-handler seam (:class:`pipeline.build.Seams`) that makes a
+    :class:`CopiedMapsHandler`."""
     return CopiedMapsHandler(params.spec)
 
 
