@@ -16,7 +16,7 @@ from rasterio.transform import Affine
 
 import glcm
 from pipeline.run import main
-from tests.beam_util import accelerator_of_leaves
+from tests.beam_util import accelerator_of_leaves, hints_under
 from tests.glcm.reference import feature_scale, numpy_features
 
 GEO = Affine(10, 0, 300000, 0, -10, 5000000)
@@ -180,9 +180,10 @@ def test_tile_accelerator_puts_every_objects_step_on_gpu_workers(scene, tmp_path
     assert tables[0][columns].equals(tables[1][columns])
     hints = accelerator_of_leaves(TextureOptions(
         [*flags, f"--output={tmp_path / 'graph'}", f"--tile-accelerator={hint}"]))
-    objects = {n: h for n, h in hints.items() if n.startswith(("Read", "Objects/"))}
+    objects = {**hints_under(hints, "Read"), **hints_under(hints, "Objects")}
     assert objects and set(objects.values()) == {hint}
-    assert {h for n, h in hints.items() if n.startswith(("Plan", "Discover"))} == {None}
+    assert set({**hints_under(hints, "Plan"), **hints_under(hints, "Discover")}.values()
+               ) == {None}
 
 
 def bad_files(folder):
