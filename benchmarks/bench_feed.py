@@ -127,11 +127,11 @@ def run_child(command, env):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
 
 
-def pipeline_command(work, paths, out, args, *flags):
-    """``python -m pipeline`` on ``paths`` (one glob), DirectRunner with one thread
-    per core."""
+def pipeline_command(work, paths, out, args, *flags, entry=("-m", "pipeline")):
+    """``python -m pipeline`` (or ``python ENTRY...``) on ``paths`` (one glob),
+    DirectRunner with one thread per core."""
     pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
-    return [sys.executable, "-m", "pipeline", f"--input={pattern}", f"--output={out}",
+    return [sys.executable, *entry, f"--input={pattern}", f"--output={out}",
             f"--tile={args.tile}", f"--cog-compression={args.cog_compression}", *flags,
             "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
 
@@ -238,8 +238,8 @@ def kernel_free_run(work, paths, out, args, env):
     """CPU seconds up to the first mosaic of the right-fitted pipeline whose kernel
     costs nothing (:class:`CopiedMapsHandler`): what a GPU worker's CPUs spend on
     the tile steps, without subtracting a kernel measured elsewhere."""
-    command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}")
-    command[1:3] = ["-c", KERNEL_FREE_CHILD]
+    command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}",
+                               entry=("-c", KERNEL_FREE_CHILD))
     return fitted_run(work, paths, out, args, env, command)[0]
 
 
