@@ -503,12 +503,21 @@ def run(args, work):
     # Right fitting (run_dataflow.sh --mosaic-machine-type) takes the mosaics off the
     # GPU workers: their share measured in the right-fitted run.
     fitted = float(np.median(rounds["fitted_steady_us_px"]))
-    if fitted > 0:
-        print(f"  with the mosaics on other workers (--mosaic-machine-type), steady "
-              f"state: {fitted:.2f} CPU-us/px on the GPU workers, an 8-vCPU one near "
-              f"{8 / fitted:.0f} M px/s (the steady state less the mosaic alone: "
-              f"{steady - float(np.median(rounds['mosaic_us_px'])):.2f})")
     free = float(np.median(rounds["free_steady_us_px"]))
+    # The kernel-free run does the same tile steps without any kernel, so a subtracted
+    # figure below it (or below zero) is the noise of subtracting a kernel that ran in
+    # another process minutes apart, and no worker rate is drawn from it.
+    if fitted <= 0:
+        rate = ": at or below zero, the noise of subtracting a kernel run minutes apart"
+    elif fitted < free:
+        rate = (": below what the same steps cost with no kernel at all (next line), "
+                "the noise of subtracting a kernel run minutes apart")
+    else:
+        rate = f", an 8-vCPU one near {8 / fitted:.0f} M px/s"
+    print(f"  with the mosaics on other workers (--mosaic-machine-type), steady state: "
+          f"{fitted:.2f} CPU-us/px on the GPU workers with the CPU kernel subtracted"
+          f"{rate} (the steady state less the mosaic alone: "
+          f"{steady - float(np.median(rounds['mosaic_us_px'])):.2f})")
     if free > 0:
         print(f"  measured with a kernel that costs nothing instead (no kernel "
               f"subtracted): {free:.2f} CPU-us/px, an 8-vCPU GPU worker near "
