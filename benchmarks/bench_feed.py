@@ -507,13 +507,12 @@ def run(args, work):
     # The kernel-free run does the same tile steps without any kernel, so a subtracted
     # figure below it (or below zero) is the noise of subtracting a kernel that ran in
     # another process minutes apart, and no worker rate is drawn from it.
-    if fitted <= 0:
-        rate = ": at or below zero, the noise of subtracting a kernel run minutes apart"
-    elif fitted < free:
-        rate = (": below what the same steps cost with no kernel at all (next line), "
-                "the noise of subtracting a kernel run minutes apart")
-    else:
+    if fitted > 0 and not fitted < free:  # free is NaN with one scene
         rate = f", an 8-vCPU one near {8 / fitted:.0f} M px/s"
+    else:
+        where = ("at or below zero" if fitted <= 0 else
+                 "below what the same steps cost with no kernel at all (next line)")
+        rate = f": {where}, the noise of subtracting a kernel run minutes apart"
     print(f"  with the mosaics on other workers (--mosaic-machine-type), steady state: "
           f"{fitted:.2f} CPU-us/px on the GPU workers with the CPU kernel subtracted"
           f"{rate} (the steady state less the mosaic alone: "
