@@ -191,6 +191,11 @@ def _cpu_scope():
     return contextlib.nullcontext()
 
 
+def on_accelerator() -> bool:
+    """True where a new array lands on a GPU or TPU (honours TF device scopes)."""
+    return _default_device_platform() != "cpu"
+
+
 def _default_device_platform() -> str:
     """"cpu" or "gpu"/"tpu": where a new array lands (honours TF device scopes)."""
     backend = keras.backend.backend()

@@ -30,7 +30,7 @@ from keras import ops
 
 from glcm._box_sums import BoxMoments
 from glcm._compile import (chunk_threads, float64_available, is_tracing, jit_when_eager,
-                           map_in_threads)
+                           map_in_threads, on_accelerator)
 from glcm._gathered_windows import WindowStatistics, gather_windows
 from glcm._inputs import WindowPairs, checked_inputs, level_codes, neighbour_codes
 from glcm._sliding_histograms import SlidingCounts
@@ -71,6 +71,14 @@ MIN_SPLIT_ROWS = 64
 # call of it (262 -> 288 is a fifth more pixels).
 SHAPE_BUCKET = 32
 BUCKETED_SIDE = 256
+# On an accelerator the chunks are narrow column strips stacked along the batch axis,
+# as many per kernel call as ACCELERATOR_CHUNK_ELEMENTS allows: the sliding
+# histograms' column loop runs one step (a few small kernel launches) per column, so
+# a strip's width, not the image's, sets the number of steps, and each step does
+# more work at once. The budget's temporaries (a few GiB, see texture_map) fit a
+# 16 GB GPU.
+ACCELERATOR_STRIP_COLUMNS = 256
+ACCELERATOR_CHUNK_ELEMENTS = 1 << 28
 
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
@@ -120,8 +128,14 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     ``STRIP_COLUMNS`` and as many rows as fit) whose largest temporaries hold about
     ``CHUNK_ELEMENTS`` = 2**25 values in all threads together (box-filtered maps,
     one count histogram per row and offset, or window² gathered pairs per pixel),
-    whatever the image size. Beyond that, peak memory is the input and the float32 output
-    (H x W x n_features x 4 bytes) plus one padded int32 copy of the input.
+    whatever the image size. On a GPU or TPU the chunks are instead column strips of
+    at most ``ACCELERATOR_STRIP_COLUMNS`` = 256, stacked along the batch axis, as many
+    per kernel call as keep about ``ACCELERATOR_CHUNK_ELEMENTS`` = 2**28 values: the
+    count features' column loop then takes a strip's width of steps instead of the
+    image's (4.5 times the pixel rate of one chunk per call on an H200; the device
+    held 1.7 GiB at most for a 4096² image). Beyond that, peak memory is the input,
+    the chunks' float32 outputs and the joined output (twice H x W x n_features x 4
+    bytes), plus one padded int32 copy of the input.
     Inside a caller's ``tf.function``/``jax.jit`` (e.g. the ``TextureMap`` layer) the
     whole input is one chunk, so feed it tiles.
 
@@ -156,8 +170,12 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     # along the columns, vectorized over a chunk's rows. The column loop runs on one
     # core, so chunks run in threads (one per core), each with its share of memory.
     threads = chunk_threads(threads)
-    n_rows, rows, n_cols, cols = chunk_plan(*bucketed(height, width), names, batch, window,
-                                            levels, len(offsets), threads)
+    plan_args = (*bucketed(height, width), names, batch, window, levels, len(offsets))
+    if threads == 1 and on_accelerator():
+        n_rows, rows, n_cols, cols, per_call = stacked_chunk_plan(*plan_args)
+    else:
+        n_rows, rows, n_cols, cols = chunk_plan(*plan_args, threads)
+        per_call = 1
     if n_rows == n_cols == 1 and (rows, cols) == (height, width):
         return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
     codes = ops.pad(codes, [[0, 0], [0, n_rows * rows - height], [0, n_cols * cols - width]],
@@ -169,13 +187,33 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
 
     def chunk(corner):
         r0, c0 = corner
-        return _texture_kernel(padded[:, r0:r0 + rows + margin, c0:c0 + cols + margin],
-                               **static)
+        return padded[:, r0:r0 + rows + margin, c0:c0 + cols + margin]
 
-    done = map_in_threads(chunk, corners, min(threads, len(corners)))
-    strips = [ops.concatenate(done[r * n_cols:(r + 1) * n_cols], axis=2)
-              for r in range(n_rows)]
-    return ops.concatenate(strips, axis=1)[:, :height, :width]
+    if per_call > 1:
+        done = _stacked_calls([chunk(corner) for corner in corners], per_call, static)
+    else:
+        done = map_in_threads(lambda corner: _texture_kernel(chunk(corner), **static),
+                              corners, min(threads, len(corners)))
+    return _joined(done, corners, n_cols, height, width)
+
+
+def _joined(done, corners, n_cols, height, width):
+    """The chunks' outputs (row-major, at ``corners``) as one map of height x width.
+
+    The padding is cut off the edge chunks before they are joined, and a row of one
+    chunk is not joined at all, so the output is copied once (a large image's output
+    dominates memory, on a GPU especially).
+    """
+    def cropped(out, corner):
+        r0, c0 = corner
+        rows = max(0, min(out.shape[1], height - r0))
+        cols = max(0, min(out.shape[2], width - c0))
+        return out if (rows, cols) == tuple(out.shape[1:3]) else out[:, :rows, :cols]
+
+    done = [cropped(out, corner) for out, corner in zip(done, corners)]
+    rows = [done[first:first + n_cols] for first in range(0, len(done), n_cols)]
+    rows = [row[0] if len(row) == 1 else ops.concatenate(row, axis=2) for row in rows]
+    return rows[0] if len(rows) == 1 else ops.concatenate(rows, axis=1)
 
 
 def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1):
@@ -204,6 +242,40 @@ def chunk_plan(height, width, names, batch, window, levels, n_offsets, threads=1
     return n_rows, rows, n_cols, cols
 
 
+def stacked_chunk_plan(height, width, names, batch, window, levels, n_offsets):
+    """(n_rows, rows, n_cols, cols, per_call): the chunks an eager ``texture_map`` call
+    runs on an accelerator, ``per_call`` of them stacked along the batch axis in each
+    kernel call.
+
+    Column strips of at most ``ACCELERATOR_STRIP_COLUMNS``, as many rows as fit, and
+    as many chunks per call as keep one call's temporaries within
+    ``ACCELERATOR_CHUNK_ELEMENTS`` values, in calls of equal size (one compiled shape).
+    """
+    n_cols, cols = _even_split(width, ACCELERATOR_STRIP_COLUMNS)
+    per_row = _elements_per_row(names, batch, cols, window, levels, n_offsets)
+    n_rows, rows = _even_split(height, max(1, ACCELERATOR_CHUNK_ELEMENTS // per_row))
+    chunks = n_rows * n_cols
+    per_call = min(chunks, max(1, ACCELERATOR_CHUNK_ELEMENTS // (per_row * rows)))
+    per_call = math.ceil(chunks / math.ceil(chunks / per_call))  # calls of equal size
+    return n_rows, rows, n_cols, cols, per_call
+
+
+def _stacked_calls(chunks, per_call, static):
+    """The kernel's output for every chunk, ``per_call`` chunks stacked along the
+    batch axis per call; the last call is filled up with invalid chunks, so that every
+    call has the shape compiled for the first."""
+    n_chunks = len(chunks)
+    n_calls = math.ceil(n_chunks / per_call)
+    filler = ops.full_like(chunks[0], -1)
+    chunks = chunks + [filler] * (n_calls * per_call - n_chunks)
+    done = []
+    for first in range(0, len(chunks), per_call):
+        out = _texture_kernel(ops.concatenate(chunks[first:first + per_call], axis=0),
+                              **static)
+        done.extend(ops.split(out, per_call, axis=0))
+    return done[:n_chunks]
+
+
 def bucketed(height, width):
     """The (height, width) an eager call plans its chunks for: a small image's
     (both sides at most :data:`BUCKETED_SIDE`) rounded up to multiples of
@@ -223,14 +295,20 @@ def _chunk_rows(names, batch, width, window, levels, n_offsets, budget=None):
     """Output rows per chunk so that the largest temporaries hold about ``budget``
     (default CHUNK_ELEMENTS) values: the largest of what each mechanism in use says
     it holds per row (its ``elements_per_row``; box sums always run)."""
+    per_row = _elements_per_row(names, batch, width, window, levels, n_offsets)
+    budget = CHUNK_ELEMENTS if budget is None else budget
+    return max(1, budget // per_row)
+
+
+def _elements_per_row(names, batch, width, window, levels, n_offsets):
+    """The largest temporaries' values per output row of a chunk ``width`` wide: the
+    largest of what each mechanism in use holds (box sums always run)."""
     wanted = {BOX_SUMS: []}
     for name in names:
         wanted.setdefault(mechanism_of(name), []).append(name)
-    per_row = max(IMPLEMENTATIONS[mechanism].elements_per_row(
+    return max(1, max(IMPLEMENTATIONS[mechanism].elements_per_row(
         mechanism_names, batch, width, window, levels, n_offsets)
-        for mechanism, mechanism_names in wanted.items())
-    budget = CHUNK_ELEMENTS if budget is None else budget
-    return max(1, budget // max(1, per_row))
+        for mechanism, mechanism_names in wanted.items()))
 
 
 def _margin(window, offsets):

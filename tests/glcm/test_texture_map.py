@@ -160,6 +160,58 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
+def test_stacked_chunks_equal_one_pass(monkeypatch):
+    # the accelerator's plan, forced on the CPU: narrow column strips stacked along
+    # the batch axis, two per call, the last call filled up with an invalid chunk
+    from glcm import texture
+
+    rng = np.random.default_rng(12)
+    image = rng.integers(0, 8, (2, 41, 270))  # wider than 256: not bucketed
+    valid = rng.random(image.shape) > 0.1
+    names = ["asm", "entropy", "contrast", "correlation"]
+    whole = np.asarray(glcm.texture_map(image, names, 5, levels=8, mask=valid, threads=1))
+    monkeypatch.setattr(texture, "on_accelerator", lambda: True)
+    monkeypatch.setattr(texture, "ACCELERATOR_STRIP_COLUMNS", 64)  # 5 strips of 54
+    per_row = texture._elements_per_row(names, 2, 54, 5, 8, 4)
+    monkeypatch.setattr(texture, "ACCELERATOR_CHUNK_ELEMENTS", per_row * 41 * 2)
+    assert texture.stacked_chunk_plan(41, 270, names, 2, 5, 8, 4) == (1, 41, 5, 54, 2)
+    shapes, kernel = [], texture._texture_kernel
+
+    def kernel_called(chunks, **static):
+        shapes.append(tuple(chunks.shape))
+        return kernel(chunks, **static)
+
+    monkeypatch.setattr(texture, "_texture_kernel", kernel_called)
+    stacked = np.asarray(glcm.texture_map(image, names, 5, levels=8, mask=valid, threads=1))
+    # 5 chunks of 2 images in 3 calls of one shape (margin 3 on every side)
+    assert shapes == [(4, 41 + 6, 54 + 6)] * 3
+    assert np.isnan(stacked).any()  # the mask reached the chunks
+    # count features are integer sums: the same bits in any chunk
+    np.testing.assert_array_equal(stacked[..., :2], whole[..., :2])
+    np.testing.assert_allclose(stacked, whole, rtol=1e-6, atol=1e-6)
+
+
+def test_stacked_chunk_plan_fills_its_calls():
+    from glcm import texture
+
+    names = ["contrast", "dissimilarity", "homogeneity", "asm", "entropy", "correlation",
+             "mean", "variance"]
+    budget = texture.ACCELERATOR_CHUNK_ELEMENTS
+    for height, width in [(4096, 4096), (10980, 10980), (1032, 1032), (300, 5000),
+                          (40000, 700)]:
+        n_rows, rows, n_cols, cols, per_call = texture.stacked_chunk_plan(
+            height, width, names, 1, 7, 32, 4)
+        assert cols <= texture.ACCELERATOR_STRIP_COLUMNS
+        assert n_cols * cols >= width > (n_cols - 1) * cols
+        assert n_rows * rows >= height > (n_rows - 1) * rows
+        calls = -(-n_rows * n_cols // per_call)
+        assert calls * per_call - n_rows * n_cols < calls  # under one filler per call
+        per_row = texture._elements_per_row(names, 1, cols, 7, 32, 4)
+        assert per_call == 1 or per_row * rows * per_call <= budget
+    # 16 strips of a 4096² image's full height, four per call
+    assert texture.stacked_chunk_plan(4096, 4096, names, 1, 7, 32, 4) == (1, 4096, 16, 256, 4)
+
+
 def test_count_features_largest_window():
     # the fixed-point m ln m table has the fewest bits at the largest window (2^14 for
     # symmetric p_x at 63): the entropies must still match per window (asymmetric
