@@ -17,7 +17,9 @@ input sent from and the output copied back to host memory, as the pipeline does)
    plan with other strip widths and budgets;
 5. glcm-cupy (``glcm_cupy.glcm``, when importable) on the same images: its own
    windows (a window paired with its shifted copy) differ from scikit-image's, so
-   only its rates are compared.
+   only its rates are compared;
+6. the CPU alternatives of ``bench_texture`` (a scikit-image per-window loop, a numpy
+   fast_glcm) on this machine's CPU, against texture_map on the default device.
 
 Sections stop being started once ``--budget-s`` seconds have passed. On a machine
 without a GPU it measures the CPU (sections 4 and 5 then say little).
@@ -190,6 +192,24 @@ def glcm_cupy_rate(size, repeat):
     return timed(run, repeat)
 
 
+def cpu_alternatives(repeat, size=1024):
+    """bench_texture's scikit-image window loop (64² crop) and numpy fast_glcm (128²
+    crop), scaled to a size² image by pixel count, against texture_map on size²."""
+    from benchmarks.bench_texture import numpy_fast_glcm, skimage_window_loop
+
+    image = brick_image(size, size)
+    _, ours = image_rate(size, repeat)
+    print(f"  texture_map {size}²: {ours:.3f} s, {size * size / ours / 1e6:.1f} M px/s")
+    for name, fn, crop in (("scikit-image window loop", skimage_window_loop, 64),
+                           ("numpy fast_glcm", numpy_fast_glcm, 128)):
+        start = time.perf_counter()
+        fn(image[0, :crop, :crop], WINDOW, LEVELS)
+        seconds = (time.perf_counter() - start) * size * size / crop ** 2
+        print(f"  {name:26s} {seconds:9.1f} s for {size}² (a {crop}² crop, scaled): "
+              f"texture_map is {seconds / ours:,.0f}x faster", flush=True)
+    print("  seed layer: not measured here (TensorFlow only)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980])
@@ -198,7 +218,7 @@ def main():
     parser.add_argument("--budget-s", type=float, default=400.0)
     parser.add_argument("--cupy-sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--skip", type=int, nargs="+", default=[], metavar="SECTION",
-                        help="sections (1-5) not to run")
+                        help="sections (1-6) not to run")
     args = parser.parse_args()
     header("texture_map on the default device")
     start = time.perf_counter()
@@ -264,7 +284,7 @@ def main():
             import glcm_cupy  # noqa: F401
         except ImportError as error:
             print(f"  not measured: {error}")
-            return
+            args.cupy_sizes = []
         for size in args.cupy_sizes:
             if not section(f"5. glcm-cupy {size}x{size}"):
                 break
@@ -275,6 +295,8 @@ def main():
                   f"{ours:.3f} s ({size * size / ours / 1e6:.1f} M px/s): "
                   f"{(size * size / ours) / ((size - 8) ** 2 / seconds):.1f}x",
                   flush=True)
+    if section("6. the CPU alternatives on this machine, against texture_map here"):
+        cpu_alternatives(args.repeat)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
 
 
