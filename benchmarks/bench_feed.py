@@ -214,10 +214,10 @@ class CopiedMapsHandler(TextureModelHandler):
         return np.stack([model[shape]] * codes.shape[0])
 
 
-def copied_maps_handler(params, accelerator="optional"):
+def copied_maps_handler(params, accelerator="optional", tiles_per_call=1):
     """The model-handler seam (:class:`pipeline.build.Seams`) that makes a
     :class:`CopiedMapsHandler`."""
-    return CopiedMapsHandler(params.spec)
+    return CopiedMapsHandler(params.spec, tiles_per_call)
 
 
 # python -m pipeline, as pipeline/__main__.py runs it, with the kernel-free handler

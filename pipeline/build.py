@@ -39,8 +39,8 @@ class Seams:
 
     Attributes:
       read_tile: ``read_tile(uri, band, tile) -> (values, valid)``.
-      model_handler: ``model_handler(params, accelerator) -> ModelHandler`` of
-        examples -> maps.
+      model_handler: ``model_handler(params, accelerator, tiles_per_call) ->
+        ModelHandler`` of examples -> maps.
     """
 
     read_tile: Callable = read_tile
@@ -119,7 +119,8 @@ def _texture_maps(examples, params, output, run_id, o, seams, on_gpu):
     # pickle (transforms.texture.TextureOutcomeCoder).
     computed = (examples
                 | "Texture" >> on_gpu(RunInference(TileModelHandler(
-                    seams.model_handler(params, o.accelerator))).with_output_types(
+                    seams.model_handler(params, o.accelerator,
+                                        o.tiles_per_call))).with_output_types(
                         TILE_OUTCOME))
                 | "TextureResults" >> on_gpu(beam.ParDo(TextureResults()).with_outputs(
                     ERRORS_TAG, main="maps")))

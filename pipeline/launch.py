@@ -94,6 +94,11 @@ RESERVED = {"sdk_container_image": "--image", "disk_size_gb": "--disk-size-gb",
             "experiments": "--gpu-type", "worker_machine_type": "--machine-type",
             "machine_type": "--machine-type", "max_num_workers": "--max-workers",
             "tile_accelerator": "--mosaic-machine-type"}
+# Tiles per model call on GPU workers, unless --tiles-per-call says otherwise: on an
+# H200 (JAX) 4 tiles per call ran at 1.2-1.3 times the pixel rate of one at a time,
+# copies to and from the host included, 1.7-2.0 times on the device alone
+# (docs/performance.md, "On a GPU"); its memory is a few hundred MB more.
+GPU_TILES_PER_CALL = 4
 # Machine families that come with GPUs attached: not for the CPU workers of
 # --mosaic-machine-type.
 GPU_FAMILIES = ("a2-", "a3-", "a4-", "g2-", "g4-")
@@ -326,6 +331,8 @@ def plan(argv: Sequence[str], *, root: str = ROOT, commit: Optional[str] = None,
                  f"digits and dashes, starting with a letter")
     parameters = pipeline_parameters(given, bucket)
     accelerator = "none" if o.gpu_type == CPU_ONLY else "required"
+    if o.gpu_type != CPU_ONLY:
+        parameters.setdefault("tiles_per_call", str(GPU_TILES_PER_CALL))
     experiments = tuple(DATAFLOW_EXPERIMENTS)
     gpus = f"type:{o.gpu_type};count:{o.gpu_count};install-nvidia-driver"
     job_machine = machine_type

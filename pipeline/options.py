@@ -163,6 +163,11 @@ class TextureOptions(PipelineOptions):
                                  "sees no GPU (run_dataflow.sh sets it with --gpu-type); "
                                  "optional: the GPU when there is one (default); none: "
                                  "compute on the CPU")
+        parser.add_argument("--tiles-per-call", "--tiles_per_call", dest="tiles_per_call",
+                            type=int, default=1,
+                            help="tiles of one shape computed in one model call (default "
+                                 "1; run_dataflow.sh sets 4 with a GPU: a GPU computes "
+                                 "several at once faster, a CPU does not)")
         parser.add_argument("--tile-accelerator", "--tile_accelerator",
                             dest="tile_accelerator", default=None,
                             metavar="HINT",
@@ -218,6 +223,9 @@ def params_from(options: PipelineOptions, read_inputs: bool = True) -> TexturePa
         bands = _numbers(o.bands, "bands", int) if o.bands else None
         if o.model_halo is not None and not o.model:
             raise ParameterError("model_halo", "the halo is a model's: give the model too")
+        if o.tiles_per_call < 1:
+            raise ParameterError("tiles_per_call", f"give at least 1 tile per model call, "
+                                                   f"got {o.tiles_per_call}")
         if o.model_halo is not None and o.model_halo < 0:
             raise ParameterError("model_halo", f"the halo must be >= 0 pixels, got "
                                                f"{o.model_halo}")

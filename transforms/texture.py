@@ -8,7 +8,7 @@ import logging
 import pickle
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 from apache_beam import coders, typehints
@@ -118,8 +118,11 @@ class TextureModelHandler(ModelHandler):
 
     Args:
       spec: the texture (:class:`glcm.TextureSpec`).
-      max_batch_size: 1 by default: on a CPU a batch brings no speed, and every new
-        batch size compiles the kernel again.
+      max_batch_size: tiles per model call (``--tiles-per-call``). 1 by default: on a
+        CPU a batch brings no speed, and every new batch size compiles the kernel
+        again; a GPU computes 4 tiles per call faster than one at a time
+        (docs/performance.md, "On a GPU"). Beam makes batches of exactly this size,
+        except the last of a bundle.
       accelerator: ``required``, ``optional`` or ``none`` (:func:`compute_device`).
     """
 
@@ -155,10 +158,7 @@ class TextureModelHandler(ModelHandler):
                       inference_args: Optional[Dict[str, Any]] = None) -> Iterable[np.ndarray]:
         maps = [None] * len(batch)
         # Tiles of different scenes may differ in shape: one call per shape.
-        groups: Dict[tuple, list] = {}
-        for i, example in enumerate(batch):
-            groups.setdefault(example["codes"].shape, []).append(i)
-        for members in groups.values():
+        for members in same_shapes([example["codes"] for example in batch]):
             codes = np.stack([batch[i]["codes"] for i in members])
             valid = np.stack([batch[i]["valid"] for i in members])
             for i, values in zip(members, self._maps(model, codes, valid)):
@@ -170,10 +170,25 @@ class TextureModelHandler(ModelHandler):
         return self._predict(model, codes, valid)
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+        return batch_sizes(self._max_batch_size)
 
     def share_model_across_processes(self) -> bool:
         return False
+
+
+def batch_sizes(tiles_per_call: int) -> Dict[str, int]:
+    """Beam's BatchElements bounds for ``tiles_per_call`` tiles per model call: the
+    lower bound too, so that batches have one size (each size compiles the kernel
+    once) but for the last of a bundle."""
+    return {"min_batch_size": tiles_per_call, "max_batch_size": tiles_per_call}
+
+
+def same_shapes(arrays: Sequence[np.ndarray]) -> List[List[int]]:
+    """The indexes of ``arrays``, grouped by shape (first appearance order)."""
+    groups: Dict[tuple, List[int]] = {}
+    for i, array in enumerate(arrays):
+        groups.setdefault(array.shape, []).append(i)
+    return list(groups.values())
 
 
 class BlockModelHandler(TextureModelHandler):
@@ -218,11 +233,14 @@ class KerasFileModelHandler(ModelHandler):
       model: the model's :class:`~transforms.records.ModelRef` (described, and so
         checked, before the run started).
       accelerator: ``required``, ``optional`` or ``none`` (:func:`compute_device`).
+      max_batch_size: tiles per model call (``--tiles-per-call``), as
+        :class:`TextureModelHandler`'s.
     """
 
-    def __init__(self, model, accelerator: str = "optional"):
+    def __init__(self, model, accelerator: str = "optional", max_batch_size: int = 1):
         self.model = model
         self._accelerator = accelerator
+        self._max_batch_size = max_batch_size
         self._device = None
 
     def load_model(self):
@@ -242,33 +260,37 @@ class KerasFileModelHandler(ModelHandler):
         return model
 
     def run_inference(self, batch, model, inference_args=None):
-        outputs = []
+        outputs = [None] * len(batch)
         # Tiles differ in size at the scene's edge: one call per shape.
-        for values in (e["values"] for e in batch):
+        for members in same_shapes([e["values"] for e in batch]):
+            values = np.stack([batch[i]["values"] for i in members])
             with _COMPUTE, device_scope(self._device or "GPU"):
-                out = np.asarray(model(values[None], training=False), np.float32)
-            expected = values.shape[:2] + (self.model.outputs,)
-            if out.shape[1:] != expected:
+                out = np.asarray(model(values, training=False), np.float32)
+            expected = values.shape[1:3] + (self.model.outputs,)
+            if out.shape != (len(members),) + expected:
                 raise ValueError(f"the model {self.model.uri} returned {out.shape[1:]} "
-                                 f"for a tile of {values.shape}; expected {expected}")
-            outputs.append(out[0])
+                                 f"for a tile of {values.shape[1:]}; expected {expected}")
+            for i, tile in zip(members, out):
+                outputs[i] = tile
         return outputs
 
     def batch_elements_kwargs(self):
-        return {"min_batch_size": 1, "max_batch_size": 1}
+        return batch_sizes(self._max_batch_size)
 
     def share_model_across_processes(self) -> bool:
         return False
 
 
-def model_handler(params, accelerator: str = "optional") -> ModelHandler:
+def model_handler(params, accelerator: str = "optional",
+                  tiles_per_call: int = 1) -> ModelHandler:
     """The model handler for a run's :class:`~transforms.records.TextureParams`:
-    per-pixel texture maps, per-block features in block mode, or the user's model."""
+    per-pixel texture maps, per-block features in block mode, or the user's model;
+    ``tiles_per_call`` tiles of one shape per model call."""
     if params.model is not None:
-        return KerasFileModelHandler(params.model, accelerator)
+        return KerasFileModelHandler(params.model, accelerator, tiles_per_call)
     if params.mode == "block":
-        return BlockModelHandler(params.spec, params.block, accelerator=accelerator)
-    return TextureModelHandler(params.spec, accelerator=accelerator)
+        return BlockModelHandler(params.spec, params.block, tiles_per_call, accelerator)
+    return TextureModelHandler(params.spec, tiles_per_call, accelerator)
 
 
 class TileModelHandler(KeyedModelHandler):

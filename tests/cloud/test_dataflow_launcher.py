@@ -102,6 +102,7 @@ def test_plan_builds_from_the_newest_launcher_release_and_launches_by_digest():
     params = parameters(run)
     assert params["sdk_container_image"] == "${WORKER_IMAGE}"
     assert params["accelerator"] == "required"
+    assert params["tiles_per_call"] == "4"  # a GPU computes several tiles at once faster
     assert params["disk_size_gb"] == "100"  # holds the image and concurrent mosaics
 
     # the pipeline parses every parameter exactly as the template launcher passes it
@@ -112,6 +113,7 @@ def test_plan_builds_from_the_newest_launcher_release_and_launches_by_digest():
     o = options.view_as(TextureOptions)
     assert o.input == ["gs://my-bkt/in/*.tif"] and o.output == "gs://my-bkt/glcm-output"
     assert o.force is True and o.fail_on_error is True and o.accelerator == "required"
+    assert o.tiles_per_call == 4
     assert options.view_as(WorkerOptions).disk_size_gb == 100
     assert options.view_as(DebugOptions).number_of_worker_harness_threads == 4
     assert options.view_as(GoogleCloudOptions).dataflow_service_options is None
@@ -362,7 +364,16 @@ def test_launcher_without_gpu_asks_for_none():
     assert not any(e.startswith("worker_accelerator")
                    for e in flag(run, "--additional-experiments")[0].split(","))
     assert parameters(run)["accelerator"] == "none"
+    assert "tiles_per_call" not in parameters(run)  # one tile per call on a CPU
     assert flag(run, "--worker-machine-type") == ["n1-standard-8"]
+
+
+def test_tiles_per_call_given_is_kept_and_checked():
+    argv = (*BASE, "--skip-build", "--image", "eu.gcr.io/p/w:1", *INPUT)
+    run = step(make(*argv, "--tiles-per-call", "2"), "job").argv
+    assert parameters(run)["tiles_per_call"] == "2"
+    with pytest.raises(LaunchError, match="--tiles-per-call: give at least 1 tile"):
+        make(*argv, "--tiles-per-call", "0")
 
 
 def test_mosaic_machine_type_puts_the_gpus_on_the_tile_steps_only():

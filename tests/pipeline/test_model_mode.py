@@ -121,8 +121,10 @@ def test_a_mixed_model_on_selected_bands_with_its_derived_halo(scenes, tmp_path)
     path = tmp_path / "mixed.keras"
     model.save(path)
     out = tmp_path / "out"
+    # three tiles per model call (of one shape: edge tiles are smaller) give the
+    # values of the whole scene too
     summary = main([f"--input={scenes}/two.tif", f"--output={out}", f"--model={path}",
-                    "--bands=3,1", "--tile=16"])
+                    "--bands=3,1", "--tile=16", "--tiles-per-call=3"])
     assert (summary.exit_code, summary.done, summary.failures) == (0, 1, ())
     assert sorted(os.listdir(out / "two")) == ["manifest.json", "predictions.tif",
                                                "quicklook.png"]
@@ -258,3 +260,32 @@ def test_multi_processing_workers_load_the_model_and_equal_the_whole_scene(scene
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6, equal_nan=True)
     manifest = json.loads((out / "two" / "manifest.json").read_text())
     assert sum(manifest["workers"].values()) == manifest["tiles"] == 9
+
+
+def test_model_calls_stack_the_tiles_of_one_shape():
+    from transforms.records import ModelRef
+    from transforms.texture import KerasFileModelHandler
+
+    model = texture_model()
+    rng = np.random.default_rng(3)
+    shapes = [(20, 24, 1), (20, 24, 1), (17, 24, 1), (20, 24, 1)]
+    tiles = [rng.uniform(0, 255, shape).astype(np.float32) for shape in shapes]
+    tiles[1][3:5, 2:9] = np.nan
+    handler = KerasFileModelHandler(ModelRef("m.keras", "", "0", 1, 3, 4),
+                                    max_batch_size=4)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 4, "max_batch_size": 4}
+    calls = []
+
+    def counted(values, training):
+        calls.append(values.shape[0])
+        return model(values, training=training)
+
+    out = handler.run_inference([{"values": tile} for tile in tiles], counted)
+    assert calls == [3, 1]  # one call per shape, in the order of first appearance
+    for tile, got in zip(tiles, out):
+        np.testing.assert_allclose(got, np.asarray(model(tile[None], training=False))[0],
+                                   rtol=1e-5, atol=1e-6, equal_nan=True)
+    wrong = KerasFileModelHandler(ModelRef("m.keras", "", "0", 1, 5, 4))
+    with pytest.raises(ValueError, match=r"returned \(20, 24, 3\) for a tile of "
+                                         r"\(20, 24, 1\); expected \(20, 24, 5\)"):
+        wrong.run_inference([{"values": tiles[0]}], counted)

@@ -12,11 +12,13 @@ import tifffile
 from rasterio.transform import Affine
 
 import glcm
+from pipeline.build import Seams
 from pipeline.run import main
 from pipeline.sample import make_sample
 from tests.beam_util import accelerator_of_leaves, graph_of, hints_under
 from transforms.errors import ERRORS_TAG
 from transforms.plan import core_size
+from transforms.texture import TextureModelHandler
 
 FEATURES = ["contrast", "entropy", "correlation", "mean"]
 
@@ -43,11 +45,11 @@ def scenes(tmp_path_factory):
     return folder
 
 
-def run(inputs, output, *extra):
+def run(inputs, output, *extra, seams=Seams()):
     argv = [f"--input={i}" for i in inputs] + [
         f"--output={output}", f"--features={','.join(FEATURES)}", "--window=5",
         "--distances=1,2", "--levels=16", "--tile=24", *extra]
-    return main(argv)
+    return main(argv, seams=seams)
 
 
 def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
@@ -243,6 +245,41 @@ def test_cog_compression_changes_the_codec_not_the_values(scenes, tmp_path):
     assert (again.done, again.skipped) == (0, 1)
     bad = run([f"{scenes}/u8.tif"], tmp_path / "out", "--cog-compression=jpeg")
     assert bad.exit_code == 2 and "--cog-compression" in bad.error
+
+
+class CountingHandler(TextureModelHandler):
+    """The texture model handler, counting the tiles of each model call."""
+
+    calls = []
+
+    def run_inference(self, batch, model, inference_args=None):
+        self.calls.append(len(batch))
+        return super().run_inference(batch, model, inference_args)
+
+
+def counting_handler(params, accelerator, tiles_per_call):
+    return CountingHandler(params.spec, tiles_per_call, accelerator)
+
+
+def test_tiles_per_call_batches_the_tiles_not_the_values(scenes, tmp_path):
+    counting = Seams(model_handler=counting_handler)
+    inputs = [f"{scenes}/u8.tif", f"{scenes}/multi.tif"]
+    CountingHandler.calls.clear()
+    assert run(inputs, tmp_path / "one", seams=counting).done == 2
+    tiles, CountingHandler.calls[:] = len(CountingHandler.calls), []
+    assert tiles >= 6
+    assert run(inputs, tmp_path / "three", "--tiles-per-call=3", seams=counting).done == 2
+    calls = CountingHandler.calls
+    assert sum(calls) == tiles and max(calls) == 3 and len(calls) < tiles
+    for scene in ("u8", "multi"):
+        with rasterio.open(tmp_path / "one" / scene / "features.tif") as a, \
+                rasterio.open(tmp_path / "three" / scene / "features.tif") as b:
+            one, three = a.read(), b.read()
+        # entropy (a count feature) is an exact integer sum: the same bits
+        np.testing.assert_array_equal(three[1::len(FEATURES)], one[1::len(FEATURES)])
+        np.testing.assert_allclose(three, one, rtol=1e-6, atol=1e-6)
+    bad = run(inputs[:1], tmp_path / "bad", "--tiles-per-call=0")
+    assert bad.exit_code == 2 and bad.error.startswith("--tiles-per-call: give at least 1")
 
 
 GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"

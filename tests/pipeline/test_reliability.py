@@ -274,8 +274,8 @@ class FailingHandler(TextureModelHandler):
         return super().run_inference(batch, model, inference_args)
 
 
-def failing_handler(params, accelerator):
-    return FailingHandler(params.spec, accelerator=accelerator)
+def failing_handler(params, accelerator, tiles_per_call):
+    return FailingHandler(params.spec, tiles_per_call, accelerator)
 
 
 def test_tile_failing_once_is_retried_without_duplicates(good, reference, tmp_path,
