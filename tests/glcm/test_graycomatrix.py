@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 from skimage import data
@@ -150,3 +151,16 @@ def test_error_says_how_many_and_where():
     image[0, 2, 3] = 7
     with pytest.raises(ValueError, match=r"1 values outside.*\(0, 2, 3\)"):
         glcm.graycomatrix(image, [1], FOUR, 4)
+    # host arrays are checked as given, (batch, H, W, 1) and an integer mask included;
+    # masked values are not checked, and tensors are checked too
+    channels = np.zeros((2, 4, 5, 1), np.int32)
+    channels[1, 3, 4, 0] = -2
+    with pytest.raises(ValueError, match=r"1 values outside.*\(1, 3, 4\)"):
+        glcm.texture_map(channels, ["contrast"], 3, levels=4)
+    mask = np.ones((2, 4, 5, 1), np.uint8)
+    mask[1, 3, 4, 0] = 0
+    assert np.isnan(np.asarray(glcm.texture_map(channels, ["contrast"], 3, levels=4,
+                                                mask=mask))[1, 3, 4, 0])
+    with pytest.raises(ValueError, match=r"1 values outside.*\(1, 3, 4\)"):
+        glcm.texture_map(keras.ops.convert_to_tensor(channels), ["contrast"], 3, levels=4,
+                         mask=keras.ops.convert_to_tensor(np.ones((2, 4, 5), bool)))
