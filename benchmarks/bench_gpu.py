@@ -22,13 +22,17 @@ input sent from and the output copied back to host memory, as the pipeline does)
    fast_glcm) on this machine's CPU, against texture_map on the default device.
 
 Sections stop being started once ``--budget-s`` seconds have passed. On a machine
-without a GPU it measures the CPU (sections 4 and 5 then say little).
+without a GPU it measures the CPU (sections 4 and 5 then say little). With JAX, start
+it with ``MALLOC_MMAP_THRESHOLD_=1073741824 MALLOC_TRIM_THRESHOLD_=4294967296`` too
+(see docs/performance.md, "On a GPU"); it prints which allocator settings it ran with.
 Usage: python -m benchmarks.bench_gpu [--sizes 4096 10980] [--plan-size 4096]
        [--repeat 5] [--budget-s 400] [--skip 4 5]
+       python -m benchmarks.bench_gpu --trace 4096   (JAX: where the device's time goes)
 """
 
 import argparse
 import contextlib
+import os
 import statistics
 import time
 
@@ -210,6 +214,49 @@ def cpu_alternatives(repeat, size=1024):
     print("  seed layer: not measured here (TensorFlow only)")
 
 
+def trace_summary(size, directory="/tmp/bench_gpu_trace"):
+    """JAX only: one warm ``texture_map`` call at size² under ``jax.profiler.trace``;
+    prints how long the device was busy against the call's span, and its largest
+    operations by total time."""
+    import collections
+    import glob
+    import gzip
+    import json
+    import shutil
+
+    import jax
+
+    image = brick_image(size, size)
+
+    def call():
+        np.asarray(glcm.texture_map(image, FEATURES, WINDOW, levels=LEVELS))
+
+    call()
+    shutil.rmtree(directory, ignore_errors=True)
+    with jax.profiler.trace(directory, create_perfetto_trace=True):
+        call()
+    [path] = glob.glob(f"{directory}/**/*.trace.json.gz", recursive=True)
+    with gzip.open(path) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    processes = {e["pid"]: e.get("args", {}).get("name", "") for e in events
+                 if e.get("ph") == "M" and e.get("name") == "process_name"}
+    spans = [e for e in events if e.get("ph") == "X"]
+    device = [e for e in spans if "/device:" in processes.get(e["pid"], "")]
+    if not device:
+        print("  no device operations in the trace (no accelerator?)")
+        return
+    first = min(e["ts"] for e in spans)
+    last = max(e["ts"] + e.get("dur", 0) for e in spans)
+    busy = collections.Counter()
+    for e in device:
+        busy[e["name"][:60]] += e.get("dur", 0)
+    print(f"  {size}²: device busy {sum(busy.values()) / 1e3:.1f} ms of the traced "
+          f"{(last - first) / 1e3:.1f} ms ({len(device)} device operations); largest:")
+    for name, microseconds in busy.most_common(8):
+        print(f"    {microseconds / 1e3:8.2f} ms  {name}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 10980])
@@ -219,8 +266,14 @@ def main():
     parser.add_argument("--cupy-sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--skip", type=int, nargs="+", default=[], metavar="SECTION",
                         help="sections (1-6) not to run")
+    parser.add_argument("--trace", type=int, default=None, metavar="SIZE",
+                        help="JAX only: instead, trace one size² call with JAX's profiler "
+                             "and print where the device's time went")
     args = parser.parse_args()
     header("texture_map on the default device")
+    if args.trace:
+        trace_summary(args.trace)
+        return
     start = time.perf_counter()
 
     def section(title):
@@ -236,6 +289,11 @@ def main():
     print(f"device: {device_name()}; accelerator plan: {texture.on_accelerator()}; "
           f"strip {texture.ACCELERATOR_STRIP_COLUMNS}, budget "
           f"2^{texture.ACCELERATOR_CHUNK_ELEMENTS.bit_length() - 1} elements", flush=True)
+    # glibc reads these at process start; they decide whether each output copied back
+    # to the host lands in reused memory or in fresh pages (docs/performance.md)
+    print("glibc allocator: " + ", ".join(
+        f"{name}={os.environ.get(name, 'unset')}"
+        for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")), flush=True)
     rng = np.random.default_rng(0)
     if section("1. values against scikit-image (float64), and the two plans"):
         worst = check_values(rng)
