@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Tuple
 
+import keras
 import numpy as np
 from keras import ops
 
+from glcm._compile import is_symbolic
 from glcm.validation import (check_angles, check_distances, check_levels, concrete_numpy,
                              pixel_offsets)
 
@@ -49,13 +51,17 @@ def check_level_values(images, levels: int, mask=None, name: str = "images"):
     checked and such pixels are treated as invalid, as scikit-image's inner loop
     skips them.
     """
+    dtype = np.dtype(keras.backend.standardize_dtype(images.dtype))
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if info.min >= 0 and info.max < levels:
+            return  # e.g. uint8 with 256 levels: every value the dtype holds is a level
+    if not isinstance(images, np.ndarray) and not is_symbolic([images, mask]):
+        if _levels_where_they_are(images, levels, mask):
+            return  # a tensor (perhaps on a GPU): only the verdict came back
     values = concrete_numpy(images)
     if values is None:
         return
-    if np.issubdtype(values.dtype, np.integer):
-        info = np.iinfo(values.dtype)
-        if info.min >= 0 and info.max < levels:
-            return  # e.g. uint8 with 256 levels: every value the dtype holds is a level
     valid = np.ones(values.shape, bool) if mask is None else concrete_numpy(mask)
     if valid is None:
         return
@@ -78,6 +84,18 @@ def check_level_values(images, levels: int, mask=None, name: str = "images"):
             f"(batch, row, col) {tuple(int(i) for i in np.argwhere(bad)[0])}); "
             f"quantize first: glcm.quantize(x, levels={levels}, vmin=..., vmax=...), "
             f"or raise levels")
+
+
+def _levels_where_they_are(images, levels: int, mask=None) -> bool:
+    """Whether every valid value of a concrete tensor is an integer level, computed
+    on the tensor's device: one boolean comes back, not the whole input. False sends
+    the caller to the host check, which says what is wrong and where."""
+    ok = ops.logical_and(ops.greater_equal(images, 0), ops.less(images, levels))
+    if "float" in str(images.dtype):
+        ok = ops.logical_and(ok, ops.equal(images, ops.floor(images)))
+    if mask is not None:
+        ok = ops.logical_or(ok, ops.logical_not(mask))
+    return bool(ops.convert_to_numpy(ops.all(ok)))
 
 
 def level_codes(images, levels: int, mask=None, invalid: int = -1):

@@ -164,3 +164,28 @@ def test_error_says_how_many_and_where():
     with pytest.raises(ValueError, match=r"1 values outside.*\(1, 3, 4\)"):
         glcm.texture_map(keras.ops.convert_to_tensor(channels), ["contrast"], 3, levels=4,
                          mask=keras.ops.convert_to_tensor(np.ones((2, 4, 5), bool)))
+
+
+def test_valid_tensors_are_checked_where_they_are(monkeypatch):
+    # a tensor (on a GPU, say) whose values are all levels is not copied to the host
+    # to be checked: only the verdict comes back
+    import glcm._inputs
+
+    def no_copy(x):
+        if isinstance(x, np.ndarray):
+            return x
+        raise AssertionError("a whole tensor was copied to the host")
+
+    monkeypatch.setattr(glcm._inputs, "concrete_numpy", no_copy)
+    image = np.random.default_rng(1).integers(0, 6, (1, 9, 11))
+    mask = np.ones(image.shape, bool)
+    mask[0, 2, 2] = False
+    for values in (image, image.astype(np.float32)):
+        tensor = keras.ops.convert_to_tensor(values)
+        glcm.texture_map(tensor, ["contrast"], 3, levels=6)
+        glcm.texture_map(keras.ops.where(mask, tensor, 99), ["asm"], 3, levels=6,
+                         mask=keras.ops.convert_to_tensor(mask))
+        glcm.graycomatrix(tensor, [1], FOUR, 6)
+    with pytest.raises(AssertionError, match="copied"):  # not levels: the host check
+        glcm.texture_map(keras.ops.convert_to_tensor(image + 0.5), ["contrast"], 3,
+                         levels=6)
