@@ -146,26 +146,12 @@ def checked_inputs(images, mask, levels, distances, angles):
     levels = check_levels(levels)
     distances = check_distances(distances)
     angles = check_angles(angles)
-    # Host arrays are checked where they are: checking the tensors instead would copy
-    # them back from an accelerator (on a GPU, a round trip of the whole input).
-    host_images, host_mask = _host_batch(images), _host_batch(mask)
     images = as_image_batch(images)
     if mask is not None:
         mask = as_mask_batch(mask, tuple(images.shape))
-    if host_mask is not None and host_mask.dtype != bool:
-        host_mask = host_mask != 0
-    check_level_values(images if host_images is None else host_images, levels,
-                       mask if mask is not None and host_mask is None else host_mask)
+    check_level_values(images, levels, mask)  # where the tensors are: no copy back
     offsets = tuple(map(tuple, pixel_offsets(distances, angles).tolist()))
     return images, mask, levels, distances, angles, offsets
-
-
-def _host_batch(x):
-    """A numpy array given for (batch, H, W[, 1]), as (batch, H, W); None for
-    anything else (a tensor, or None)."""
-    if not isinstance(x, np.ndarray):
-        return None
-    return x[..., 0] if x.ndim == 4 and x.shape[-1] == 1 else x
 
 
 @dataclasses.dataclass(frozen=True)

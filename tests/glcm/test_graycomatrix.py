@@ -151,8 +151,8 @@ def test_error_says_how_many_and_where():
     image[0, 2, 3] = 7
     with pytest.raises(ValueError, match=r"1 values outside.*\(0, 2, 3\)"):
         glcm.graycomatrix(image, [1], FOUR, 4)
-    # host arrays are checked as given, (batch, H, W, 1) and an integer mask included;
-    # masked values are not checked, and tensors are checked too
+    # (batch, H, W, 1) and an integer mask included; masked values are not checked,
+    # and tensors are checked too
     channels = np.zeros((2, 4, 5, 1), np.int32)
     channels[1, 3, 4, 0] = -2
     with pytest.raises(ValueError, match=r"1 values outside.*\(1, 3, 4\)"):
