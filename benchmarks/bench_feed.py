@@ -2,7 +2,9 @@
 pipeline`` against ``texture_map`` on the same scenes in one warm process.
 
 Writes ``--scenes`` uint8 GeoTIFFs of ``--size`` square (scikit-image textures, each
-scene another mix) and prints what filling memory fresh from the OS costs here (on a
+scene another mix), or takes your own rasters (``--inputs``: any size, data type and
+number of bands, nodata as the pipeline reads it; every band, as the pipeline's
+default), and prints what filling memory fresh from the OS costs here (on a
 virtual machine that hands idle memory back to its host, many times more after a few
 seconds with it free: the children's system CPU varies with it), then in this run:
 
@@ -13,12 +15,15 @@ seconds with it free: the children's system CPU varies with it), then in this ru
    ``import pipeline.__main__`` in another child (the start-up's share: the imports
    as ``python -m pipeline`` makes them; where jax is installed, once more with jax
    made unimportable, since ``import tensorflow`` loads it and a worker has none);
-2. ``texture_map`` on each whole scene in this process, after a warm-up call: wall
-   and CPU seconds (the kernel);
+2. ``texture_map`` on each band of each scene in this process, quantized with the
+   range the pipeline plans for it, in pieces of at most 4096² (the whole scene up to
+   that: memory bounded whatever the scene's size), after a warm-up call on each
+   piece shape: wall and CPU seconds (the kernel);
 3. the pipeline's own steps on the first scene's tiles, one after the other in this
    process (CPU seconds, every thread of the process): reading and quantizing each
-   tile, saving each tile's core (from the kernel's output), and the COG mosaic from
-   the saved tiles; what they cost beyond the kernel without Beam around them;
+   tile, saving each tile's core (the pipeline's texture model's output for it,
+   computed outside the clock), and the COG mosaic from the saved tiles; what they
+   cost beyond the kernel without Beam around them;
 4. ``texture_map`` on 512² and 1024² crops, warm (best of 3 each, the sizes
    alternating): the small-input rate ratio.
 
@@ -51,11 +56,23 @@ into fresh memory as a GPU's output would be; no kernel compiled or run): its CP
 seconds up to the first mosaic, difference of the two runs, per pixel of scenes
 2..N, are the GPU workers' tile steps with nothing subtracted.
 
+Scenes of different sizes have tiles of different shapes, and the pipeline compiles
+the kernel once per shape (2-4 CPU-s here, a few tiles' worth): in the steady state
+that is charged to scenes 2..N. Where they have shapes the first scene's tiles do not,
+the steady state is also printed without it (the kernel compiled for each scene's
+tile shape in this process, a first call less a warm one): what a long-lived worker
+that has seen those sizes before spends.
+
+Pixels are counted as the pipeline counts them: height x width x bands, per scene.
+
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
        [--cog-compression zstd] [--repeat 1] [--skip-small]
+       python -m benchmarks.bench_feed --inputs SCENE.tif SCENE.tif ... [--tile ...]
 """
 
 import argparse
+import dataclasses
+import glob
 import importlib.util
 import json
 import os
@@ -75,10 +92,11 @@ from benchmarks.common import fresh_memory_cost, header, pipeline_peak_gib
 from pipeline.options import TextureOptions, params_from
 from transforms.io.cog import write_mosaic
 from transforms.layout import band_names
-from transforms.plan import plan_scene
-from transforms.read import read_example
+from transforms.io.raster import read_tile
+from transforms.plan import core_size, plan_scene, tiles_for
+from transforms.read import read_example, tile_shape
 from transforms.records import DEFAULT_FEATURES, Scene
-from transforms.save import core_offset, save_tile
+from transforms.save import save_tile
 from transforms.texture import TextureModelHandler
 
 TEXTURES = ("brick", "grass", "gravel", "camera")
@@ -87,6 +105,53 @@ TEXTURES = ("brick", "grass", "gravel", "camera")
 PRINT_PEAK = "from pipeline.run import peak_memory\nprint(peak_memory() // 1024)"
 STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
          "mosaic_seconds")
+# The kernel's reference run takes a scene in pieces of at most this side (the whole
+# scene up to it), so that its memory is bounded whatever the scene's size.
+KERNEL_PIECE = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchScene:
+    """A scene as the pipeline plans it: its size and, per band, where the band is
+    read and the quantization range the pipeline gives it."""
+
+    path: str
+    height: int
+    width: int
+    dtype: str
+    bands: tuple  # ((uri, band, vmin, vmax), ...), in the pipeline's band order
+    tile_shape: tuple  # the shape of every texture example of the scene
+
+    @property
+    def pixels(self) -> int:
+        """Pixels as the pipeline's summary counts them: height x width x bands."""
+        return self.height * self.width * len(self.bands)
+
+
+def pipeline_params(path, args, folder):
+    """The pipeline's parameters for ``path`` with this run's flags."""
+    return params_from(TextureOptions([
+        f"--input={path}", f"--output={folder}", f"--tile={args.tile}",
+        f"--cog-compression={args.cog_compression}"]))
+
+
+def planned(path, args, folder):
+    """(params, tasks): the pipeline's plan of the scene at ``path`` (every band, every
+    tile), with its outputs under ``folder`` (empty, so nothing counts as finished)."""
+    params = pipeline_params(path, args, folder)
+    return params, plan_scene(Scene("bench", path, "-"), params, folder)[1]
+
+
+def bench_scene(path, args, folder):
+    """The :class:`BenchScene` of ``path``, from the pipeline's plan."""
+    params, tasks = planned(path, args, folder)
+    bands = {task.band_index: (task.source.uri, task.source.band, task.vmin, task.vmax)
+             for task in tasks}
+    with rasterio.open(path) as src:
+        dtype = src.dtypes[0]
+    info = tasks[0].info
+    return BenchScene(path, info.height, info.width, dtype,
+                      tuple(bands[k] for k in sorted(bands)), tile_shape(tasks[0], params))
 
 
 def write_scene(path, size, seed):
@@ -127,20 +192,20 @@ def run_child(command, env):
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
 
 
-def pipeline_command(work, paths, out, args, *flags, entry=("-m", "pipeline")):
-    """``python -m pipeline`` (or ``python ENTRY...``) on ``paths`` (one glob),
-    DirectRunner with one thread per core."""
-    pattern = paths[0] if len(paths) == 1 else f"{work}/*.tif"
-    return [sys.executable, *entry, f"--input={pattern}", f"--output={out}",
-            f"--tile={args.tile}", f"--cog-compression={args.cog_compression}", *flags,
+def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
+    """``python -m pipeline`` (or ``python ENTRY...``) on ``paths`` (one ``--input``
+    each), DirectRunner with one thread per core."""
+    return [sys.executable, *entry, *(f"--input={path}" for path in paths),
+            f"--output={out}", f"--tile={args.tile}",
+            f"--cog-compression={args.cog_compression}", *flags,
             "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
 
 
-def pipeline_run(work, paths, out, args, env):
-    """The pipeline on ``paths`` (one glob) in a child: (wall, CPU, system CPU, its own
-    rate, its own seconds, peak RSS GiB)."""
+def pipeline_run(paths, out, args, env):
+    """The pipeline on ``paths`` in a child: (wall, CPU, system CPU, its own rate, its
+    own seconds, peak RSS GiB)."""
     settle()
-    wall, cpu, system, stdout = run_child(pipeline_command(work, paths, out, args), env)
+    wall, cpu, system, stdout = run_child(pipeline_command(paths, out, args), env)
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
     return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
             pipeline_peak_gib(stdout))
@@ -160,7 +225,7 @@ def cpu_seconds_of(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def fitted_run(work, paths, out, args, env, command=None):
+def fitted_run(paths, out, args, env, command=None):
     """The pipeline with ``--tile-accelerator`` in a child (``command``, default
     ``python -m pipeline``): (CPU seconds when the first mosaic started, CPU seconds
     in all). Every scene is then finished after the last tile is saved, so the first
@@ -169,7 +234,7 @@ def fitted_run(work, paths, out, args, env, command=None):
     would."""
     settle()
     if command is None:
-        command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}")
+        command = pipeline_command(paths, out, args, f"--tile-accelerator={TILE_GPU}")
     with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryFile("w+") as stdout:
         process = subprocess.Popen(command, stdout=stdout, stderr=stderr, text=True,
                                    env=env)
@@ -234,63 +299,93 @@ sys.exit(code)
 """
 
 
-def kernel_free_run(work, paths, out, args, env):
+def kernel_free_run(paths, out, args, env):
     """CPU seconds up to the first mosaic of the right-fitted pipeline whose kernel
     costs nothing (:class:`CopiedMapsHandler`): what a GPU worker's CPUs spend on
     the tile steps, without subtracting a kernel measured elsewhere."""
-    command = pipeline_command(work, paths, out, args, f"--tile-accelerator={TILE_GPU}",
+    command = pipeline_command(paths, out, args, f"--tile-accelerator={TILE_GPU}",
                                entry=("-c", KERNEL_FREE_CHILD))
-    return fitted_run(work, paths, out, args, env, command)[0]
+    return fitted_run(paths, out, args, env, command)[0]
 
 
-def kernel_run(paths, features, threads=None, keep=None):
-    """(wall, CPU) seconds of texture_map on every scene, warm; quantization of each
-    scene (2-98 % range, as the pipeline's default) outside the clock. ``keep``: a
-    list that gets the first scene's maps (H, W, F)."""
+def kernel_pieces(scene):
+    """(codes, valid) of every band of ``scene`` in pieces of at most
+    :data:`KERNEL_PIECE` per side, each (1, h, w) and padded as invalid to one shape
+    per scene, quantized with the range the pipeline plans for the band."""
+    pieces = tiles_for(scene.path, scene.height, scene.width, KERNEL_PIECE, 0)
+    shape = piece_shape(scene)
+    for uri, band, vmin, vmax in scene.bands:
+        for piece in pieces:
+            values, valid = read_tile(uri, band, piece)
+            codes, ok = glcm.quantize(values, 32, vmin, vmax, mask=valid)
+            pad = ((0, shape[0] - values.shape[0]), (0, shape[1] - values.shape[1]))
+            yield (np.pad(np.asarray(codes), pad).astype(np.int32)[None],
+                   np.pad(np.asarray(ok), pad)[None])
+
+
+def piece_shape(scene):
+    """The one shape of ``scene``'s kernel pieces (:func:`kernel_pieces`)."""
+    return (core_size(scene.height, KERNEL_PIECE), core_size(scene.width, KERNEL_PIECE))
+
+
+def warm_kernel(scenes, features):
+    """Compiles the kernel for every piece shape of ``scenes``: the kernel's run is
+    warm, as a long-lived worker's would be."""
+    for shape in sorted({piece_shape(scene) for scene in scenes}):
+        codes = np.zeros((1,) + shape, np.int32)
+        np.asarray(glcm.texture_map(codes, features, 7, levels=32,
+                                    mask=np.ones(codes.shape, bool)))
+
+
+def compile_costs(scenes, features):
+    """(wall, CPU) seconds of compiling the kernel for each scene's tile shape, in
+    scene order, as the pipeline's first tile of a new shape pays it: a first call
+    less a warm one on that shape; nothing for a shape compiled before."""
+    costs = []
+    for scene in scenes:
+        codes = np.zeros((1,) + scene.tile_shape, np.int32)
+        valid = np.ones(codes.shape, bool)
+        times = []
+        for _ in range(2):
+            w0, c0 = time.perf_counter(), time.process_time()
+            np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+            times.append((time.perf_counter() - w0, time.process_time() - c0))
+        costs.append(tuple(max(0.0, first - warm) for first, warm in zip(*times)))
+    return costs
+
+
+def kernel_run(scenes, features):
+    """(wall, CPU) seconds of texture_map on every band of every scene
+    (:func:`kernel_pieces`), warm; reading and quantizing outside the clock."""
     wall = cpu = 0.0
-    for path in paths:
-        with rasterio.open(path) as src:
-            image = src.read(1)
-        lo, hi = np.percentile(image[::4, ::4], [2, 98])
-        codes, valid = glcm.quantize(image[None], 32, lo, hi)
-        codes, valid = np.asarray(codes), np.asarray(valid)
-        w0, c0 = time.perf_counter(), time.process_time()
-        maps = np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid,
-                                           threads=threads))
-        wall += time.perf_counter() - w0
-        cpu += time.process_time() - c0
-        if keep is not None and not keep:
-            keep.append(maps[0])
+    for scene in scenes:
+        for codes, valid in kernel_pieces(scene):
+            w0, c0 = time.perf_counter(), time.process_time()
+            np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+            wall += time.perf_counter() - w0
+            cpu += time.process_time() - c0
     return wall, cpu
 
 
-def steps_alone(path, maps, args, folder):
-    """CPU seconds of the pipeline's read, save and mosaic steps on one scene's tiles,
-    each step over all tiles in this process (no Beam): {step: CPU-s}. ``maps``: the
-    scene's features (H, W, F), whose tile cores are saved as the pipeline saves its
-    model's outputs."""
-    params = params_from(TextureOptions([
-        f"--input={path}", f"--output={folder}", f"--tile={args.tile}",
-        f"--cog-compression={args.cog_compression}"]))
-    _, tasks = plan_scene(Scene("alone", path, "-"), params, folder)
-    cpu = {}
-    start = time.process_time()
+def steps_alone(path, args, folder):
+    """CPU seconds of the pipeline's read, save and mosaic steps on one scene's tiles
+    (every band), each step over all tiles in this process (no Beam): {step: CPU-s}.
+    Each tile's maps, the pipeline's texture model's output for it, are computed
+    between its read and its save, outside the clock (one tile's maps at a time: no
+    copy of the scene)."""
+    params, tasks = planned(path, args, folder)
+    handler = TextureModelHandler(params.spec)
+    model = handler.load_model()
+    cpu, results = {"read": 0.0, "save": 0.0}, []
     for task in tasks:
-        read_example(task, params)
-    cpu["read"] = time.process_time() - start
-    cpu["save"], results = 0.0, []
-    for task in tasks:
-        t = task.tile
-        # the model's output for the tile as far as save_tile reads it: the core at
-        # its offset (one tile at a time, outside the clock: no copy of the scene)
-        top, left = core_offset(t, params)
-        output = np.zeros((top + t.core_height, left + t.core_width, maps.shape[-1]),
-                          np.float32)
-        output[top:, left:] = maps[t.core_row:t.core_row + t.core_height,
-                                   t.core_col:t.core_col + t.core_width]
         start = time.process_time()
-        results.append(save_tile(task, output, params, folder, "bench"))
+        example = read_example(task, params)
+        cpu["read"] += time.process_time() - start
+        maps = handler.run_inference([example], model)[0]
+        start = time.process_time()
+        results.append(save_tile(task, maps, params, folder, "bench"))
         cpu["save"] += time.process_time() - start
+    del model
     info = tasks[0].info
     start = time.process_time()
     write_mosaic(os.path.join(folder, "features.tif"), info,
@@ -331,38 +426,39 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def measure(args, work, paths, features, env, import_cpu, repeat):
+def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
     """One round: the pipeline on every scene and on the first alone, then the kernel
     on the same scenes; prints them and returns the ratios."""
-    pixels = len(paths) * args.size * args.size
+    paths = [scene.path for scene in scenes]
+    pixels = sum(scene.pixels for scene in scenes)
     out = os.path.join(work, f"out{repeat}")
-    wall, cpu, system, own_rate, own_seconds, peak = pipeline_run(work, paths, out, args,
-                                                                   env)
+    wall, cpu, system, own_rate, own_seconds, peak = pipeline_run(paths, out, args, env)
     if len(paths) > 1:  # the steady state's reference: the first scene alone
         one_wall, one_cpu, _, _, _, _ = pipeline_run(
-            work, paths[:1], os.path.join(work, f"one{repeat}"), args, env)
+            paths[:1], os.path.join(work, f"one{repeat}"), args, env)
     steps = dict.fromkeys(STEPS, 0.0)
-    for k in range(len(paths)):
-        with open(os.path.join(out, f"scene{k}", "manifest.json")) as f:
+    manifests = glob.glob(os.path.join(out, "*", "manifest.json"))
+    if len(manifests) != len(paths):
+        raise RuntimeError(f"the pipeline finished {len(manifests)} of {len(paths)} "
+                           f"scenes: see {out}/errors.jsonl")
+    for manifest in manifests:
+        with open(manifest) as f:
             timings = json.load(f)["timings"]
         for step in STEPS:
             steps[step] += timings.get(step, 0.0)
-    tiles_cpu, fitted_cpu = fitted_run(work, paths, os.path.join(work, f"fit{repeat}"),
-                                       args, env)
+    tiles_cpu, fitted_cpu = fitted_run(paths, os.path.join(work, f"fit{repeat}"), args,
+                                       env)
     if len(paths) > 1:  # its steady state's reference: the first scene alone
-        one_tiles_cpu, _ = fitted_run(work, paths[:1], os.path.join(work, f"fitone{repeat}"),
+        one_tiles_cpu, _ = fitted_run(paths[:1], os.path.join(work, f"fitone{repeat}"),
                                       args, env)
-        free_cpu = kernel_free_run(work, paths, os.path.join(work, f"free{repeat}"), args,
-                                   env)
-        free_one_cpu = kernel_free_run(work, paths[:1],
-                                       os.path.join(work, f"freeone{repeat}"), args, env)
-    maps = []
+        free_cpu = kernel_free_run(paths, os.path.join(work, f"free{repeat}"), args, env)
+        free_one_cpu = kernel_free_run(paths[:1], os.path.join(work, f"freeone{repeat}"),
+                                       args, env)
     settle()
-    first_wall, first_cpu = kernel_run(paths[:1], features, keep=maps)
-    rest_wall, rest_cpu = kernel_run(paths[1:], features)
+    first_wall, first_cpu = kernel_run(scenes[:1], features)
+    rest_wall, rest_cpu = kernel_run(scenes[1:], features)
     settle()
-    alone = steps_alone(paths[0], maps[0], args, os.path.join(work, f"alone{repeat}"))
-    del maps
+    alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
     kernel_rate = pixels / kernel_wall
     beyond = (cpu - kernel_cpu) / pixels * 1e6
@@ -379,7 +475,7 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
           f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
     print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
           f"{beyond_no_start:.2f} without")
-    scene_pixels = args.size * args.size
+    scene_pixels = scenes[0].pixels
     alone_us_px = sum(alone.values()) / scene_pixels * 1e6
     mosaic_us_px = alone["mosaic"] / scene_pixels * 1e6
     print("steps alone on the first scene's tiles (this process, no Beam), CPU-s: "
@@ -397,7 +493,7 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
                "peak_gib": peak, "steps_us_px": alone_us_px,
                "mosaic_us_px": mosaic_us_px}
     if len(paths) > 1:
-        rest = pixels - args.size * args.size
+        rest = pixels - scenes[0].pixels
         steady_rate = rest / (wall - one_wall)
         figures["steady_share"] = steady_rate / (rest / rest_wall)
         figures["steady_us_px"] = (cpu - one_cpu - rest_cpu) / rest * 1e6
@@ -415,6 +511,23 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
               f"run alone took {one_tiles_cpu:.1f} CPU-s to its mosaic): "
               f"{figures['fitted_steady_us_px']:.2f} CPU-us/px beyond the kernel on the "
               f"GPU workers")
+        # Scenes of other sizes than the first have tiles of other shapes, and each
+        # new shape compiles the kernel once per worker: a long-lived worker has
+        # compiled them before, so the steady state without it is what it sees.
+        compile_wall = sum(wall for wall, _ in compiling[1:])
+        compile_cpu = sum(cpu for _, cpu in compiling[1:])
+        figures["warm_steady_share"] = (rest / (wall - one_wall - compile_wall)) / (
+            rest / rest_wall)
+        figures["warm_steady_us_px"] = figures["steady_us_px"] - compile_cpu / rest * 1e6
+        figures["warm_fitted_steady_us_px"] = (figures["fitted_steady_us_px"]
+                                               - compile_cpu / rest * 1e6)
+        if compile_cpu > 0.1:
+            print(f"  without compiling the kernel for the other scenes' tile shapes "
+                  f"({compile_cpu:.1f} CPU-s, {compile_wall:.1f} s wall, measured in this "
+                  f"process; a long-lived worker pays each shape once): "
+                  f"{figures['warm_steady_share']:.0%} of the kernel's rate, "
+                  f"{figures['warm_steady_us_px']:.2f} CPU-us/px beyond it; right-fitted "
+                  f"{figures['warm_fitted_steady_us_px']:.2f}")
         # No kernel to subtract: the tile steps' own CPU, scenes 2..N.
         figures["free_steady_us_px"] = (free_cpu - free_one_cpu) / rest * 1e6
         print(f"right-fitted with a kernel that costs nothing (maps copied, as a GPU "
@@ -423,16 +536,22 @@ def measure(args, work, paths, features, env, import_cpu, repeat):
               f"{figures['free_steady_us_px']:.2f} CPU-us/px for the tile steps of "
               f"scenes 2..{len(paths)}")
     else:
-        figures["steady_us_px"] = beyond_no_start
-        figures["fitted_steady_us_px"] = fitted_us_px
+        figures["steady_us_px"] = figures["warm_steady_us_px"] = beyond_no_start
+        figures["fitted_steady_us_px"] = figures["warm_fitted_steady_us_px"] = fitted_us_px
         figures["free_steady_us_px"] = float("nan")  # needs a second scene
     return figures
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--scenes", type=int, default=4)
-    parser.add_argument("--size", type=int, default=3072)
+    parser.add_argument("--scenes", type=int, default=None,
+                        help="synthetic scenes to write (default 4)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="their side in pixels (default 3072)")
+    parser.add_argument("--inputs", nargs="+", metavar="RASTER", default=None,
+                        help="your own local rasters instead (GeoTIFF/COG; every band, "
+                             "as the pipeline's default; at least two for the steady "
+                             "state)")
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--cog-compression", default="zstd",
                         help="the pipeline's --cog-compression (default zstd, as the "
@@ -444,9 +563,24 @@ def main():
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
-    header(f"feeding the kernel: {args.scenes} scenes of {args.size}² uint8, default "
-           f"features, window 7, 32 levels, tile {args.tile}, COG "
-           f"{args.cog_compression}")
+    if args.inputs is not None:
+        if args.scenes is not None or args.size is not None:
+            parser.error("--inputs takes the scenes as they are: leave out --scenes and "
+                         "--size")
+        # In the pipeline's order (it sorts scenes by URI), each once.
+        args.inputs = sorted({os.path.abspath(path) for path in args.inputs})
+        missing = [path for path in args.inputs if not os.path.isfile(path)]
+        if missing:
+            parser.error(f"--inputs: no such file: {', '.join(missing)}")
+        what = f"{len(args.inputs)} scene(s) given"
+    else:
+        args.scenes = 4 if args.scenes is None else args.scenes
+        args.size = 3072 if args.size is None else args.size
+        if args.scenes < 1 or args.size < 64:
+            parser.error("--scenes must be >= 1 and --size >= 64")
+        what = f"{args.scenes} scenes of {args.size}² uint8"
+    header(f"feeding the kernel: {what}, default features, window 7, 32 levels, tile "
+           f"{args.tile}, COG {args.cog_compression}")
     # Scenes and pipeline outputs (gigabytes at large sizes): removed at the end,
     # also when a run fails or is interrupted.
     with tempfile.TemporaryDirectory(prefix="bench-feed-", ignore_cleanup_errors=True) as work:
@@ -455,11 +589,20 @@ def main():
 
 def run(args, work):
     """Every measurement of :func:`main`, with scenes and outputs under ``work``."""
-    paths = []
-    for k in range(args.scenes):
-        paths.append(os.path.join(work, f"scene{k}.tif"))
-        write_scene(paths[-1], args.size, k)
-    pixels = args.scenes * args.size * args.size
+    paths = args.inputs
+    if paths is None:
+        paths = []
+        for k in range(args.scenes):
+            paths.append(os.path.join(work, f"scene{k}.tif"))
+            write_scene(paths[-1], args.size, k)
+    # As the pipeline plans them (size, bands, quantization ranges); a raster it
+    # cannot read stops here, with its reason.
+    scenes = [bench_scene(path, args, os.path.join(work, "plan", str(k)))
+              for k, path in enumerate(paths)]
+    for scene in scenes:
+        print(f"  {scene.path}: {scene.height}x{scene.width}, {len(scene.bands)} "
+              f"band(s) of {scene.dtype}")
+    pixels = sum(scene.pixels for scene in scenes)
     features = list(DEFAULT_FEATURES)
     warm, idle = fresh_memory_cost()
     print(f"memory from the OS: {warm:.2f} system-s/GiB to fill right after freeing as "
@@ -470,7 +613,7 @@ def run(args, work):
     # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
     import_wall, import_cpu, _, import_peak = run_child(
         [sys.executable, "-c", "import pipeline.__main__\n" + PRINT_PEAK], env)
-    print(f"pixels: {pixels:,}; the pipeline's start-up (its imports, as python -m pipeline "
+    print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as python -m pipeline "
           f"makes them): {import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
     if importlib.util.find_spec("jax") is not None:
         # TensorFlow's own import pulls in jax where it is installed (a test dependency
@@ -482,18 +625,27 @@ def run(args, work):
               f"{(int(import_peak) - int(no_jax_peak)) / 1024:.0f} MB of peak RSS and "
               f"{import_cpu - no_jax_cpu:.1f} CPU-s of start-up that a worker image "
               f"without jax does not pay")
-    kernel_run(paths[:1], features)  # the kernel, warm: compiled on the scenes' shape
+    warm_kernel(scenes, features)  # the kernel's run is warm: compiled on its shapes
+    compiling = compile_costs(scenes, features)
+    shapes = sorted({scene.tile_shape for scene in scenes})
+    print(f"the pipeline's tiles: {len(shapes)} shape(s) ("
+          + ", ".join(f"{h}x{w}" for h, w in shapes)
+          + f"); compiling the kernel for them here: "
+          + ", ".join(f"{cpu:.1f}" for _, cpu in compiling) + " CPU-s, scene by scene")
     figures = []
     for repeat in range(args.repeat):
         if args.repeat > 1:
             print(f"-- repeat {repeat + 1} of {args.repeat}")
-        figures.append(measure(args, work, paths, features, env, import_cpu, repeat))
+        figures.append(measure(args, work, scenes, features, env, import_cpu, repeat,
+                               compiling))
     rounds = {name: [f[name] for f in figures] for name in figures[0]}  # name: per round
     if args.repeat > 1:
         print(f"-- median (least-most) of {args.repeat} repeats: " + ", ".join(
             f"{name} {np.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
             for name, values in rounds.items()))
-    steady = float(np.median(rounds["steady_us_px"]))
+    # What a long-lived worker sees: its tile shapes compiled before (the steady state
+    # itself where every scene's tiles have the first one's shape).
+    steady = float(np.median(rounds["warm_steady_us_px"]))
     if steady <= 0:
         print("  the steady state is below this run's noise: use more or larger scenes")
         steady = float(np.median(rounds["us_px"]))
@@ -502,7 +654,7 @@ def run(args, work):
               f"{vcpus / max(steady, 1e-9):.0f} M px/s")
     # Right fitting (run_dataflow.sh --mosaic-machine-type) takes the mosaics off the
     # GPU workers: their share measured in the right-fitted run.
-    fitted = float(np.median(rounds["fitted_steady_us_px"]))
+    fitted = float(np.median(rounds["warm_fitted_steady_us_px"]))
     free = float(np.median(rounds["free_steady_us_px"]))
     # The kernel-free run does the same tile steps without any kernel, so a subtracted
     # figure below it (or below zero) is the noise of subtracting a kernel that ran in
