@@ -21,11 +21,10 @@ from transforms.discover import DiscoverScenes
 from transforms.errors import ERRORS_TAG, WriteErrors
 from transforms.finish import FinishAfterLastTile, FinishScenes
 from transforms.io import storage
-from transforms.io.raster import read_tile
 from transforms.layout import errors_uri
 from transforms.objects import ObjectTexture
 from transforms.plan import SKIPPED_TAG, PlanScenes
-from transforms.read import ReadTiles
+from transforms.read import ReadTiles, SpreadTiles
 from transforms.records import TextureParams
 from transforms.save import SaveTiles
 from transforms.texture import TILE_OUTCOME, TextureResults, TileModelHandler, model_handler
@@ -38,12 +37,13 @@ class Seams:
     patching module globals.
 
     Attributes:
-      read_tile: ``read_tile(uri, band, tile) -> (values, valid)``.
+      read_tile: ``read_tile(uri, band, tile) -> (values, valid)``; None: the raster
+        reader (:class:`transforms.io.raster.TileWindows`, one per bundle).
       model_handler: ``model_handler(params, accelerator, tiles_per_call) ->
         ModelHandler`` of examples -> maps.
     """
 
-    read_tile: Callable = read_tile
+    read_tile: Optional[Callable] = None
     model_handler: Callable = model_handler
 
 
@@ -84,8 +84,8 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
         PlanScenes(params, output, o.force)).with_outputs(ERRORS_TAG, SKIPPED_TAG,
                                                           main="tasks")
     # Breaks fusion: the tiles of one scene spread over every worker, not only the
-    # one that planned it.
-    tasks = planned.tasks | "SpreadTiles" >> beam.Reshuffle()
+    # one that planned it (a tile's bands together, read one after the other).
+    tasks = planned.tasks | "SpreadTiles" >> SpreadTiles()
     read = tasks | "Read" >> on_gpu(beam.ParDo(ReadTiles(
         params, seams.read_tile)).with_outputs(ERRORS_TAG, main="examples"))
     if params.objects is not None:  # one texture vector per polygon, no maps

@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 import rasterio
 import rasterio.shutil
+from rasterio.enums import Interleaving
 from rasterio.transform import Affine
 
 import glcm
 from transforms.io import storage
 from transforms.io.cog import overview_factors, write_mosaic, write_quicklook
-from transforms.io.raster import (RasterError, check_bands, quantization_range, read_tile,
-                                  scene_info)
+from transforms.io import raster
+from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
+                                  read_tile, scene_info)
 from transforms.layout import band_names
 from transforms.plan import tiles_for
 from transforms.records import BandSource, TileResult, TileTask
@@ -88,6 +90,48 @@ def test_read_tile_windows_masks_and_padding(masked_scene):
                     assert valid[r, c] and values[r, c] == data[1, sr, sc]
     values, valid = read_tile(path, 1, tiles[0])
     assert not valid[3:7].any() and valid[7:, 3:].all()  # nodata rows 0-3 of band 1
+
+
+def test_tile_windows_decode_a_pixel_interleaved_window_once(masked_scene, tmp_path,
+                                                            monkeypatch):
+    path, _ = masked_scene  # two bands, pixel-interleaved (GTiff's default)
+    tiles = tiles_for("masked", 50, 60, 16, 3)
+    expected = {(band, k): read_tile(path, band, tile)
+                for band in (1, 2) for k, tile in enumerate(tiles)}
+    reader = TileWindows()
+    for k, tile in enumerate(tiles):  # the same values as band by band
+        for band in (2, 1):
+            for got, want in zip(reader(path, band, tile), expected[band, k]):
+                np.testing.assert_array_equal(got, want)
+    with pytest.raises(RasterError, match=r"has 2 band\(s\): there is no band 3"):
+        reader(path, 3, tiles[-1])
+    # a tile's second band comes from the window decoded with its first: the file
+    # can be gone by then; the next tile reads the file again
+    moved = tmp_path / "moved.tif"
+    reader.clear()
+    reader(path, 1, tiles[0])
+    rasterio.shutil.copy(path, moved)
+    rasterio.shutil.delete(path)
+    for got, want in zip(reader(path, 2, tiles[0]), expected[2, 0]):
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(RasterError, match="cannot be opened"):
+        reader(path, 1, tiles[1])
+    # a band-interleaved file, or a window over the limit, is read band by band
+    banded = str(tmp_path / "banded.tif")
+    rasterio.shutil.copy(moved, banded, interleave="band")
+    over = str(tmp_path / "over.tif")
+    rasterio.shutil.copy(moved, over)
+    with rasterio.open(banded) as src:
+        assert src.interleaving == Interleaving.band
+    for name in (banded, over):
+        if name == over:
+            monkeypatch.setattr(raster, "MAX_WINDOW_BYTES", 16)
+        reader.clear()
+        for got, want in zip(reader(name, 1, tiles[0]), expected[1, 0]):
+            np.testing.assert_array_equal(got, want)
+        rasterio.shutil.delete(name)
+        with pytest.raises(RasterError, match="cannot be opened"):
+            reader(name, 2, tiles[0])
 
 
 def test_internal_mask_is_honoured(tmp_path):

@@ -1,6 +1,7 @@
 """Each step of the graph on its own, on Beam's TestPipeline: its outputs, its error
 records, and the timings it passes on. Real GeoTIFFs; faults come through seams."""
 
+import apache_beam as beam
 import numpy as np
 import pytest
 import rasterio
@@ -12,7 +13,8 @@ from transforms.finish import FinishScenes
 from transforms.io import storage
 from transforms.layout import read_manifest, scenes_for
 from transforms.plan import SKIPPED_TAG, PlanScenes
-from transforms.read import ReadTiles
+from transforms.io.raster import TileWindows
+from transforms.read import ReadTiles, SpreadTiles, read_example
 from transforms.records import Scene, TextureFailure, TextureOutput, TextureParams
 from transforms.save import SaveTiles
 from transforms.texture import TextureOutcomeCoder, TextureResults
@@ -67,6 +69,60 @@ def test_read_step_passes_read_time_and_records_a_failing_reader(scene, tmp_path
     assert found["examples"] == []
     assert [(r.stage, r.error) for r in found[ERRORS_TAG]] == [("read", "ValueError")] * 2
     assert "injected" in found[ERRORS_TAG][0].message
+
+
+# Windows decoded by CountingWindows, as (uri, window) keys (one process: the
+# DirectRunner runs the steps in this one).
+_DECODED = []
+
+
+class CountingWindows(TileWindows):
+    """The default reader, noting each window it decodes for every band at once."""
+
+    def __call__(self, uri, band, tile):
+        key = (uri, tile.read_row, tile.read_col)
+        if key != self._key_seen:
+            _DECODED.append(key)
+        self._key_seen = key
+        return super().__call__(uri, band, tile)
+
+    _key_seen = None
+
+
+class SpreadThenRead(beam.PTransform):
+    """SpreadTiles, then ReadTiles with :class:`CountingWindows`, as the graph has
+    them."""
+
+    def expand(self, tasks):
+        read = (tasks | SpreadTiles() | beam.ParDo(ReadTiles(
+            PARAMS, read_tile=CountingWindows())).with_outputs(ERRORS_TAG, main="examples"))
+        return {"examples": read.examples, ERRORS_TAG: read[ERRORS_TAG]}
+
+
+def test_spread_tiles_reads_a_tiles_bands_together(tmp_path):
+    path = tmp_path / "three.tif"
+    data = np.random.default_rng(1).integers(0, 200, (3, 40, 50)).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", height=40, width=50, count=3,
+                       dtype="uint8", crs="EPSG:32632", interleave="pixel",
+                       transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
+        dst.write(data)
+    [scene] = scenes_for([Scene("", uri, fp) for uri, fp in storage.match(str(path))])
+    from transforms.plan import plan_scene
+
+    _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
+    assert len(tasks) == 12  # 4 tiles x 3 bands, in band order
+    shuffled = [tasks[k] for k in np.random.default_rng(2).permutation(len(tasks))]
+    _DECODED.clear()
+    found = run_step(shuffled, SpreadThenRead())
+    assert found[ERRORS_TAG] == []
+    assert sorted(_DECODED) == sorted(set(_DECODED)) and len(_DECODED) == 4
+    got = {(t.tile.key, t.band_index): e for t, e in found["examples"]}
+    assert len(got) == 12
+    for task in tasks:  # the values band by band
+        want = read_example(task, PARAMS)
+        for name in ("codes", "valid"):
+            np.testing.assert_array_equal(got[task.tile.key, task.band_index][name],
+                                          want[name])
 
 
 def test_texture_results_turn_failures_into_records(scene, tmp_path):
