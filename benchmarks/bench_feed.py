@@ -514,8 +514,8 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
         # Scenes of other sizes than the first have tiles of other shapes, and each
         # new shape compiles the kernel once per worker: a long-lived worker has
         # compiled them before, so the steady state without it is what it sees.
-        compile_wall = sum(wall for wall, _ in compiling[1:])
-        compile_cpu = sum(cpu for _, cpu in compiling[1:])
+        compile_wall = sum(seconds for seconds, _ in compiling[1:])
+        compile_cpu = sum(cpu_seconds for _, cpu_seconds in compiling[1:])
         figures["warm_steady_share"] = (rest / (wall - one_wall - compile_wall)) / (
             rest / rest_wall)
         figures["warm_steady_us_px"] = figures["steady_us_px"] - compile_cpu / rest * 1e6
