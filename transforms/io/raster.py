@@ -123,8 +123,7 @@ def read_tile(uri: str, band: int, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:
       internal masks, NaN and inf are invalid.
     """
     with open_raster(uri) as src:
-        data = read_band(src, uri, band, _window_text(tile), window=_window(tile))
-    return _padded(data, tile)
+        return _padded(_read_window(src, uri, band, tile), tile)
 
 
 # A window of every band is decoded at once (TileWindows) only up to this many bytes,
@@ -152,11 +151,8 @@ class TileWindows:
             self.clear()
             with open_raster(uri) as src:
                 if not self._decoded_together(src, tile):
-                    data = read_band(src, uri, band, _window_text(tile),
-                                     window=_window(tile))
-                    return _padded(data, tile)
-                self._bands = read_band(src, uri, None, _window_text(tile),
-                                        window=_window(tile))
+                    return _padded(_read_window(src, uri, band, tile), tile)
+                self._bands = _read_window(src, uri, None, tile)
                 self._key = key
         if not 1 <= band <= len(self._bands):
             raise RasterError(f"{uri} has {len(self._bands)} band(s): there is no band "
@@ -174,14 +170,13 @@ class TileWindows:
                 and window_bytes <= MAX_WINDOW_BYTES)
 
 
-def _window(tile: Tile) -> Window:
-    return Window(tile.read_col, tile.read_row, tile.read_width, tile.read_height)
-
-
-def _window_text(tile: Tile) -> str:
-    """The tile's window in words, for error messages."""
-    return (f"rows {tile.read_row}..{tile.read_row + tile.read_height - 1}, columns "
+def _read_window(src, uri: str, band: Optional[int], tile: Tile) -> np.ma.MaskedArray:
+    """:func:`read_band` of the tile's window (core + halo, clipped to the scene);
+    ``band`` None: every band."""
+    window = Window(tile.read_col, tile.read_row, tile.read_width, tile.read_height)
+    what = (f"rows {tile.read_row}..{tile.read_row + tile.read_height - 1}, columns "
             f"{tile.read_col}..{tile.read_col + tile.read_width - 1}")
+    return read_band(src, uri, band, what, window=window)
 
 
 def _padded(data: np.ma.MaskedArray, tile: Tile) -> Tuple[np.ndarray, np.ndarray]:
