@@ -128,17 +128,13 @@ class BenchScene:
         return self.height * self.width * len(self.bands)
 
 
-def pipeline_params(path, args, folder):
-    """The pipeline's parameters for ``path`` with this run's flags."""
-    return params_from(TextureOptions([
+def planned(path, args, folder):
+    """(params, tasks): the pipeline's plan of the scene at ``path`` with this run's
+    flags (every band, every tile), its outputs under ``folder`` (empty, so nothing
+    counts as finished)."""
+    params = params_from(TextureOptions([
         f"--input={path}", f"--output={folder}", f"--tile={args.tile}",
         f"--cog-compression={args.cog_compression}"]))
-
-
-def planned(path, args, folder):
-    """(params, tasks): the pipeline's plan of the scene at ``path`` (every band, every
-    tile), with its outputs under ``folder`` (empty, so nothing counts as finished)."""
-    params = pipeline_params(path, args, folder)
     return params, plan_scene(Scene("bench", path, "-"), params, folder)[1]
 
 
@@ -147,10 +143,8 @@ def bench_scene(path, args, folder):
     params, tasks = planned(path, args, folder)
     bands = {task.band_index: (task.source.uri, task.source.band, task.vmin, task.vmax)
              for task in tasks}
-    with rasterio.open(path) as src:
-        dtype = src.dtypes[0]
     info = tasks[0].info
-    return BenchScene(path, info.height, info.width, dtype,
+    return BenchScene(path, info.height, info.width, info.dtype,
                       tuple(bands[k] for k in sorted(bands)), tile_shape(tasks[0], params))
 
 
@@ -308,6 +302,11 @@ def kernel_free_run(paths, out, args, env):
     return fitted_run(paths, out, args, env, command)[0]
 
 
+def kernel(codes, valid, features):
+    """``texture_map`` with the pipeline's default window and levels, on the host."""
+    return np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+
+
 def kernel_pieces(scene):
     """(codes, valid) of every band of ``scene`` in pieces of at most
     :data:`KERNEL_PIECE` per side, each (1, h, w) and padded as invalid to one shape
@@ -333,8 +332,7 @@ def warm_kernel(scenes, features):
     warm, as a long-lived worker's would be."""
     for shape in sorted({piece_shape(scene) for scene in scenes}):
         codes = np.zeros((1,) + shape, np.int32)
-        np.asarray(glcm.texture_map(codes, features, 7, levels=32,
-                                    mask=np.ones(codes.shape, bool)))
+        kernel(codes, np.ones(codes.shape, bool), features)
 
 
 def compile_costs(scenes, features):
@@ -348,7 +346,7 @@ def compile_costs(scenes, features):
         times = []
         for _ in range(2):
             w0, c0 = time.perf_counter(), time.process_time()
-            np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+            kernel(codes, valid, features)
             times.append((time.perf_counter() - w0, time.process_time() - c0))
         costs.append(tuple(max(0.0, first - warm) for first, warm in zip(*times)))
     return costs
@@ -361,7 +359,7 @@ def kernel_run(scenes, features):
     for scene in scenes:
         for codes, valid in kernel_pieces(scene):
             w0, c0 = time.perf_counter(), time.process_time()
-            np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+            kernel(codes, valid, features)
             wall += time.perf_counter() - w0
             cpu += time.process_time() - c0
     return wall, cpu
@@ -404,12 +402,11 @@ def small_rates(features, rounds=3):
     for side in (512, 1024):
         codes, valid = glcm.quantize(image[None, :side, :side], 32, 0, 256)
         codes, valid = inputs[side] = np.asarray(codes), np.asarray(valid)
-        glcm.texture_map(codes, features, 7, levels=32, mask=valid)  # compiled: warm
+        kernel(codes, valid, features)  # compiled: warm
     best = dict.fromkeys(inputs, float("inf"))
     for _ in range(rounds):
         for side, (codes, valid) in inputs.items():
-            best[side] = min(best[side], _timed(lambda: np.asarray(glcm.texture_map(
-                codes, features, 7, levels=32, mask=valid))))
+            best[side] = min(best[side], _timed(lambda: kernel(codes, valid, features)))
     return {side: side * side / seconds for side, seconds in best.items()}
 
 
@@ -613,8 +610,9 @@ def run(args, work):
     # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
     import_wall, import_cpu, _, import_peak = run_child(
         [sys.executable, "-c", "import pipeline.__main__\n" + PRINT_PEAK], env)
-    print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as python -m pipeline "
-          f"makes them): {import_wall:.1f} s wall, {import_cpu:.1f} CPU-s")
+    print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as "
+          f"python -m pipeline makes them): {import_wall:.1f} s wall, {import_cpu:.1f} "
+          f"CPU-s")
     if importlib.util.find_spec("jax") is not None:
         # TensorFlow's own import pulls in jax where it is installed (a test dependency
         # here, absent from the worker image): the pipeline's figures include it.
