@@ -66,7 +66,7 @@ that has seen those sizes before spends.
 Pixels are counted as the pipeline counts them: height x width x bands, per scene.
 
 Usage: python -m benchmarks.bench_feed [--scenes 4] [--size 3072] [--tile 1024]
-       [--cog-compression zstd] [--repeat 1] [--skip-small]
+       [--cog-compression zstd] [--tiles-per-call 1] [--repeat 1] [--skip-small]
        python -m benchmarks.bench_feed --inputs SCENE.tif SCENE.tif ... [--tile ...]
 """
 
@@ -82,6 +82,7 @@ import sys
 import tempfile
 import time
 
+import keras
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
@@ -191,7 +192,8 @@ def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
     each), DirectRunner with one thread per core."""
     return [sys.executable, *entry, *(f"--input={path}" for path in paths),
             f"--output={out}", f"--tile={args.tile}",
-            f"--cog-compression={args.cog_compression}", *flags,
+            f"--cog-compression={args.cog_compression}",
+            f"--tiles-per-call={args.tiles_per_call}", *flags,
             "--direct_num_workers=0", "--direct_running_mode=multi_threading"]
 
 
@@ -553,6 +555,9 @@ def main():
     parser.add_argument("--cog-compression", default="zstd",
                         help="the pipeline's --cog-compression (default zstd, as the "
                              "pipeline's)")
+    parser.add_argument("--tiles-per-call", type=int, default=1,
+                        help="the pipeline's --tiles-per-call (default 1, as the "
+                             "pipeline's; run_dataflow.sh asks 4 on GPU workers)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds of pipeline and kernel runs; with more than one, "
                              "the median and range of each figure too (these shared "
@@ -576,8 +581,11 @@ def main():
         if args.scenes < 1 or args.size < 64:
             parser.error("--scenes must be >= 1 and --size >= 64")
         what = f"{args.scenes} scenes of {args.size}² uint8"
+    if args.tiles_per_call < 1:
+        parser.error("--tiles-per-call must be >= 1")
     header(f"feeding the kernel: {what}, default features, window 7, 32 levels, tile "
-           f"{args.tile}, COG {args.cog_compression}")
+           f"{args.tile}, {args.tiles_per_call} tile(s) per call, COG "
+           f"{args.cog_compression}")
     # Scenes and pipeline outputs (gigabytes at large sizes): removed at the end,
     # also when a run fails or is interrupted.
     with tempfile.TemporaryDirectory(prefix="bench-feed-", ignore_cleanup_errors=True) as work:
@@ -613,7 +621,8 @@ def run(args, work):
     print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as "
           f"python -m pipeline makes them): {import_wall:.1f} s wall, {import_cpu:.1f} "
           f"CPU-s")
-    if importlib.util.find_spec("jax") is not None:
+    if (importlib.util.find_spec("jax") is not None
+            and keras.backend.backend() == "tensorflow"):
         # TensorFlow's own import pulls in jax where it is installed (a test dependency
         # here, absent from the worker image): the pipeline's figures include it.
         _, no_jax_cpu, _, no_jax_peak = run_child(
