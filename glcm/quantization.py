@@ -10,7 +10,7 @@ from keras import ops
 from glcm.validation import check_levels, concrete_numpy
 
 
-def quantize(x, levels: int, vmin, vmax, mask=None):
+def quantize(x, levels: int, vmin, vmax, mask=None, *, host: bool = False):
     """Quantizes values into ``levels`` grey levels.
 
     .. math:: q = \\mathrm{clip}(\\lfloor (x - v_{min}) / (v_{max} - v_{min})
@@ -26,16 +26,26 @@ def quantize(x, levels: int, vmin, vmax, mask=None):
         Value range mapped onto the levels; values outside are clipped.
     mask : bool array, optional
         False marks pixels to ignore (e.g. nodata).
+    host : bool, optional
+        Compute with NumPy on the host and return NumPy arrays, whatever device the
+        Keras backend would use; ``vmin`` and ``vmax`` must then be concrete. For
+        host-side steps that quantize many small arrays from several threads (a
+        pipeline's tile reads): on a GPU the backend's ops would each be a round trip
+        to the device, queued behind the texture kernel. The same float32 formula,
+        each operation rounded as IEEE 754 says (as TensorFlow's, bit for bit; JAX's
+        compiled division may round a quotient one unit differently, see Notes).
 
     Returns
     -------
     (q, valid) : (int32 array, bool array)
         ``q`` is 0 where ``valid`` is False. NaN, +-inf and masked pixels are invalid.
+        Backend tensors, or NumPy arrays with ``host=True``.
 
     Notes
     -----
     The arithmetic is float32, as the rest of the package: a value within about 1e-7
-    relative of a level boundary may fall on either side of it.
+    relative of a level boundary may fall on either side of it, and on which side can
+    differ between backends and devices.
 
     Examples
     --------
@@ -53,6 +63,11 @@ def quantize(x, levels: int, vmin, vmax, mask=None):
             raise ValueError(
                 f"vmax must be greater than vmin (got vmin={vmin!r}, vmax={vmax!r}); "
                 f"for a constant image use any range around its value, e.g. vmax=vmin+1")
+    if host:
+        if lo is None or hi is None:
+            raise ValueError("quantize(host=True) needs concrete vmin and vmax (numbers "
+                             "or arrays), not symbolic tensors")
+        return _quantize_numpy(x, levels, lo, hi, mask)
     x = ops.cast(ops.convert_to_tensor(x), "float32")
     vmin = ops.cast(vmin, "float32")
     vmax = ops.cast(vmax, "float32")
@@ -66,6 +81,24 @@ def quantize(x, levels: int, vmin, vmax, mask=None):
     scaled = ops.where(valid, scaled, 0.0)
     q = ops.cast(ops.clip(scaled, 0.0, float(levels - 1)), "int32")
     return q, valid
+
+
+def _quantize_numpy(x, levels, vmin, vmax, mask):
+    """:func:`quantize`'s formula in NumPy, float32 operation for operation (NumPy 2
+    keeps float32 with Python scalars)."""
+    # float64 beyond float32's range becomes inf, and inf - inf NaN: invalid pixels
+    # either way, zeroed below; no warnings for them
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = np.asarray(x).astype(np.float32, copy=False)
+        vmin = np.asarray(vmin).astype(np.float32)
+        vmax = np.asarray(vmax).astype(np.float32)
+        valid = np.isfinite(x)
+        if mask is not None:
+            mask = np.asarray(mask)
+            valid &= mask if mask.dtype == bool else mask != 0
+        scaled = np.floor((x - vmin) / (vmax - vmin) * float(levels))
+        scaled = np.where(valid, scaled, np.float32(0.0))
+        return np.clip(scaled, 0.0, float(levels - 1)).astype(np.int32), valid
 
 
 QUANTIZE_KINDS = "minmax, percentile:LO,HI or fixed:VMIN,VMAX"

@@ -29,9 +29,11 @@ def read_example(task: TileTask, params: TextureParams,
     values, valid = with_retries(lambda: read_tile(source.uri, source.band, task.tile))
     height, width = tile_shape(task, params)
     pad = ((0, height - values.shape[0]), (0, width - values.shape[1]))
-    codes, ok = glcm.quantize(values, params.levels, task.vmin, task.vmax, mask=valid)
-    return {"codes": np.pad(np.asarray(codes), pad).astype(np.int32),
-            "valid": np.pad(np.asarray(ok), pad)}
+    # On the host: on a GPU worker the backend's ops would go to the GPU, one round
+    # trip each from every reading thread, queued behind the texture kernel there.
+    codes, ok = glcm.quantize(values, params.levels, task.vmin, task.vmax, mask=valid,
+                              host=True)
+    return {"codes": np.pad(codes, pad), "valid": np.pad(ok, pad)}
 
 
 def tile_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:

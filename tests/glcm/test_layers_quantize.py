@@ -116,3 +116,66 @@ def test_quantize_integer_input_and_errors():
         glcm.quantize(x, 16, 5, 5)
     with pytest.raises(ValueError, match="levels must be >= 2"):
         glcm.quantize(x, 1, 0, 1)
+
+
+def boundary_values(rng, levels, vmin, vmax, n):
+    """Values on, just below and just above every level boundary of the range (where
+    float32 rounding decides the level), and beyond the range on both sides."""
+    edges = vmin + (vmax - vmin) * np.arange(levels + 1) / levels
+    near = np.concatenate([edges, np.nextafter(edges.astype(np.float32), -np.inf),
+                           np.nextafter(edges.astype(np.float32), np.inf)])
+    return np.concatenate([near, rng.uniform(vmin - (vmax - vmin), vmax + (vmax - vmin),
+                                             n)]).astype(np.float32)
+
+
+def assert_same_levels(x, levels, vmin, vmax, host, backend):
+    """``host`` equals the backend's codes: bit for bit on TensorFlow (IEEE float32
+    operations both); elsewhere (JAX's compiled division may round a quotient one unit
+    differently) except where the exact level is within float32 rounding of a
+    boundary, and there by one level at most."""
+    backend = np.asarray(backend)
+    if keras.backend.backend() == "tensorflow":
+        np.testing.assert_array_equal(host, backend)
+        return
+    exact = ((np.asarray(x, np.float64) - np.float64(np.float32(vmin)))
+             / (np.float64(np.float32(vmax)) - np.float64(np.float32(vmin))) * levels)
+    with np.errstate(invalid="ignore"):
+        near = np.abs(exact - np.round(exact)) <= 1e-5 * np.maximum(1.0, np.abs(exact))
+    differ = host != backend
+    assert not (differ & ~near).any()
+    assert (np.abs(host.astype(int) - backend) <= 1).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint16", "int16", "uint8"])
+def test_quantize_on_host_is_the_backends(dtype):
+    rng = np.random.default_rng(7)
+    for levels, vmin, vmax in ((32, 40.0, 160.0), (7, -3.3, 0.1), (256, 0, 1000),
+                               (65536, -1.0e4, 3.0e4), (2, 0.25, 0.5)):
+        values = boundary_values(rng, levels, vmin, vmax, 4000)
+        if np.dtype(dtype).kind in "iu":
+            info = np.iinfo(dtype)
+            values = np.clip(np.round(values), info.min, info.max)
+        x = values.astype(dtype)
+        if np.dtype(dtype).kind == "f":
+            x[:4] = [np.nan, np.inf, -np.inf, np.finfo(dtype).max]
+        mask = rng.random(x.shape) > 0.1
+        for m in (None, mask, mask.astype(np.uint8)):
+            q_dev, ok_dev = glcm.quantize(x, levels, vmin, vmax, mask=m)
+            q, ok = glcm.quantize(x, levels, vmin, vmax, mask=m, host=True)
+            assert isinstance(q, np.ndarray) and isinstance(ok, np.ndarray)
+            assert q.dtype == np.int32 and ok.dtype == bool
+            assert_same_levels(x, levels, vmin, vmax, q, q_dev)
+            np.testing.assert_array_equal(ok, np.asarray(ok_dev))
+    # ranges per pixel (broadcast), as the backend's
+    x = rng.normal(0, 10, (3, 40, 50)).astype(np.float32)
+    lo, hi = np.array([-5.0, -1.0, 0.0]).reshape(3, 1, 1), np.array([5.0, 9.0, 0.5])[:, None, None]
+    assert_same_levels(x, 16, lo, hi, glcm.quantize(x, 16, lo, hi, host=True)[0],
+                       glcm.quantize(x, 16, lo, hi)[0])
+
+
+def test_quantize_on_host_checks_its_range():
+    x = np.zeros((4, 4), np.float32)
+    with pytest.raises(ValueError, match="vmax must be greater than vmin"):
+        glcm.quantize(x, 8, 1.0, 1.0, host=True)
+    with pytest.raises(ValueError, match="finite"):
+        glcm.quantize(x, 8, 0.0, np.inf, host=True)

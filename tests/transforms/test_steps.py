@@ -71,6 +71,34 @@ def test_read_step_passes_read_time_and_records_a_failing_reader(scene, tmp_path
     assert "injected" in found[ERRORS_TAG][0].message
 
 
+class NoBackendOps:
+    """Stands in for keras.ops: any use fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the read step called keras.ops.{name}: on a GPU worker "
+                             f"that is a round trip to the device")
+
+
+def test_read_step_quantizes_on_the_host(scene, tmp_path, monkeypatch):
+    import glcm
+    import glcm.quantization
+    from transforms.io.raster import read_tile
+    from transforms.plan import plan_scene
+
+    _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
+    task = tasks[-1]  # the corner tile: padded on two sides
+    values, valid = read_tile(task.source.uri, task.source.band, task.tile)
+    codes, ok = glcm.quantize(values, PARAMS.levels, task.vmin, task.vmax, mask=valid,
+                              host=True)
+    monkeypatch.setattr(glcm.quantization, "ops", NoBackendOps())
+    example = read_example(task, PARAMS)
+    h, w = codes.shape
+    np.testing.assert_array_equal(example["codes"][:h, :w], codes)
+    np.testing.assert_array_equal(example["valid"][:h, :w], ok)
+    assert not example["valid"][h:].any() and not example["valid"][:, w:].any()
+    assert example["codes"].dtype == np.int32 and example["valid"].dtype == bool
+
+
 # Windows decoded by CountingWindows, as (uri, window) keys (one process: the
 # DirectRunner runs the steps in this one).
 _DECODED = []
