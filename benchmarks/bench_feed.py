@@ -104,8 +104,8 @@ TEXTURES = ("brick", "grass", "gravel", "camera")
 # A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork),
 # as the pipeline's summary reads it (pipeline.run, already imported by then).
 PRINT_PEAK = "from pipeline.run import peak_memory\nprint(peak_memory() // 1024)"
-STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "save_seconds",
-         "mosaic_seconds")
+STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "texture_wait_seconds",
+         "save_seconds", "mosaic_seconds")
 # The kernel's reference run takes a scene in pieces of at most this side (the whole
 # scene up to it), so that its memory is bounded whatever the scene's size.
 KERNEL_PIECE = 4096

@@ -19,7 +19,7 @@ from transforms.discover import NO_MATCH_ERROR
 from transforms.errors import named, read_errors
 from transforms.io import storage
 from transforms.layout import MANIFEST_NAME, errors_uri, outputs_for
-from transforms.metrics import counter_value, step_seconds
+from transforms.metrics import counter_value, step_seconds, texture_wait_seconds
 from transforms.records import ErrorRecord
 from transforms.texture import AcceleratorError, compute_device
 
@@ -46,6 +46,8 @@ class RunSummary:
         template was written); the counts are then unknown (zero).
       step_seconds: seconds each step spent (discover, plan, read, texture, save,
         finish), summed over workers and threads: they can exceed the wall time.
+      texture_wait_seconds: of the texture step's seconds, those its tiles waited
+        for the model (one call at a time per process; summed likewise).
       peak_memory: the most resident memory this process held, in bytes (Linux's
         VmHWM; None where the OS does not say). On the DirectRunner in its threaded
         mode that is the whole run's; SDK worker processes
@@ -64,14 +66,19 @@ class RunSummary:
     output: str = ""
     job_id: Optional[str] = None
     step_seconds: Dict[str, float] = dataclasses.field(default_factory=dict)
+    texture_wait_seconds: float = 0.0
     peak_memory: Optional[int] = None
 
     def describe(self) -> str:
         """The summary printed at the end of a local run: the scenes, where the time
         went, step by step, and the process's peak memory."""
         rate = self.pixels / max(self.seconds, 1e-9)
-        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in
-                          self.step_seconds.items())
+        steps = ", ".join(
+            f"{step} {seconds:.1f} s" + (f" ({self.texture_wait_seconds:.1f} of them "
+                                         f"waiting for the model)"
+                                         if step == "texture" and self.texture_wait_seconds
+                                         else "")
+            for step, seconds in self.step_seconds.items())
         return (f"scenes done: {self.done} (new: {self.new}, changed: {self.changed}), "
                 f"skipped (already finished): {self.skipped}, failure records: "
                 f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s"
@@ -195,7 +202,8 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         changed=counter_value(result, "scenes_changed"),
         skipped=counter_value(result, "scenes_skipped"), failures=failures,
         pixels=counter_value(result, "pixels"), seconds=time.time() - started,
-        output=output, step_seconds=step_seconds(result), peak_memory=peak_memory())
+        output=output, step_seconds=step_seconds(result),
+        texture_wait_seconds=texture_wait_seconds(result), peak_memory=peak_memory())
     print(summary.describe())
     files = ", ".join(outputs_for(params) + (MANIFEST_NAME,))
     print(f"outputs: {storage.join(output, '<scene_id>')}/{files}; failures: "

@@ -14,6 +14,9 @@ from apache_beam.metrics.metric import MetricsFilter
 NAMESPACE = "glcm_texture"
 # The steps that keep time, in pipeline order (the run summary's "steps:" line).
 STEPS = ("discover", "plan", "read", "texture", "save", "finish")
+# Of the texture step's milliseconds, those its tiles waited for the process's one
+# model call at a time (transforms.texture.model_turn).
+WAIT_COUNTER = "texture_wait_msec"
 
 
 def counter(name: str):
@@ -54,3 +57,9 @@ def counter_value(result, name: str) -> int:
 def step_seconds(result) -> Dict[str, float]:
     """Seconds each step spent, summed over workers and threads."""
     return {step: counter_value(result, f"{step}_msec") / 1000.0 for step in STEPS}
+
+
+def texture_wait_seconds(result) -> float:
+    """Of the texture step's seconds, those its tiles waited for the model (one call
+    at a time per process), summed over workers and threads."""
+    return counter_value(result, WAIT_COUNTER) / 1000.0

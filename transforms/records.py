@@ -485,11 +485,13 @@ class TextureOutcome:
 @dataclasses.dataclass(frozen=True)
 class TextureOutput(TextureOutcome):
     """The texture step's result for one tile: its maps (S, S, F) and the seconds
-    its read and its model call took."""
+    its read and its model call took, and of the latter, those it waited for the
+    process's one model call at a time."""
 
     maps: Any = dataclasses.field(compare=False)
     read_seconds: float = 0.0
     texture_seconds: float = 0.0
+    wait_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

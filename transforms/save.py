@@ -74,7 +74,8 @@ class SaveTiles(GuardedStep):
 
     def run(self, element):
         task, out = element
-        timings = (("read", out.read_seconds), ("texture", out.texture_seconds))
+        timings = (("read", out.read_seconds), ("texture", out.texture_seconds),
+                   ("texture_wait", out.wait_seconds))
         result = save_tile(task, out.maps, self.params, self.output, self.run_id, timings)
         self.metrics.bytes.inc(int(out.maps.nbytes))
         yield task.scene.scene_id, result

@@ -4,6 +4,7 @@ trained Keras model (the model handlers; the graph wires them with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
 import threading
@@ -17,7 +18,7 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 import glcm
 
 from transforms.errors import GuardedStep, tagged
-from transforms.metrics import StepMetrics
+from transforms.metrics import WAIT_COUNTER, StepMetrics, counter
 from transforms.records import (ErrorRecord, TextureFailure, TextureOutcome, TextureOutput,
                                 TileTask)
 
@@ -25,6 +26,26 @@ from transforms.records import (ErrorRecord, TextureFailure, TextureOutcome, Tex
 # (texture_map's chunk threads and XLA's thread pool) or the whole GPU; two at once
 # only thrash. Beam's other threads still read and write tiles meanwhile.
 _COMPUTE = threading.Lock()
+# Per thread: seconds this thread has waited for _COMPUTE since take_waited().
+_WAITED = threading.local()
+
+
+@contextlib.contextmanager
+def model_turn(device: str):
+    """The process's one model call at a time, on ``device`` (:func:`device_scope`);
+    the seconds spent waiting for the turn are added to the calling thread's tally
+    (:func:`take_waited`)."""
+    start = time.perf_counter()
+    with _COMPUTE:
+        _WAITED.seconds = getattr(_WAITED, "seconds", 0.0) + time.perf_counter() - start
+        with device_scope(device):
+            yield
+
+
+def take_waited() -> float:
+    """Seconds the calling thread waited for its model turns since the last call."""
+    waited, _WAITED.seconds = getattr(_WAITED, "seconds", 0.0), 0.0
+    return waited
 
 
 ACCELERATOR_CHOICES = ("required", "optional", "none")
@@ -151,7 +172,7 @@ class TextureModelHandler(ModelHandler):
         return model
 
     def _predict(self, model, codes, valid):
-        with _COMPUTE, device_scope(self._device or "GPU"):
+        with model_turn(self._device or "GPU"):
             return np.asarray(model([codes, valid]))
 
     def run_inference(self, batch: Sequence[Dict[str, np.ndarray]], model: Any,
@@ -264,7 +285,7 @@ class KerasFileModelHandler(ModelHandler):
         # Tiles differ in size at the scene's edge: one call per shape.
         for members in same_shapes([e["values"] for e in batch]):
             values = np.stack([batch[i]["values"] for i in members])
-            with _COMPUTE, device_scope(self._device or "GPU"):
+            with model_turn(self._device or "GPU"):
                 out = np.asarray(model(values, training=False), np.float32)
             expected = values.shape[1:3] + (self.model.outputs,)
             if out.shape != (len(members),) + expected:
@@ -299,27 +320,32 @@ class TileModelHandler(KeyedModelHandler):
 
     A batch the model cannot compute becomes a TextureFailure per tile instead of
     failing the bundle, so that :class:`TextureResults` turns it into error records
-    like every other step's failures. Counts the model's time and output bytes
+    like every other step's failures. Counts the model's time (of it, the wait for
+    the process's one model call at a time: ``texture_wait_msec``) and output bytes
     (the texture step's metrics).
     """
 
     def __init__(self, unkeyed: "TextureModelHandler"):
         super().__init__(unkeyed)
         self.metrics = StepMetrics("texture")
+        self.waited = counter(WAIT_COUNTER)
 
     def run_inference(self, batch, model, inference_args=None):
         tasks, examples = zip(*batch)
+        take_waited()  # this call's waits only
         start = time.perf_counter()
         try:
             maps = list(self._unkeyed.run_inference(list(examples), model, inference_args))
         except Exception as exc:  # noqa: BLE001 - recorded per tile by TextureResults
             failure = TextureFailure(type(exc).__name__, str(exc))
             return [(task, failure) for task in tasks]
-        seconds = time.perf_counter() - start
+        seconds, waited = time.perf_counter() - start, take_waited()
         self.metrics.msec.inc(int(round(seconds * 1000)))
+        self.waited.inc(int(round(waited * 1000)))
         self.metrics.bytes.inc(sum(int(m.nbytes) for m in maps))
-        share = seconds / len(tasks)
-        return [(task, TextureOutput(m, float(e.get("read_seconds", 0.0)), share))
+        share, wait_share = seconds / len(tasks), waited / len(tasks)
+        return [(task, TextureOutput(m, float(e.get("read_seconds", 0.0)), share,
+                                     wait_share))
                 for task, e, m in zip(tasks, examples, maps)]
 
 
@@ -334,8 +360,8 @@ class TextureOutcomeCoder(coders.Coder):
     34 MB buffer each: 1.1 CPU-s (docs/performance.md). The size here is the maps'
     bytes plus what a pickle adds around them."""
 
-    # pickle's framing, the dataclass and its two floats, with room to spare
-    OVERHEAD_BYTES = 256
+    # pickle's framing, the dataclass and its three floats, with room to spare
+    OVERHEAD_BYTES = 320
 
     def encode(self, value):
         return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)

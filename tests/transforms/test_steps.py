@@ -17,7 +17,8 @@ from transforms.io.raster import TileWindows
 from transforms.read import ReadTiles, SpreadTiles, read_example
 from transforms.records import Scene, TextureFailure, TextureOutput, TextureParams
 from transforms.save import SaveTiles
-from transforms.texture import TextureOutcomeCoder, TextureResults
+from transforms.texture import (TextureModelHandler, TextureOutcomeCoder, TextureResults,
+                                TileModelHandler)
 
 RUN = "20261201T000000-0123abcd"
 
@@ -173,7 +174,8 @@ def test_save_and_finish_steps_keep_each_scenes_step_times(scene, tmp_path):
     out = str(tmp_path / "out")
     _, tasks = plan_scene(scene, PARAMS, out)
     side = PARAMS.tile_size + 2 * PARAMS.halo
-    computed = [(task, TextureOutput(np.full((side, side, 2), k, np.float32), 0.5, 2.0))
+    computed = [(task, TextureOutput(np.full((side, side, 2), k, np.float32), 0.5, 2.0,
+                                     0.75))
                 for k, task in enumerate(tasks)]
     saved = run_step(computed, SaveTiles(PARAMS, out, RUN), ("saved", ERRORS_TAG))
     assert saved[ERRORS_TAG] == [] and len(saved["saved"]) == 4
@@ -191,6 +193,7 @@ def test_save_and_finish_steps_keep_each_scenes_step_times(scene, tmp_path):
     timings = read_manifest(out, scene.scene_id).timings
     assert timings["read_seconds"] == pytest.approx(2.0)  # 4 tiles x 0.5
     assert timings["texture_seconds"] == pytest.approx(8.0)
+    assert timings["texture_wait_seconds"] == pytest.approx(3.0)  # of those 8
     assert timings["plan_seconds"] > 0 and timings["save_seconds"] > 0
     assert timings["mosaic_seconds"] > 0
 
@@ -239,3 +242,45 @@ def test_texture_outcomes_round_trip_and_are_sized_without_a_pickle():
     assert coder.estimate_size(unpicklable) == maps.nbytes + coder.OVERHEAD_BYTES
     with pytest.raises(AssertionError, match="pickled"):
         coder.encode(unpicklable)
+
+
+class InstantModel(TextureModelHandler):
+    """The texture model handler with a model that costs nothing, for the handler's
+    own bookkeeping."""
+
+    def load_model(self):
+        return lambda inputs: np.zeros(inputs[0].shape + (len(self.spec.features),),
+                                       np.float32)
+
+
+def test_texture_step_counts_the_wait_for_the_model_apart(scene, tmp_path):
+    """A tile that waits for another thread's model call: its texture seconds include
+    the wait, and its wait seconds say how much of them it was."""
+    import threading
+
+    from transforms import texture
+    from transforms.plan import plan_scene
+
+    _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
+    handler = TileModelHandler(InstantModel(PARAMS.spec))
+    model = handler.load_model()
+    examples = [(task, read_example(task, PARAMS)) for task in tasks[:2]]
+    [(_, alone)] = handler.run_inference(examples[:1], model)
+    assert alone.texture_seconds >= 0 and alone.wait_seconds < 0.2
+    held, release = threading.Event(), threading.Event()
+
+    def other_call():  # another thread's model call, 0.5 s long
+        with texture.model_turn("CPU"):
+            held.set()
+            release.wait(5)
+
+    other = threading.Thread(target=other_call)
+    other.start()
+    held.wait(5)
+    threading.Timer(0.5, release.set).start()
+    outputs = handler.run_inference(examples, model)
+    other.join()
+    for _, out in outputs:  # two tiles in one call share its seconds
+        assert out.wait_seconds >= 0.2
+        assert out.texture_seconds >= out.wait_seconds
+    assert texture.take_waited() == 0.0  # the call took its own tally
