@@ -102,8 +102,10 @@ from transforms.texture import TextureModelHandler
 
 TEXTURES = ("brick", "grass", "gravel", "camera")
 # A child's own peak RSS in kB (its wait4 ru_maxrss can be its parent's, from the fork),
-# as the pipeline's summary reads it (pipeline.run, already imported by then).
-PRINT_PEAK = "from pipeline.run import peak_memory\nprint(peak_memory() // 1024)"
+# as the pipeline's summary reads it (pipeline.run, already imported by then); nan
+# where its /proc does not say, as pipeline_peak_gib.
+PRINT_PEAK = ("from pipeline.run import peak_memory\npeak = peak_memory()\n"
+              "print('nan' if peak is None else peak // 1024)")
 STEPS = ("plan_seconds", "read_seconds", "texture_seconds", "texture_wait_seconds",
          "save_seconds", "mosaic_seconds")
 # The kernel's reference run takes a scene in pieces of at most this side (the whole
@@ -629,7 +631,7 @@ def run(args, work):
             [sys.executable, "-c", "import sys\nsys.modules['jax'] = None\n"
              "import pipeline.__main__\n" + PRINT_PEAK], env)
         print(f"  jax is installed here and `import tensorflow` imports it: "
-              f"{(int(import_peak) - int(no_jax_peak)) / 1024:.0f} MB of peak RSS and "
+              f"{(float(import_peak) - float(no_jax_peak)) / 1024:.0f} MB of peak RSS and "
               f"{import_cpu - no_jax_cpu:.1f} CPU-s of start-up that a worker image "
               f"without jax does not pay")
     warm_kernel(scenes, features)  # the kernel's run is warm: compiled on its shapes
