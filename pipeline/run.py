@@ -73,12 +73,10 @@ class RunSummary:
         """The summary printed at the end of a local run: the scenes, where the time
         went, step by step, and the process's peak memory."""
         rate = self.pixels / max(self.seconds, 1e-9)
-        steps = ", ".join(
-            f"{step} {seconds:.1f} s" + (f" ({self.texture_wait_seconds:.1f} of them "
-                                         f"waiting for the model)"
-                                         if step == "texture" and self.texture_wait_seconds
-                                         else "")
-            for step, seconds in self.step_seconds.items())
+        waited = (f" ({self.texture_wait_seconds:.1f} of them waiting for the model)"
+                  if self.texture_wait_seconds else "")
+        steps = ", ".join(f"{step} {seconds:.1f} s" + (waited if step == "texture" else "")
+                          for step, seconds in self.step_seconds.items())
         return (f"scenes done: {self.done} (new: {self.new}, changed: {self.changed}), "
                 f"skipped (already finished): {self.skipped}, failure records: "
                 f"{len(self.failures)}; {rate:,.0f} pixels/s over {self.seconds:.1f} s"
