@@ -13,14 +13,16 @@ from rasterio.enums import Interleaving
 from rasterio.transform import Affine
 
 import glcm
+from glcm._compile import usable_cores
 from transforms.io import storage
-from transforms.io.cog import overview_factors, write_mosaic, write_quicklook
+from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, compression_threads,
+                               overview_factors, write_mosaic, write_quicklook)
 from transforms.io import raster
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
 from transforms.layout import band_names
 from transforms.plan import tiles_for
-from transforms.records import BandSource, TileResult, TileTask
+from transforms.records import DEFAULT_FEATURES, BandSource, TileResult, TileTask
 from transforms.texture import BlockModelHandler, TextureModelHandler
 
 GEO = Affine(20, 0, 400000, 0, -30, 6000000)
@@ -262,6 +264,59 @@ def test_mosaic_overviews_with_and_without_nan(tmp_path, masked_scene, special):
     # within two float32 steps of the largest value summed
     scale = np.spacing(np.nanmax(np.abs(cells), axis=(2, 4)))
     assert np.all(np.abs(half - want) <= 2 * scale)
+
+
+@pytest.mark.parametrize("bands, cores, want", [
+    (8, 2, 2), (8, 16, 16), (16, 16, 8), (32, 16, 4), (64, 2, 2), (64, 16, 2),
+    (104, 16, 1), (1, 64, 64)])
+def test_compression_threads_within_the_budget(bands, cores, want):
+    # A compressed COG block holds every band (512² float32 each); a thread holds two.
+    assert compression_threads(COG_BLOCK ** 2 * bands * 4, cores) == want
+
+
+def test_compression_threads_are_the_most_the_budget_and_cores_allow():
+    rng = np.random.default_rng(4)
+    for block, cores in zip(rng.integers(1, 2 ** 28, 200), rng.integers(1, 129, 200)):
+        threads = compression_threads(int(block), int(cores))
+        assert 1 <= threads <= cores
+        held = 2 * int(block)
+        assert threads == 1 or threads * held <= COMPRESSION_BUDGET_BYTES
+        assert threads == cores or (threads + 1) * held > COMPRESSION_BUDGET_BYTES
+    assert 1 <= compression_threads(1) <= usable_cores()
+    with pytest.raises(ValueError, match="block_bytes"):
+        compression_threads(0)
+
+
+def test_mosaic_of_many_bands_keeps_its_values(tmp_path):
+    # 9 source bands x 8 features: 72 MiB blocks; a thread holds two, more than half
+    # the budget, so GDAL compresses in one thread. The values are those saved.
+    height, width, n_sources = 530, 520, 9
+    path = str(tmp_path / "nine.tif")
+    with rasterio.open(path, "w", driver="GTiff", height=height, width=width,
+                       count=n_sources, dtype="uint8", crs="EPSG:3035",
+                       transform=GEO) as dst:
+        dst.write(np.zeros((n_sources, height, width), np.uint8))
+    info = scene_info(path)
+    sources = tuple(BandSource(path, b + 1) for b in range(n_sources))
+    n_features = len(DEFAULT_FEATURES)
+    full = np.random.default_rng(6).random((n_sources, height, width, n_features),
+                                           dtype=np.float32)
+    tiles = []
+    for tile in tiles_for("nine", height, width, 256, 0):
+        for b in range(n_sources):
+            uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy")
+            storage.save_npy(uri, full[b, tile.core_row:tile.core_row + tile.core_height,
+                                       tile.core_col:tile.core_col + tile.core_width])
+            task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
+            tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
+    assert compression_threads(COG_BLOCK ** 2 * n_sources * n_features * 4) == 1
+    mosaic = str(tmp_path / "features.tif")
+    write_mosaic(mosaic, info, band_names(sources, DEFAULT_FEATURES), n_features, tiles)
+    with rasterio.open(mosaic) as src:
+        assert src.count == 72 and src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.overviews(1) == [2]
+        np.testing.assert_array_equal(
+            src.read(), np.moveaxis(full, -1, 1).reshape(72, height, width))
 
 
 @pytest.mark.parametrize("height, width", [(300, 200), (512, 512), (513, 40), (1025, 3000),

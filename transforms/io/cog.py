@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import rasterio
@@ -20,6 +20,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
+from glcm._compile import usable_cores
 from transforms.io import storage
 from transforms.records import DEFAULTS, SceneInfo, TileResult
 
@@ -43,11 +44,35 @@ CODECS = {
     "lzw": dict(compress="LZW", predictor="3"),
     "none": dict(compress="NONE"),
 }
+# What each of GDAL's compression threads holds while the COG copy runs: about two of
+# the COG's blocks (the block being compressed and its output). A compressed COG is
+# pixel-interleaved, so one block holds every band: 512² x bands x 4 bytes, 8 MiB for
+# 8 float32 features, 64 MiB for 64.
+BLOCKS_PER_COMPRESSION_THREAD = 2
+# The most one COG copy's compression threads may hold together. One thread per core
+# ("ALL_CPUS") made the mosaic's memory grow with cores x bands: 64 output bands took
+# 2.3 GiB beyond the process with 16 threads, 0.5 with one. Half this budget cost a
+# 64-band scene's run on 2 cores about 13 % more wall time for 0.1-0.3 GiB less peak
+# (docs/performance.md, "The mosaic's memory with many bands").
+COMPRESSION_BUDGET_BYTES = 256 * 2 ** 20
+
+
+def compression_threads(block_bytes: int, cores: Optional[int] = None,
+                        budget: int = COMPRESSION_BUDGET_BYTES) -> int:
+    """Threads for a COG copy whose blocks hold ``block_bytes`` each: one per usable
+    core (``cores``, by default those this process may use), as many as
+    ``budget`` bytes of compression buffers allow, and at least one (GDAL then
+    compresses in the calling thread, one block at a time)."""
+    if block_bytes < 1:
+        raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    cores = usable_cores() if cores is None else cores
+    return max(1, min(cores, budget // (BLOCKS_PER_COMPRESSION_THREAD * block_bytes)))
 
 
 def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
                  tiles: Iterable[TileResult],
-                 compression: str = DEFAULTS["cog_compression"]) -> None:
+                 compression: str = DEFAULTS["cog_compression"],
+                 threads: Optional[int] = None) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
     Args:
@@ -60,12 +85,19 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
         pixels (block cells in block mode).
       compression: a key of :data:`CODECS` (the names of
         :data:`transforms.records.COMPRESSIONS`).
+      threads: GDAL's compression threads for the COG copy; by default
+        :func:`compression_threads` for the COG's blocks (one per core, within
+        :data:`COMPRESSION_BUDGET_BYTES`).
     """
+    if threads is None:
+        threads = compression_threads(COG_BLOCK ** 2 * len(names) * 4)
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
     with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
-        _write_mosaic(path, info, names, n_features, tiles, CODECS[compression])
+        _write_mosaic(path, info, names, n_features, tiles, CODECS[compression], threads)
 
 
-def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
+def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
     """The body of :func:`write_mosaic`, inside its GDAL settings."""
     plain = path + ".plain.tif"
     # Band-interleaved when compressed: writing it, averaging its overviews and the
@@ -118,10 +150,10 @@ def _write_mosaic(path, info, names, n_features, tiles, codec) -> None:
                 dst.build_overviews(factors, Resampling[OVERVIEW_RESAMPLING.lower()])
                 if finite:
                     dst.nodata = float("nan")
-        # Compressed once, here, with every core (the intermediate stays raw).
+        # Compressed once, here, in ``threads`` threads (the intermediate stays raw).
         rasterio.shutil.copy(plain, path, driver="COG", **codec,
                              overviews="FORCE_USE_EXISTING" if factors else "NONE",
-                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
+                             BIGTIFF="IF_SAFER", num_threads=str(threads))
     os.remove(plain)
 
 
@@ -214,8 +246,8 @@ def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
                     dst.write(np.where(known, best, NO_CLASS).astype(np.uint8), 1,
                               window=window)
         rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE", level=6,
-                             overviews="AUTO", resampling="NEAREST",
-                             BIGTIFF="IF_SAFER", num_threads="ALL_CPUS")
+                             overviews="AUTO", resampling="NEAREST", BIGTIFF="IF_SAFER",
+                             num_threads=str(compression_threads(COG_BLOCK ** 2)))
     os.remove(plain)
 
 

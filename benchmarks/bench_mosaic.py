@@ -1,0 +1,155 @@
+"""The mosaic's memory and CPU by output bands and GDAL's compression threads.
+
+For each count of output bands in ``--bands`` (multiples of the 8 default features:
+source bands x 8), writes one ``--size`` square scene's tiles as the pipeline saves
+them (``--tile`` cores, float32 features: random values rounded to hundredths, about
+as compressible as real ones), then writes its mosaic (``write_mosaic``, the default
+codec) in a child process per setting: one compression thread per core (``--cores``,
+default the cores this process may use), as the COG copy ran with GDAL's
+``ALL_CPUS`` before, against the threads the memory budget allows
+(``transforms.io.cog.compression_threads``). Each child reports its peak memory
+beyond what it held just before the mosaic (its VmHWM reset through
+``/proc/self/clear_refs``), its CPU and wall seconds.
+
+``--cores 16`` gives the thread counts of a 16-vCPU worker on fewer cores: the peak
+memory is what such a worker's mosaic holds; CPU and wall seconds are this machine's
+(the threads share its cores).
+
+Usage: python -m benchmarks.bench_mosaic [--size 2048] [--bands 8 32 64] [--cores 16]
+"""
+
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from benchmarks.common import header
+from glcm._compile import usable_cores
+from transforms.io import storage
+from transforms.io.cog import COG_BLOCK, compression_threads, write_mosaic
+from transforms.io.raster import scene_info
+from transforms.layout import band_names
+from transforms.plan import tiles_for
+from transforms.records import DEFAULT_FEATURES, BandSource, TileResult, TileTask
+
+
+def _status_gib(field):
+    """A /proc/self/status memory line (VmRSS, VmHWM) in GiB; NaN where absent."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2 ** 20
+    except OSError:
+        pass
+    return float("nan")
+
+
+def write_tiles(folder, size, tile, n_sources):
+    """The tile files of a ``size``² scene of ``n_sources`` bands, as the pipeline
+    saves them: (path of a pickle of write_mosaic's arguments, output bands)."""
+    os.makedirs(folder, exist_ok=True)
+    source = os.path.join(folder, "scene.tif")
+    with rasterio.open(source, "w", driver="GTiff", height=size, width=size,
+                       count=n_sources, dtype="uint8", crs="EPSG:32633",
+                       transform=from_origin(0, 0, 10, 10), tiled=True):
+        pass  # only its size, bands and georeferencing are used
+    info = scene_info(source)
+    sources = tuple(BandSource(source, b + 1) for b in range(n_sources))
+    n_features = len(DEFAULT_FEATURES)
+    rng = np.random.default_rng(n_sources)
+    results = []
+    for key in tiles_for("bench", size, size, tile, 0):
+        for b in range(n_sources):
+            path = os.path.join(folder, f"t{key.key.row}_{key.key.col}_{b}.npy")
+            core = rng.random((key.core_height, key.core_width, n_features), np.float32)
+            storage.save_npy(path, np.round(core * 100, 2))
+            task = TileTask(None, info, sources, b, key, 0.0, 1.0, 0)
+            results.append(TileResult(task, key.core_row, key.core_col, path))
+    names = band_names(sources, DEFAULT_FEATURES)
+    arguments = os.path.join(folder, "mosaic-arguments.pkl")
+    with open(arguments, "wb") as f:
+        pickle.dump((info, names, n_features, results), f)
+    return arguments, len(names)
+
+
+def child(arguments, threads):
+    """Writes the mosaic of ``arguments`` with ``threads`` threads; prints a JSON line."""
+    with open(arguments, "rb") as f:
+        info, names, n_features, results = pickle.load(f)
+    before = _status_gib("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS, so the peak below is the mosaic's
+        reset = True
+    except OSError:
+        reset = False
+    cpu, wall = time.process_time(), time.perf_counter()
+    out = os.path.join(os.path.dirname(arguments), "features.tif")
+    write_mosaic(out, info, names, n_features, results, threads=threads)
+    print(json.dumps({"beyond_gib": _status_gib("VmHWM") - before if reset else None,
+                      "cpu": time.process_time() - cpu,
+                      "wall": time.perf_counter() - wall}))
+    os.remove(out)
+
+
+def measure(arguments, threads):
+    """A child's figures for ``threads`` threads: dict beyond_gib, cpu, wall."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.bench_mosaic", "--child",
+                           arguments, str(threads)], check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--bands", type=int, nargs="+", default=[8, 32, 64],
+                        help="output bands (multiples of 8: source bands x 8 features)")
+    parser.add_argument("--cores", type=int, default=None,
+                        help="the cores whose thread counts to use (default: this "
+                             "process's)")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], int(args.child[1]))
+        return
+    n_features = len(DEFAULT_FEATURES)
+    if any(b < n_features or b % n_features for b in args.bands):
+        parser.error(f"--bands must be multiples of {n_features}")
+    cores = usable_cores() if args.cores is None else args.cores
+    if cores < 1:
+        parser.error("--cores must be >= 1")
+    header(f"the mosaic's memory: {args.size}² scenes, tile {args.tile}, default codec, "
+           f"thread counts of {cores} cores (this machine: {usable_cores()})")
+    print("bands | threads: one per core | peak beyond the process, CPU-s, wall-s | "
+          "threads: budget | peak beyond, CPU-s, wall-s | peak ratio (budget / per core)")
+    with tempfile.TemporaryDirectory(prefix="bench-mosaic-") as work:
+        for bands in args.bands:
+            folder = os.path.join(work, f"b{bands}")
+            arguments, _ = write_tiles(folder, args.size, args.tile, bands // n_features)
+            budget = compression_threads(COG_BLOCK ** 2 * bands * 4, cores)
+            rows = [(threads, measure(arguments, threads)) for threads in (cores, budget)]
+            cells = [f"{t} | {m['beyond_gib']:.2f} GiB, {m['cpu']:.1f}, {m['wall']:.1f}"
+                     if m["beyond_gib"] is not None else
+                     f"{t} | (no peak: /proc/self/clear_refs not writable), "
+                     f"{m['cpu']:.1f}, {m['wall']:.1f}" for t, m in rows]
+            peaks = [m["beyond_gib"] for _, m in rows]
+            ratio = (f"{peaks[1] / peaks[0]:.2f}x" if None not in peaks and peaks[0] > 0
+                     else "-")
+            print(f"{bands} | {cells[0]} | {cells[1]} | {ratio}", flush=True)
+            for name in os.listdir(folder):
+                os.remove(os.path.join(folder, name))
+
+
+if __name__ == "__main__":
+    main()
