@@ -11,11 +11,16 @@ threads the memory budget allows (``transforms.io.cog.compression_threads``). Ea
 child reports its peak memory beyond what it held just before the mosaic (its VmHWM
 reset through ``/proc/self/clear_refs``), its CPU and wall seconds.
 
+``--copy-cache-mib`` sets GDAL's block cache for the COG copy in every child
+(``transforms.io.cog.COPY_CACHE_BYTES``; 128 gives what the copy had before it was
+set apart from the rest of the mosaic's 128 MiB).
+
 ``--cores 16`` gives the thread counts of a 16-vCPU worker on fewer cores: the peak
 memory is what such a worker's mosaic holds; CPU and wall seconds are this machine's
 (the threads share its cores).
 
 Usage: python -m benchmarks.bench_mosaic [--size 2048] [--bands 8 32 64] [--cores 16]
+       [--copy-cache-mib 16]
 """
 
 import argparse
@@ -33,7 +38,7 @@ from rasterio.transform import from_origin
 
 from benchmarks.common import header
 from glcm._compile import usable_cores
-from transforms.io import storage
+from transforms.io import cog, storage
 from transforms.io.cog import COG_BLOCK, compression_threads, write_mosaic
 from transforms.io.raster import scene_info
 from transforms.layout import band_names
@@ -81,8 +86,10 @@ def write_tiles(folder, size, tile, n_sources):
     return arguments, len(names)
 
 
-def child(arguments, threads):
-    """Writes the mosaic of ``arguments`` with ``threads`` threads; prints a JSON line."""
+def child(arguments, threads, copy_cache_bytes):
+    """Writes the mosaic of ``arguments`` with ``threads`` threads and a COG copy cache
+    of ``copy_cache_bytes``; prints a JSON line."""
+    cog.COPY_CACHE_BYTES = copy_cache_bytes  # this child process only
     with open(arguments, "rb") as f:
         info, names, n_features, results = pickle.load(f)
     before = _status_gib("VmRSS")
@@ -101,10 +108,11 @@ def child(arguments, threads):
     os.remove(out)
 
 
-def measure(arguments, threads):
+def measure(arguments, threads, copy_cache_bytes):
     """A child's figures for ``threads`` threads: dict beyond_gib, cpu, wall."""
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_mosaic", "--child",
-                           arguments, str(threads)], check=True, stdout=subprocess.PIPE,
+                           arguments, str(threads), str(copy_cache_bytes)],
+                          check=True, stdout=subprocess.PIPE,
                           stderr=subprocess.DEVNULL, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -118,11 +126,18 @@ def main():
     parser.add_argument("--cores", type=int, default=None,
                         help="the cores whose thread counts to use (default: this "
                              "process's)")
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--copy-cache-mib", type=float, default=None,
+                        help="GDAL's block cache for the COG copy, MiB (default "
+                             f"{cog.COPY_CACHE_BYTES / 2 ** 20:g}, the pipeline's)")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]))
+        child(args.child[0], int(args.child[1]), int(args.child[2]))
         return
+    copy_cache = (cog.COPY_CACHE_BYTES if args.copy_cache_mib is None
+                  else int(args.copy_cache_mib * 2 ** 20))
+    if copy_cache < 2 ** 20:
+        parser.error("--copy-cache-mib must be >= 1")
     n_features = len(DEFAULT_FEATURES)
     if any(b < n_features or b % n_features for b in args.bands):
         parser.error(f"--bands must be multiples of {n_features}")
@@ -130,7 +145,8 @@ def main():
     if cores < 1:
         parser.error("--cores must be >= 1")
     header(f"the mosaic's memory: {args.size}² scenes, tile {args.tile}, default codec, "
-           f"thread counts of {cores} cores (this machine: {usable_cores()})")
+           f"thread counts of {cores} cores (this machine: {usable_cores()}), "
+           f"COG copy cache {copy_cache / 2 ** 20:g} MiB")
     print("bands | threads: one per core | peak beyond the process, CPU-s, wall-s | "
           "threads: budget | peak beyond, CPU-s, wall-s | peak ratio (budget / per core)")
     with tempfile.TemporaryDirectory(prefix="bench-mosaic-") as work:
@@ -140,8 +156,9 @@ def main():
             budget = compression_threads(COG_BLOCK ** 2 * bands * 4, cores)
             # A first child pays for pages the machine hands back to its host and for
             # a cold start: run once, not counted.
-            measure(arguments, budget)
-            rows = [(threads, measure(arguments, threads)) for threads in (cores, budget)]
+            measure(arguments, budget, copy_cache)
+            rows = [(threads, measure(arguments, threads, copy_cache))
+                    for threads in (cores, budget)]
             cells = [f"{t} | {m['beyond_gib']:.2f} GiB, {m['cpu']:.1f}, {m['wall']:.1f}"
                      if m["beyond_gib"] is not None else
                      f"{t} | (no peak: /proc/self/clear_refs not writable), "

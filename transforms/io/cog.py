@@ -28,6 +28,12 @@ from transforms.records import DEFAULTS, SceneInfo, TileResult
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
 # writes once; a bounded cache is as fast (README, "Benchmarks").
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
+# GDAL's block cache during the COG copy alone: the copy reads each block of the raw
+# intermediate once and writes each of the COG's blocks once, so a cache there only
+# holds blocks that are not read again. 16 MiB instead of the 128 above: 0.1-0.3 GiB
+# less peak for 8-104 output bands, CPU seconds within their spread
+# (docs/performance.md, "The mosaic's memory with many bands").
+COPY_CACHE_BYTES = 16 * 2 ** 20
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
 # The COG driver's default block size, which also ends its overview levels.
@@ -151,9 +157,10 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                 if finite:
                     dst.nodata = float("nan")
         # Compressed once, here, in ``threads`` threads (the intermediate stays raw).
-        rasterio.shutil.copy(plain, path, driver="COG", **codec,
-                             overviews="FORCE_USE_EXISTING" if factors else "NONE",
-                             BIGTIFF="IF_SAFER", num_threads=str(threads))
+        with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
+            rasterio.shutil.copy(plain, path, driver="COG", **codec,
+                                 overviews="FORCE_USE_EXISTING" if factors else "NONE",
+                                 BIGTIFF="IF_SAFER", num_threads=str(threads))
     os.remove(plain)
 
 
