@@ -39,7 +39,7 @@ from rasterio.transform import from_origin
 from benchmarks.common import header
 from glcm._compile import usable_cores
 from transforms.io import cog, storage
-from transforms.io.cog import COG_BLOCK, compression_threads, write_mosaic
+from transforms.io.cog import COG_BLOCK, compression_threads, copy_blocks, write_mosaic
 from transforms.io.raster import scene_info
 from transforms.layout import band_names
 from transforms.plan import tiles_for
@@ -99,12 +99,32 @@ def child(arguments, threads, copy_cache_bytes):
         reset = True
     except OSError:
         reset = False
+    copy_peaks = []  # (peak before the copy, the copy's own peak beyond its start)
+    if reset:
+        copy = rasterio.shutil.copy
+
+        def measured_copy(*args, **kwargs):
+            earlier = _status_gib("VmHWM")
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            start = _status_gib("VmRSS")
+            result = copy(*args, **kwargs)
+            copy_peaks.append((earlier, _status_gib("VmHWM") - start))
+            return result
+
+        rasterio.shutil.copy = measured_copy  # this child process only
     cpu, wall = time.process_time(), time.perf_counter()
     out = os.path.join(os.path.dirname(arguments), "features.tif")
     write_mosaic(out, info, names, n_features, results, threads=threads)
-    print(json.dumps({"beyond_gib": _status_gib("VmHWM") - before if reset else None,
-                      "cpu": time.process_time() - cpu,
-                      "wall": time.perf_counter() - wall}))
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    beyond = copy_gib = None
+    if reset:
+        # The copy reset the peak: the larger of the one before it and the one since.
+        earlier = copy_peaks[0][0] if copy_peaks else 0.0
+        beyond = max(earlier, _status_gib("VmHWM")) - before
+        copy_gib = copy_peaks[0][1] if copy_peaks else None
+    print(json.dumps({"beyond_gib": beyond, "copy_gib": copy_gib, "cpu": cpu,
+                      "wall": wall}))
     os.remove(out)
 
 
@@ -129,6 +149,10 @@ def main():
     parser.add_argument("--copy-cache-mib", type=float, default=None,
                         help="GDAL's block cache for the COG copy, MiB (default "
                              f"{cog.COPY_CACHE_BYTES / 2 ** 20:g}, the pipeline's)")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="instead: the COG copy's own peak with each of these "
+                             "thread counts, in the COG's blocks, against "
+                             "transforms.io.cog.copy_blocks")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -144,16 +168,40 @@ def main():
     cores = usable_cores() if args.cores is None else args.cores
     if cores < 1:
         parser.error("--cores must be >= 1")
+    if args.threads is not None and min(args.threads) < 1:
+        parser.error("--threads must be >= 1")
     header(f"the mosaic's memory: {args.size}² scenes, tile {args.tile}, default codec, "
            f"thread counts of {cores} cores (this machine: {usable_cores()}), "
            f"COG copy cache {copy_cache / 2 ** 20:g} MiB")
-    print("bands | threads: one per core | peak beyond the process, CPU-s, wall-s | "
-          "threads: budget | peak beyond, CPU-s, wall-s | peak ratio (budget / per core)")
+    if args.threads is not None:
+        print("bands | threads | the copy's own peak: GiB, the COG's blocks | "
+              "copy_blocks (the model) | whole mosaic beyond the process, CPU-s, wall-s")
+    else:
+        print("bands | threads: one per core | peak beyond the process, CPU-s, wall-s | "
+              "threads: budget | peak beyond, CPU-s, wall-s | peak ratio (budget / "
+              "per core)")
     with tempfile.TemporaryDirectory(prefix="bench-mosaic-") as work:
         for bands in args.bands:
             folder = os.path.join(work, f"b{bands}")
             arguments, _ = write_tiles(folder, args.size, args.tile, bands // n_features)
-            budget = compression_threads(COG_BLOCK ** 2 * bands * 4, cores)
+            block_bytes = COG_BLOCK ** 2 * bands * 4
+            if args.threads is not None:
+                measure(arguments, 1, copy_cache)  # not counted, as below
+                for threads in args.threads:
+                    m = measure(arguments, threads, copy_cache)
+                    if m["copy_gib"] is None:
+                        copy = "(no peak: /proc/self/clear_refs not writable)"
+                    else:
+                        copy = (f"{m['copy_gib']:.2f} GiB, "
+                                f"{m['copy_gib'] * 2 ** 30 / block_bytes:.1f}")
+                    whole = ("-" if m["beyond_gib"] is None
+                             else f"{m['beyond_gib']:.2f} GiB")
+                    print(f"{bands} | {threads} | {copy} | {copy_blocks(threads)} | "
+                          f"{whole}, {m['cpu']:.1f}, {m['wall']:.1f}", flush=True)
+                for name in os.listdir(folder):
+                    os.remove(os.path.join(folder, name))
+                continue
+            budget = compression_threads(block_bytes, cores)
             # A first child pays for pages the machine hands back to its host and for
             # a cold start: run once, not counted.
             measure(arguments, budget, copy_cache)

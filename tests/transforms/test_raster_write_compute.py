@@ -16,7 +16,8 @@ import glcm
 from glcm._compile import usable_cores
 from transforms.io import storage
 from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, compression_threads,
-                               overview_factors, write_mosaic, write_quicklook)
+                               copy_blocks, overview_factors, write_mosaic,
+                               write_quicklook)
 from transforms.io import raster
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
@@ -267,29 +268,39 @@ def test_mosaic_overviews_with_and_without_nan(tmp_path, masked_scene, special):
 
 
 @pytest.mark.parametrize("bands, cores, want", [
-    (8, 2, 2), (8, 16, 16), (16, 16, 8), (32, 16, 4), (64, 2, 2), (64, 16, 2),
-    (104, 16, 1), (1, 64, 64)])
+    (8, 2, 2), (8, 16, 16), (16, 16, 12), (32, 16, 4), (40, 16, 2), (64, 2, 1),
+    (64, 16, 1), (104, 16, 1), (1, 64, 64), (1, 1, 1)])
 def test_compression_threads_within_the_budget(bands, cores, want):
-    # A compressed COG block holds every band (512² float32 each); a thread holds two.
+    # A compressed COG block holds every band (512² float32 each); with t >= 2 threads
+    # the copy holds 7 + 2t of them, within 512 MiB.
     assert compression_threads(COG_BLOCK ** 2 * bands * 4, cores) == want
+
+
+def test_copy_blocks_follow_the_measured_model():
+    assert copy_blocks(1) == 5
+    assert [copy_blocks(t) for t in (2, 3, 4, 8)] == [11, 13, 15, 23]
+    with pytest.raises(ValueError, match="threads"):
+        copy_blocks(0)
 
 
 def test_compression_threads_are_the_most_the_budget_and_cores_allow():
     rng = np.random.default_rng(4)
     for block, cores in zip(rng.integers(1, 2 ** 28, 200), rng.integers(1, 129, 200)):
-        threads = compression_threads(int(block), int(cores))
+        block, cores = int(block), int(cores)
+        threads = compression_threads(block, cores)
         assert 1 <= threads <= cores
-        held = 2 * int(block)
-        assert threads == 1 or threads * held <= COMPRESSION_BUDGET_BYTES
-        assert threads == cores or (threads + 1) * held > COMPRESSION_BUDGET_BYTES
+        # more than one thread only within the budget ...
+        assert threads == 1 or copy_blocks(threads) * block <= COMPRESSION_BUDGET_BYTES
+        # ... and no more would fit
+        assert threads == cores or copy_blocks(threads + 1) * block > COMPRESSION_BUDGET_BYTES
     assert 1 <= compression_threads(1) <= usable_cores()
     with pytest.raises(ValueError, match="block_bytes"):
         compression_threads(0)
 
 
 def test_mosaic_of_many_bands_keeps_its_values(tmp_path):
-    # 9 source bands x 8 features: 72 MiB blocks; a thread holds two, more than half
-    # the budget, so GDAL compresses in one thread. The values are those saved.
+    # 9 source bands x 8 features: 72 MiB blocks; two threads would hold 11 of them,
+    # over the budget, so GDAL compresses in one thread. The values are those saved.
     height, width, n_sources = 530, 520, 9
     path = str(tmp_path / "nine.tif")
     with rasterio.open(path, "w", driver="GTiff", height=height, width=width,

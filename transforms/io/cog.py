@@ -50,29 +50,48 @@ CODECS = {
     "lzw": dict(compress="LZW", predictor="3"),
     "none": dict(compress="NONE"),
 }
-# What each of GDAL's compression threads holds while the COG copy runs: about two of
-# the COG's blocks (the block being compressed and its output). A compressed COG is
-# pixel-interleaved, so one block holds every band: 512² x bands x 4 bytes, 8 MiB for
-# 8 float32 features, 64 MiB for 64.
-BLOCKS_PER_COMPRESSION_THREAD = 2
-# The most one COG copy's compression threads may hold together. One thread per core
-# ("ALL_CPUS") made the mosaic's memory grow with cores x bands: 64 output bands took
-# 2.3 GiB beyond the process with 16 threads, 0.5 with one. Half this budget cost a
-# 64-band scene's run on 2 cores about 13 % more wall time for 0.1-0.3 GiB less peak
-# (docs/performance.md, "The mosaic's memory with many bands").
-COMPRESSION_BUDGET_BYTES = 256 * 2 ** 20
+# What a COG copy holds, in the COG's blocks. A compressed COG is pixel-interleaved, so
+# one block holds every band: 512² x bands x 4 bytes, 8 MiB for 8 float32 features,
+# 64 MiB for 64. Measured on 32-104 bands (python -m benchmarks.bench_mosaic --bands
+# 8 32 64 104 --threads 1 2 3 4 8; docs/performance.md, "What the COG copy holds"):
+# 3.9-5.1 blocks with one thread, where GDAL compresses in the calling thread;
+# 9.9-10.5 with two, 11.5-13.0 with three, 14.1-16.2 with four, 21.7-22.3 with eight:
+# GDAL queues one job more than it has threads, each with copies of its block.
+COPY_BLOCKS_ONE_THREAD = 5
+COPY_BLOCKS_QUEUE = 7
+COPY_BLOCKS_PER_THREAD = 2
+# The most one COG copy may hold, in bytes, when it has more than one thread. One
+# thread per core ("ALL_CPUS") made the mosaic's memory grow with cores x bands: 64
+# output bands took 2.3 GiB beyond the process with 16 threads. This budget keeps a
+# scene of 8 source bands (64 output bands) in one thread: its pipeline run on 2 cores
+# peaked at 1.65-1.69 GiB instead of 1.95-2.03 with two, its mosaic alone on the
+# machine taking 10-15 % more wall time (docs/performance.md).
+COMPRESSION_BUDGET_BYTES = 512 * 2 ** 20
+
+
+def copy_blocks(threads: int) -> int:
+    """The COG's blocks a COG copy with ``threads`` compression threads holds at most:
+    :data:`COPY_BLOCKS_ONE_THREAD` with one, else :data:`COPY_BLOCKS_QUEUE` +
+    :data:`COPY_BLOCKS_PER_THREAD` x ``threads`` (measured, see above)."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if threads == 1:
+        return COPY_BLOCKS_ONE_THREAD
+    return COPY_BLOCKS_QUEUE + COPY_BLOCKS_PER_THREAD * threads
 
 
 def compression_threads(block_bytes: int, cores: Optional[int] = None,
                         budget: int = COMPRESSION_BUDGET_BYTES) -> int:
-    """Threads for a COG copy whose blocks hold ``block_bytes`` each: one per usable
-    core (``cores``, by default those this process may use), as many as
-    ``budget`` bytes of compression buffers allow, and at least one (GDAL then
-    compresses in the calling thread, one block at a time)."""
+    """Threads for a COG copy whose blocks hold ``block_bytes`` each: the most, up to
+    one per usable core (``cores``, by default those this process may use), whose
+    copy holds at most ``budget`` bytes (:func:`copy_blocks` x ``block_bytes``); one
+    where not even two fit (GDAL then compresses in the calling thread, the least
+    memory a copy can hold, whatever the budget)."""
     if block_bytes < 1:
         raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
     cores = usable_cores() if cores is None else cores
-    return max(1, min(cores, budget // (BLOCKS_PER_COMPRESSION_THREAD * block_bytes)))
+    fits = (budget // block_bytes - COPY_BLOCKS_QUEUE) // COPY_BLOCKS_PER_THREAD
+    return max(1, min(cores, fits))
 
 
 def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
