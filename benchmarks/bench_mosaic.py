@@ -15,12 +15,18 @@ reset through ``/proc/self/clear_refs``), its CPU and wall seconds.
 (``transforms.io.cog.COPY_CACHE_BYTES``; 128 gives what the copy had before it was
 set apart from the rest of the mosaic's 128 MiB).
 
+``--threads 1 2 4`` measures instead what the COG copy itself holds with each of
+these thread counts: each child also reports the copy's own peak beyond what the
+mosaic held when the copy started (VmHWM reset again there), printed in the COG's
+blocks (512² x bands x 4 bytes) beside ``transforms.io.cog.copy_blocks``, the model
+``compression_threads`` plans with.
+
 ``--cores 16`` gives the thread counts of a 16-vCPU worker on fewer cores: the peak
 memory is what such a worker's mosaic holds; CPU and wall seconds are this machine's
 (the threads share its cores).
 
 Usage: python -m benchmarks.bench_mosaic [--size 2048] [--bands 8 32 64] [--cores 16]
-       [--copy-cache-mib 16]
+       [--copy-cache-mib 16] [--threads 1 2 3 4 8]
 """
 
 import argparse
@@ -170,8 +176,10 @@ def main():
         parser.error("--cores must be >= 1")
     if args.threads is not None and min(args.threads) < 1:
         parser.error("--threads must be >= 1")
+    threads = (f"threads {' '.join(map(str, args.threads))}" if args.threads
+               else f"thread counts of {cores} cores")
     header(f"the mosaic's memory: {args.size}² scenes, tile {args.tile}, default codec, "
-           f"thread counts of {cores} cores (this machine: {usable_cores()}), "
+           f"{threads} (this machine: {usable_cores()} cores), "
            f"COG copy cache {copy_cache / 2 ** 20:g} MiB")
     if args.threads is not None:
         print("bands | threads | the copy's own peak: GiB, the COG's blocks | "
