@@ -290,9 +290,10 @@ def test_compression_threads_are_the_most_the_budget_and_cores_allow():
         threads = compression_threads(block, cores)
         assert 1 <= threads <= cores
         # more than one thread only within the budget ...
-        assert threads == 1 or copy_blocks(threads) * block <= COMPRESSION_BUDGET_BYTES
+        budget = COMPRESSION_BUDGET_BYTES
+        assert threads == 1 or copy_blocks(threads) * block <= budget
         # ... and no more would fit
-        assert threads == cores or copy_blocks(threads + 1) * block > COMPRESSION_BUDGET_BYTES
+        assert threads == cores or copy_blocks(threads + 1) * block > budget
     assert 1 <= compression_threads(1) <= usable_cores()
     with pytest.raises(ValueError, match="block_bytes"):
         compression_threads(0)
