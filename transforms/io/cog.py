@@ -64,8 +64,8 @@ COPY_BLOCKS_PER_THREAD = 2
 # thread per core ("ALL_CPUS") made the mosaic's memory grow with cores x bands: 64
 # output bands took 2.3 GiB beyond the process with 16 threads. This budget keeps a
 # scene of 8 source bands (64 output bands) in one thread: its pipeline run on 2 cores
-# peaked at 1.65-1.69 GiB instead of 1.95-2.03 with two, its mosaic alone on the
-# machine taking 10-15 % more wall time (docs/performance.md).
+# peaked at 1.65-1.69 GiB instead of 1.95-2.03 with two and took 10-15 % more wall
+# time, its mosaic running alone on the machine at the end (docs/performance.md).
 COMPRESSION_BUDGET_BYTES = 512 * 2 ** 20
 
 
