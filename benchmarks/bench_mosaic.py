@@ -143,6 +143,41 @@ def measure(arguments, threads, copy_cache_bytes):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def print_copy_rows(arguments, bands, thread_counts, copy_cache):
+    """--threads: the COG copy's own peak for each thread count, in the COG's blocks,
+    beside the model's count (``copy_blocks``)."""
+    block_bytes = COG_BLOCK ** 2 * bands * 4
+    measure(arguments, 1, copy_cache)  # not counted, as in print_budget_row
+    for threads in thread_counts:
+        m = measure(arguments, threads, copy_cache)
+        if m["copy_gib"] is None:
+            copy = "(no peak: /proc/self/clear_refs not writable)"
+        else:
+            copy = (f"{m['copy_gib']:.2f} GiB, "
+                    f"{m['copy_gib'] * 2 ** 30 / block_bytes:.1f}")
+        whole = "-" if m["beyond_gib"] is None else f"{m['beyond_gib']:.2f} GiB"
+        print(f"{bands} | {threads} | {copy} | {copy_blocks(threads)} | "
+              f"{whole}, {m['cpu']:.1f}, {m['wall']:.1f}", flush=True)
+
+
+def print_budget_row(arguments, bands, cores, copy_cache):
+    """One thread per core against the threads the budget allows: one table row."""
+    budget = compression_threads(COG_BLOCK ** 2 * bands * 4, cores)
+    # A first child pays for pages the machine hands back to its host and for a cold
+    # start: run once, not counted.
+    measure(arguments, budget, copy_cache)
+    rows = [(threads, measure(arguments, threads, copy_cache))
+            for threads in (cores, budget)]
+    cells = [f"{t} | {m['beyond_gib']:.2f} GiB, {m['cpu']:.1f}, {m['wall']:.1f}"
+             if m["beyond_gib"] is not None else
+             f"{t} | (no peak: /proc/self/clear_refs not writable), "
+             f"{m['cpu']:.1f}, {m['wall']:.1f}" for t, m in rows]
+    peaks = [m["beyond_gib"] for _, m in rows]
+    ratio = (f"{peaks[1] / peaks[0]:.2f}x" if None not in peaks and peaks[0] > 0
+             else "-")
+    print(f"{bands} | {cells[0]} | {cells[1]} | {ratio}", flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=2048)
@@ -176,10 +211,10 @@ def main():
         parser.error("--cores must be >= 1")
     if args.threads is not None and min(args.threads) < 1:
         parser.error("--threads must be >= 1")
-    threads = (f"threads {' '.join(map(str, args.threads))}" if args.threads
+    counted = (f"threads {' '.join(map(str, args.threads))}" if args.threads
                else f"thread counts of {cores} cores")
     header(f"the mosaic's memory: {args.size}² scenes, tile {args.tile}, default codec, "
-           f"{threads} (this machine: {usable_cores()} cores), "
+           f"{counted} (this machine: {usable_cores()} cores), "
            f"COG copy cache {copy_cache / 2 ** 20:g} MiB")
     if args.threads is not None:
         print("bands | threads | the copy's own peak: GiB, the COG's blocks | "
@@ -192,40 +227,12 @@ def main():
         for bands in args.bands:
             folder = os.path.join(work, f"b{bands}")
             arguments, _ = write_tiles(folder, args.size, args.tile, bands // n_features)
-            block_bytes = COG_BLOCK ** 2 * bands * 4
             if args.threads is not None:
-                measure(arguments, 1, copy_cache)  # not counted, as below
-                for threads in args.threads:
-                    m = measure(arguments, threads, copy_cache)
-                    if m["copy_gib"] is None:
-                        copy = "(no peak: /proc/self/clear_refs not writable)"
-                    else:
-                        copy = (f"{m['copy_gib']:.2f} GiB, "
-                                f"{m['copy_gib'] * 2 ** 30 / block_bytes:.1f}")
-                    whole = ("-" if m["beyond_gib"] is None
-                             else f"{m['beyond_gib']:.2f} GiB")
-                    print(f"{bands} | {threads} | {copy} | {copy_blocks(threads)} | "
-                          f"{whole}, {m['cpu']:.1f}, {m['wall']:.1f}", flush=True)
-                for name in os.listdir(folder):
-                    os.remove(os.path.join(folder, name))
-                continue
-            budget = compression_threads(block_bytes, cores)
-            # A first child pays for pages the machine hands back to its host and for
-            # a cold start: run once, not counted.
-            measure(arguments, budget, copy_cache)
-            rows = [(threads, measure(arguments, threads, copy_cache))
-                    for threads in (cores, budget)]
-            cells = [f"{t} | {m['beyond_gib']:.2f} GiB, {m['cpu']:.1f}, {m['wall']:.1f}"
-                     if m["beyond_gib"] is not None else
-                     f"{t} | (no peak: /proc/self/clear_refs not writable), "
-                     f"{m['cpu']:.1f}, {m['wall']:.1f}" for t, m in rows]
-            peaks = [m["beyond_gib"] for _, m in rows]
-            ratio = (f"{peaks[1] / peaks[0]:.2f}x" if None not in peaks and peaks[0] > 0
-                     else "-")
-            print(f"{bands} | {cells[0]} | {cells[1]} | {ratio}", flush=True)
+                print_copy_rows(arguments, bands, args.threads, copy_cache)
+            else:
+                print_budget_row(arguments, bands, cores, copy_cache)
             for name in os.listdir(folder):
                 os.remove(os.path.join(folder, name))
-
 
 if __name__ == "__main__":
     main()
