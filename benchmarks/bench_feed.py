@@ -33,7 +33,12 @@ run on the same cores as whatever is timed next.
 
 Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
-what that caps a worker's rate at for a given number of vCPUs.
+what that caps a worker's rate at for a given number of vCPUs; of the CPU beyond the
+kernel, how much the OS kernel spent (the child's system CPU less the kernel run's),
+and the bytes the pipeline wrote to files (its output blocks by the kernel's
+accounting): on a VM that hands idle memory back to its host, each new page a file
+write puts in the page cache costs the writer many times what it costs on a bare
+machine.
 
 Right fitting (``run_dataflow.sh --mosaic-machine-type``: the mosaics on CPU workers):
 the pipeline runs once more with ``--tile-accelerator``, which makes every scene wait
@@ -172,9 +177,11 @@ def stderr_tail(stderr, lines=40):
 
 
 def run_child(command, env):
-    """(wall seconds, CPU seconds user + system, of which system, stdout) of a child
-    process. Its stderr goes to a temporary file (a pipe nobody reads could fill and
-    stall it); when it fails, the end of that is printed with the error."""
+    """(wall seconds, CPU seconds user + system, of which system, stdout, bytes it
+    wrote to files) of a child process; the bytes are its output blocks by the
+    kernel's accounting (pages of files it dirtied, deleted ones included). Its
+    stderr goes to a temporary file (a pipe nobody reads could fill and stall it);
+    when it fails, the end of that is printed with the error."""
     with tempfile.TemporaryFile("w+") as stderr:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr,
@@ -186,7 +193,8 @@ def run_child(command, env):
         if process.returncode != 0:
             raise RuntimeError(f"{command[:3]}... exited with {process.returncode}; the "
                                f"end of its stderr:\n{stderr_tail(stderr)}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout
+    return (wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout,
+            usage.ru_oublock * 512)
 
 
 def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
@@ -201,12 +209,13 @@ def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
 
 def pipeline_run(paths, out, args, env):
     """The pipeline on ``paths`` in a child: (wall, CPU, system CPU, its own rate, its
-    own seconds, peak RSS GiB)."""
+    own seconds, peak RSS GiB, bytes written to files)."""
     settle()
-    wall, cpu, system, stdout = run_child(pipeline_command(paths, out, args), env)
+    wall, cpu, system, stdout, written = run_child(pipeline_command(paths, out, args),
+                                                   env)
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
     return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
-            pipeline_peak_gib(stdout))
+            pipeline_peak_gib(stdout), written)
 
 
 # The log line that starts a scene's mosaic (transforms.finish.finish_scene).
@@ -357,16 +366,17 @@ def compile_costs(scenes, features):
 
 
 def kernel_run(scenes, features):
-    """(wall, CPU) seconds of texture_map on every band of every scene
-    (:func:`kernel_pieces`), warm; reading and quantizing outside the clock."""
-    wall = cpu = 0.0
+    """(wall, CPU, of which system) seconds of texture_map on every band of every
+    scene (:func:`kernel_pieces`), warm; reading and quantizing outside the clock."""
+    wall = cpu = system = 0.0
     for scene in scenes:
         for codes, valid in kernel_pieces(scene):
-            w0, c0 = time.perf_counter(), time.process_time()
+            w0, c0, s0 = time.perf_counter(), time.process_time(), os.times().system
             kernel(codes, valid, features)
             wall += time.perf_counter() - w0
             cpu += time.process_time() - c0
-    return wall, cpu
+            system += os.times().system - s0
+    return wall, cpu, system
 
 
 def steps_alone(path, args, folder):
@@ -433,9 +443,10 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
     paths = [scene.path for scene in scenes]
     pixels = sum(scene.pixels for scene in scenes)
     out = os.path.join(work, f"out{repeat}")
-    wall, cpu, system, own_rate, own_seconds, peak = pipeline_run(paths, out, args, env)
+    wall, cpu, system, own_rate, own_seconds, peak, written = pipeline_run(
+        paths, out, args, env)
     if len(paths) > 1:  # the steady state's reference: the first scene alone
-        one_wall, one_cpu, _, _, _, _ = pipeline_run(
+        one_wall, one_cpu, _, _, _, _, _ = pipeline_run(
             paths[:1], os.path.join(work, f"one{repeat}"), args, env)
     steps = dict.fromkeys(STEPS, 0.0)
     manifests = glob.glob(os.path.join(out, "*", "manifest.json"))
@@ -456,8 +467,8 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
         free_one_cpu = kernel_free_run(paths[:1], os.path.join(work, f"freeone{repeat}"),
                                        args, env)
     settle()
-    first_wall, first_cpu = kernel_run(scenes[:1], features)
-    rest_wall, rest_cpu = kernel_run(scenes[1:], features)
+    first_wall, first_cpu, first_system = kernel_run(scenes[:1], features)
+    rest_wall, rest_cpu, rest_system = kernel_run(scenes[1:], features)
     settle()
     alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
@@ -470,12 +481,19 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
     print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
           f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s ({system:.1f} of them in the "
           f"OS kernel: file writes and reads, page faults), peak RSS {peak:.2f} GiB")
+    # Every page a file write dirties is memory for the page cache, and a page the
+    # machine's host took back is supplied again at the writer's expense.
+    print(f"  files written by it: {written / 2 ** 30:.2f} GiB, {written / pixels:.0f} "
+          f"bytes per pixel (tiles, the raw intermediate with its overviews, the COG)")
     print("  seconds per step, summed over scenes (manifests): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
     print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
           f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
+    system_beyond = (system - first_system - rest_system) / pixels * 1e6
     print(f"CPU beyond the kernel: {beyond:.2f} CPU-us/px with start-up, "
-          f"{beyond_no_start:.2f} without")
+          f"{beyond_no_start:.2f} without; in the OS kernel {system_beyond:.2f} (the "
+          f"child's system CPU, start-up's included, less texture_map's "
+          f"{first_system + rest_system:.1f} s)")
     scene_pixels = scenes[0].pixels
     alone_us_px = sum(alone.values()) / scene_pixels * 1e6
     mosaic_us_px = alone["mosaic"] / scene_pixels * 1e6
@@ -490,6 +508,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
           f"workers would spend; the mosaics {(fitted_cpu - tiles_cpu) / pixels * 1e6:.2f}"
           f" CPU-us/px on the job's own workers")
     figures = {"share": own_rate / kernel_rate, "us_px": beyond_no_start,
+               "system_us_px": system_beyond, "files_b_px": written / pixels,
                "fitted_us_px": fitted_us_px,
                "peak_gib": peak, "steps_us_px": alone_us_px,
                "mosaic_us_px": mosaic_us_px}
@@ -618,7 +637,7 @@ def run(args, work):
              "CPU below varies with it)" if idle > 3 * warm else ""))
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
-    import_wall, import_cpu, _, import_peak = run_child(
+    import_wall, import_cpu, _, import_peak, _ = run_child(
         [sys.executable, "-c", "import pipeline.__main__\n" + PRINT_PEAK], env)
     print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as "
           f"python -m pipeline makes them): {import_wall:.1f} s wall, {import_cpu:.1f} "
@@ -627,7 +646,7 @@ def run(args, work):
             and keras.backend.backend() == "tensorflow"):
         # TensorFlow's own import pulls in jax where it is installed (a test dependency
         # here, absent from the worker image): the pipeline's figures include it.
-        _, no_jax_cpu, _, no_jax_peak = run_child(
+        _, no_jax_cpu, _, no_jax_peak, _ = run_child(
             [sys.executable, "-c", "import sys\nsys.modules['jax'] = None\n"
              "import pipeline.__main__\n" + PRINT_PEAK], env)
         print(f"  jax is installed here and `import tensorflow` imports it: "
