@@ -234,5 +234,6 @@ def main():
             for name in os.listdir(folder):
                 os.remove(os.path.join(folder, name))
 
+
 if __name__ == "__main__":
     main()
