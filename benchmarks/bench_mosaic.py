@@ -45,7 +45,8 @@ from rasterio.transform import from_origin
 from benchmarks.common import header
 from glcm._compile import usable_cores
 from transforms.io import cog, storage
-from transforms.io.cog import COG_BLOCK, compression_threads, copy_blocks, write_mosaic
+from transforms.io.cog import (bytes_per_block, compression_threads, copy_blocks,
+                               write_mosaic)
 from transforms.io.raster import scene_info
 from transforms.layout import band_names
 from transforms.plan import tiles_for
@@ -146,7 +147,7 @@ def measure(arguments, threads, copy_cache_bytes):
 def print_copy_rows(arguments, bands, thread_counts, copy_cache):
     """--threads: the COG copy's own peak for each thread count, in the COG's blocks,
     beside the model's count (``copy_blocks``)."""
-    block_bytes = COG_BLOCK ** 2 * bands * 4
+    block = bytes_per_block(bands)
     measure(arguments, 1, copy_cache)  # not counted, as in print_budget_row
     for threads in thread_counts:
         m = measure(arguments, threads, copy_cache)
@@ -154,7 +155,7 @@ def print_copy_rows(arguments, bands, thread_counts, copy_cache):
             copy = "(no peak: /proc/self/clear_refs not writable)"
         else:
             copy = (f"{m['copy_gib']:.2f} GiB, "
-                    f"{m['copy_gib'] * 2 ** 30 / block_bytes:.1f}")
+                    f"{m['copy_gib'] * 2 ** 30 / block:.1f}")
         whole = "-" if m["beyond_gib"] is None else f"{m['beyond_gib']:.2f} GiB"
         print(f"{bands} | {threads} | {copy} | {copy_blocks(threads)} | "
               f"{whole}, {m['cpu']:.1f}, {m['wall']:.1f}", flush=True)
@@ -162,7 +163,7 @@ def print_copy_rows(arguments, bands, thread_counts, copy_cache):
 
 def print_budget_row(arguments, bands, cores, copy_cache):
     """One thread per core against the threads the budget allows: one table row."""
-    budget = compression_threads(COG_BLOCK ** 2 * bands * 4, cores)
+    budget = compression_threads(bytes_per_block(bands), cores)
     # A first child pays for pages the machine hands back to its host and for a cold
     # start: run once, not counted.
     measure(arguments, budget, copy_cache)

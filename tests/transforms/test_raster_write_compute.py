@@ -15,9 +15,9 @@ from rasterio.transform import Affine
 import glcm
 from glcm._compile import usable_cores
 from transforms.io import storage
-from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, compression_threads,
-                               copy_blocks, overview_factors, write_mosaic,
-                               write_quicklook)
+from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, bytes_per_block,
+                               compression_threads, copy_blocks, overview_factors,
+                               write_mosaic, write_quicklook)
 from transforms.io import raster
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
@@ -273,7 +273,14 @@ def test_mosaic_overviews_with_and_without_nan(tmp_path, masked_scene, special):
 def test_compression_threads_within_the_budget(bands, cores, want):
     # A compressed COG block holds every band (512² float32 each); with t >= 2 threads
     # the copy holds 7 + 2t of them, within 512 MiB.
-    assert compression_threads(COG_BLOCK ** 2 * bands * 4, cores) == want
+    assert compression_threads(bytes_per_block(bands), cores) == want
+
+
+def test_bytes_per_block_is_a_cog_block_of_every_band():
+    assert bytes_per_block(8) == COG_BLOCK * COG_BLOCK * 8 * 4 == 8 * 2 ** 20
+    assert bytes_per_block(1, itemsize=1) == COG_BLOCK ** 2
+    with pytest.raises(ValueError, match="bands and itemsize"):
+        bytes_per_block(0)
 
 
 def test_copy_blocks_follow_the_measured_model():
@@ -321,7 +328,7 @@ def test_mosaic_of_many_bands_keeps_its_values(tmp_path):
                                        tile.core_col:tile.core_col + tile.core_width])
             task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
             tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
-    assert compression_threads(COG_BLOCK ** 2 * n_sources * n_features * 4) == 1
+    assert compression_threads(bytes_per_block(n_sources * n_features)) == 1
     mosaic = str(tmp_path / "features.tif")
     write_mosaic(mosaic, info, band_names(sources, DEFAULT_FEATURES), n_features, tiles)
     with rasterio.open(mosaic) as src:

@@ -69,6 +69,15 @@ COPY_BLOCKS_PER_THREAD = 2
 COMPRESSION_BUDGET_BYTES = 512 * 2 ** 20
 
 
+def bytes_per_block(bands: int, itemsize: int = 4) -> int:
+    """Bytes of one of the COG's blocks (:data:`COG_BLOCK`² pixels) holding ``bands``
+    bands of ``itemsize`` bytes: a compressed COG is pixel-interleaved, so each block
+    holds every band (float32 features by default)."""
+    if bands < 1 or itemsize < 1:
+        raise ValueError(f"bands and itemsize must be >= 1, got {bands} and {itemsize}")
+    return COG_BLOCK ** 2 * bands * itemsize
+
+
 def copy_blocks(threads: int) -> int:
     """The COG's blocks a COG copy with ``threads`` compression threads holds at most:
     :data:`COPY_BLOCKS_ONE_THREAD` with one, else :data:`COPY_BLOCKS_QUEUE` +
@@ -115,7 +124,7 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
         :data:`COMPRESSION_BUDGET_BYTES`).
     """
     if threads is None:
-        threads = compression_threads(COG_BLOCK ** 2 * len(names) * 4)
+        threads = compression_threads(bytes_per_block(len(names)))
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
     with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
@@ -273,7 +282,8 @@ def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
                               window=window)
         rasterio.shutil.copy(plain, path, driver="COG", compress="DEFLATE", level=6,
                              overviews="AUTO", resampling="NEAREST", BIGTIFF="IF_SAFER",
-                             num_threads=str(compression_threads(COG_BLOCK ** 2)))
+                             num_threads=str(compression_threads(
+                                 bytes_per_block(1, itemsize=1))))
     os.remove(plain)
 
 
