@@ -484,7 +484,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
     # Every page a file write dirties is memory for the page cache, and a page the
     # machine's host took back is supplied again at the writer's expense.
     print(f"  files written by it: {written / 2 ** 30:.2f} GiB, {written / pixels:.0f} "
-          f"bytes per pixel (tiles, the raw intermediate with its overviews, the COG)")
+          f"bytes per pixel (tiles, the mosaic's overviews, the COG)")
     print("  seconds per step, summed over scenes (manifests): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
     print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "

@@ -44,9 +44,9 @@ from rasterio.transform import from_origin
 
 from benchmarks.common import header
 from glcm._compile import usable_cores
-from transforms.io import cog, storage
+from transforms.io import cog
 from transforms.io.cog import (bytes_per_block, compression_threads, copy_blocks,
-                               write_mosaic)
+                               save_tile_bands, write_mosaic)
 from transforms.io.raster import scene_info
 from transforms.layout import band_names
 from transforms.plan import tiles_for
@@ -83,7 +83,7 @@ def write_tiles(folder, size, tile, n_sources):
         for b in range(n_sources):
             path = os.path.join(folder, f"t{key.key.row}_{key.key.col}_{b}.npy")
             core = rng.random((key.core_height, key.core_width, n_features), np.float32)
-            storage.save_npy(path, np.round(core * 100, 2))
+            save_tile_bands(path, np.round(core * 100, 2))
             task = TileTask(None, info, sources, b, key, 0.0, 1.0, 0)
             results.append(TileResult(task, key.core_row, key.core_col, path))
     names = band_names(sources, DEFAULT_FEATURES)

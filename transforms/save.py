@@ -14,6 +14,7 @@ import numpy as np
 
 from transforms.errors import GuardedStep, with_retries
 from transforms.io import storage
+from transforms.io.cog import save_tile_bands
 from transforms.layout import result_path, tile_path
 from transforms.records import TextureParams, Tile, TileResult, TileTask
 
@@ -31,8 +32,8 @@ def core_offset(tile: Tile, params: TextureParams) -> Tuple[int, int]:
 
 def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,
               run_id: str, timings=()) -> TileResult:
-    """Saves the core of ``maps`` (the model's output for ``task``) as float32
-    ``.npy``, then its :class:`TileResult` beside it
+    """Saves the core of ``maps`` (the model's output for ``task``) as the mosaic
+    reads it (:func:`~transforms.io.cog.save_tile_bands`), then its :class:`TileResult` beside it
     (:func:`~transforms.layout.result_path`); each write is atomic and retried. In
     block mode the core is in cells of ``block`` pixels, with a partial cell at the
     scene's edge. ``timings``: the tile's (step, seconds) so far; the save's own
@@ -43,10 +44,10 @@ def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: s
     height, width = -(-t.core_height // scale), -(-t.core_width // scale)
     path = tile_path(output, task.scene.scene_id, run_id, t.key.row, t.key.col,
                      task.band_index)
-    # The strided core as it is: save_npy makes it contiguous a block of rows at a time
+    # The strided core as it is: save_npy makes it contiguous a block at a time
     # (np.save would write it element by element: a 1024² x 8-feature tile 183 ms).
     core = maps[top:top + height, left:left + width]
-    with_retries(lambda: storage.save_npy(path, core, dtype=np.float32))
+    with_retries(lambda: save_tile_bands(path, core))
     result = TileResult(task, t.core_row // scale, t.core_col // scale, path,
                         worker=f"{socket.gethostname()}:{os.getpid()}",
                         timings=tuple(timings) + (("save", time.perf_counter() - started),))

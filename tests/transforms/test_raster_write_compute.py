@@ -8,17 +8,18 @@ import warnings
 import numpy as np
 import pytest
 import rasterio
+import rasterio.errors
 import rasterio.shutil
+import tifffile
 from rasterio.enums import Interleaving
 from rasterio.transform import Affine
 
 import glcm
 from glcm._compile import usable_cores
-from transforms.io import storage
 from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, bytes_per_block,
                                compression_threads, copy_blocks, overview_factors,
-                               write_mosaic, write_quicklook)
-from transforms.io import raster
+                               save_tile_bands, write_mosaic, write_quicklook)
+from transforms.io import raster, storage
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
 from transforms.layout import band_names
@@ -166,7 +167,7 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
             core = full[b, tile.core_row:tile.core_row + tile.core_height,
                         tile.core_col:tile.core_col + tile.core_width]
             uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy")
-            storage.save_npy(uri, core)
+            save_tile_bands(uri, core)
             task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
             tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
@@ -196,12 +197,72 @@ def _mosaic_of(tmp_path, path, full, features):
         core = full[tile.core_row:tile.core_row + tile.core_height,
                     tile.core_col:tile.core_col + tile.core_width]
         uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
-        storage.save_npy(uri, core)
+        save_tile_bands(uri, core)
         task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
         tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
     mosaic = str(tmp_path / "features.tif")
     write_mosaic(mosaic, info, band_names(sources, features), len(features), tiles)
     return mosaic
+
+
+def test_tiles_are_read_in_place_and_nothing_is_left_beside_them(tmp_path, masked_scene):
+    # A tile is saved band after band (each band one run of the file, which GDAL reads
+    # as a raw band); the mosaic places the tiles with a VRT and leaves no scratch:
+    # no VRT, no overview file, beside the COG or the tiles.
+    path, _ = masked_scene
+    full = np.random.default_rng(3).random((1040, 1040, 2), dtype=np.float32)
+    full[100:300, 700:900] = np.nan  # overviews skip NaN
+    saved = tmp_path / "t0_0.npy"
+    save_tile_bands(str(saved), full[:520, :520])
+    np.testing.assert_array_equal(np.load(saved), np.moveaxis(full[:520, :520], -1, 0))
+    saved.unlink()
+    mosaic = _mosaic_of(tmp_path, path, full, ["contrast", "mean"])
+    with rasterio.open(mosaic) as src:
+        np.testing.assert_array_equal(src.read(), np.moveaxis(full, -1, 0))
+        assert src.overviews(1) == [2, 4]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == ["features.tif", "masked.tif", "t0_0.npy", "t0_1.npy", "t1_0.npy",
+                    "t1_1.npy"]
+
+
+def test_mosaic_refuses_a_tile_saved_another_way(tmp_path, masked_scene):
+    # A tile saved pixel by pixel (h, w, F), as before band-after-band tiles: a clear
+    # error naming the file, and no scratch left behind.
+    path, _ = masked_scene
+    info = dataclasses.replace(scene_info(path), height=20, width=30)
+    sources = (BandSource(path, 1),)
+    uri = str(tmp_path / "t0_0.npy")
+    storage.save_npy(uri, np.zeros((20, 30, 2), np.float32))
+    [tile] = tiles_for("old", 20, 30, 32, 0)
+    result = TileResult(TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0), 0, 0, uri)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ValueError, match="t0_0.npy: a tile of 2 float32 bands saved band "
+                                         "after band was expected"):
+        write_mosaic(str(out / "features.tif"), info, ["a", "b"], 2, [result])
+    assert list(out.iterdir()) == [] and not list(tmp_path.glob("*.vrt"))
+
+
+def test_mosaic_of_a_scene_without_georeferencing_has_none(tmp_path):
+    # No CRS and no transform in the input (identity): none in the COG either.
+    path = str(tmp_path / "plain.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", height=600, width=40, count=1,
+                           dtype="uint8") as dst:
+            dst.write(np.zeros((1, 600, 40), np.uint8))
+        info = scene_info(path)
+        assert info.crs is None and Affine(*info.transform).is_identity
+        full = np.random.default_rng(4).random((600, 40, 1), dtype=np.float32)
+        mosaic = _mosaic_of(tmp_path, path, full, ["asm"])
+        with rasterio.open(mosaic) as src:
+            assert src.crs is None and src.transform.is_identity
+            assert src.overviews(1) == [2]
+            np.testing.assert_array_equal(src.read(1), full[..., 0])
+    # no GeoTIFF georeferencing tag at all (ModelPixelScale, ModelTiepoint,
+    # ModelTransformation, GeoKeyDirectory)
+    with tifffile.TiffFile(mosaic) as tif:
+        assert not {33550, 33922, 34264, 34735} & {tag.code for tag in tif.pages[0].tags}
 
 
 def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
@@ -222,7 +283,7 @@ def test_mosaic_overviews_average_and_stay_in_range(tmp_path, masked_scene):
         want = np.nanmean(full[..., 0].reshape(size // 2, 2, size // 2, 2), axis=(1, 3))
     np.testing.assert_allclose(half, want, rtol=1e-6, atol=1e-7)
     assert np.nanmin(half) >= 0 and np.nanmax(half) <= 1
-    # The overviews built in the intermediate are those the COG driver makes by
+    # The overviews built beside the mosaic's VRT are those the COG driver makes by
     # itself (its AUTO levels, its average), bit for bit.
     with rasterio.open(mosaic) as src:
         profile = dict(src.profile, driver="GTiff")
@@ -324,7 +385,7 @@ def test_mosaic_of_many_bands_keeps_its_values(tmp_path):
     for tile in tiles_for("nine", height, width, 256, 0):
         for b in range(n_sources):
             uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}_{b}.npy")
-            storage.save_npy(uri, full[b, tile.core_row:tile.core_row + tile.core_height,
+            save_tile_bands(uri, full[b, tile.core_row:tile.core_row + tile.core_height,
                                        tile.core_col:tile.core_col + tile.core_width])
             task = TileTask(None, info, sources, b, tile, 0.0, 1.0, 0)
             tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))

@@ -4,6 +4,11 @@ model's predictions, and their quicklook PNGs.
 All are written to local files in a scratch folder; the finish step commits them
 whole (a rename, or an upload that becomes visible only when complete), so a reader
 never sees a partial ``features.tif``.
+
+The mosaic reads the saved tiles where they are: :func:`save_tile_bands` stores each
+band of a tile as one contiguous run of a ``.npy`` file, a VRT places them, and GDAL
+averages the overviews from it and writes the COG, with no full-size copy of the scene
+in between.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import os
 import warnings
 from typing import Iterable, Optional, Sequence
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 import rasterio.errors
 import rasterio.shutil
 from affine import Affine
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
@@ -26,11 +33,11 @@ from transforms.records import DEFAULTS, SceneInfo, TileResult
 
 # GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
 # GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
-# writes once; a bounded cache is as fast (README, "Benchmarks").
+# reads or writes once; a bounded cache is as fast (README, "Benchmarks").
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
-# GDAL's block cache during the COG copy alone: the copy reads each block of the raw
-# intermediate once and writes each of the COG's blocks once, so a cache there only
-# holds blocks that are not read again. 16 MiB instead of the 128 above: 0.1-0.3 GiB
+# GDAL's block cache during the COG copy alone: the copy reads each block of the
+# mosaic's VRT and overviews once and writes each of the COG's blocks once, so a
+# cache there only holds blocks that are not read again. 16 MiB instead of the 128 above: 0.1-0.3 GiB
 # less peak for 8-104 output bands, CPU seconds within their spread
 # (docs/performance.md, "The mosaic's memory with many bands").
 COPY_CACHE_BYTES = 16 * 2 ** 20
@@ -127,69 +134,154 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
         threads = compression_threads(bytes_per_block(len(names)))
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
+    # GDAL_ONE_BIG_READ: a raw band (the tiles, _tile_vrt) reads each request's rows in
+    # one read instead of row by row through the block cache: 16 bands of a 2700x3900
+    # scene, overviews and COG copy 3.3-3.4 user CPU-s against 3.7-4.7
+    # (docs/performance.md, "A mosaic without the raw intermediate").
+    with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES, GDAL_ONE_BIG_READ="YES"):
         _write_mosaic(path, info, names, n_features, tiles, CODECS[compression], threads)
 
 
+def save_tile_bands(uri: str, maps) -> None:
+    """Saves a tile's core ``maps`` (h, w, F) where :func:`write_mosaic` reads it: a
+    float32 ``.npy`` of the bands one after the other, (F, h, w), so that each band is
+    one contiguous run of the file, which GDAL reads as a raw band in place
+    (:func:`_tile_vrt`) instead of the mosaic copying every tile once more."""
+    storage.save_npy(uri, np.moveaxis(maps, -1, 0), dtype=np.float32)
+
+
+def _local_tile(uri: str, work: str) -> str:
+    """A local path of the saved tile ``uri``: itself, or a copy of a gs:// object
+    in ``work``."""
+    if not storage.is_gcs(uri):
+        return uri
+    local = os.path.join(work, os.path.basename(uri))
+    with open(local, "wb") as f:
+        f.write(storage.read_bytes(uri))
+    return local
+
+
+def _tile_vrt(npy: str, core: np.memmap, n_features: int) -> str:
+    """Writes ``npy.vrt`` beside a tile saved by :func:`save_tile_bands` (``core``, its
+    memory map): one raw band per feature, at its offset in the file. Beside it and
+    named relative to it, as GDAL requires of a raw band's file by default from 3.12
+    on (``GDAL_VRT_RAWRASTERBAND_ALLOWED_SOURCE``)."""
+    bands, height, width = core.shape if core.ndim == 3 else (0, 0, 0)
+    if core.dtype != np.dtype("<f4") or bands != n_features or not core.flags.c_contiguous:
+        raise ValueError(f"{npy}: a tile of {n_features} float32 bands saved band after "
+                         f"band was expected, found {core.dtype} {core.shape} (saved by "
+                         f"another version? run again with a new output folder)")
+    plane = height * width * 4
+    name = escape(os.path.basename(npy))
+    vrt = npy + ".vrt"
+    with open(vrt, "w") as f:
+        f.write(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">')
+        for index in range(bands):
+            f.write(f'<VRTRasterBand dataType="Float32" band="{index + 1}" '
+                    f'subClass="VRTRawRasterBand"><SourceFilename relativeToVRT="1">'
+                    f'{name}</SourceFilename><ImageOffset>{core.offset + index * plane}'
+                    f'</ImageOffset><PixelOffset>4</PixelOffset><LineOffset>{width * 4}'
+                    f'</LineOffset><ByteOrder>LSB</ByteOrder></VRTRasterBand>')
+        f.write("</VRTDataset>")
+    return vrt
+
+
+def _mosaic_vrt(path: str, info: SceneInfo, names: Sequence[str], placed,
+                nodata: bool) -> None:
+    """Writes the mosaic as a VRT at ``path``: each tile VRT's bands, in order, are
+    the output bands from ``first`` on, placed at the tile's (row, col); ``placed``
+    has one (tile VRT, first, bands, height, width, row, col) per tile."""
+    band_sources = [[] for _ in names]
+    for tile_vrt, first, bands, height, width, row, col in placed:
+        for band in range(1, bands + 1):
+            band_sources[first + band - 1].append(
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(tile_vrt)}'
+                f'</SourceFilename><SourceBand>{band}</SourceBand><SrcRect xOff="0" '
+                f'yOff="0" xSize="{width}" ySize="{height}"/><DstRect xOff="{col}" '
+                f'yOff="{row}" xSize="{width}" ySize="{height}"/></SimpleSource>')
+    # Its blocks are the COG's: the copy reads each block of each band once.
+    with open(path, "w") as f:
+        f.write(f'<VRTDataset rasterXSize="{info.width}" rasterYSize="{info.height}">')
+        if info.crs:
+            f.write(f"<SRS>{escape(CRS.from_user_input(info.crs).to_wkt())}</SRS>")
+        transform = Affine(*info.transform)
+        if not transform.is_identity:  # an input without a transform keeps none
+            f.write("<GeoTransform>" + ", ".join(repr(float(v)) for v in
+                                                transform.to_gdal()) + "</GeoTransform>")
+        for index, (name, sources) in enumerate(zip(names, band_sources), start=1):
+            f.write(f'<VRTRasterBand dataType="Float32" band="{index}" '
+                    f'blockXSize="{COG_BLOCK}" blockYSize="{COG_BLOCK}">'
+                    f"<Description>{escape(name)}</Description>"
+                    + ("<NoDataValue>nan</NoDataValue>" if nodata else "")
+                    + "".join(sources) + "</VRTRasterBand>")
+        f.write("</VRTDataset>")
+
+
 def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
-    """The body of :func:`write_mosaic`, inside its GDAL settings."""
-    plain = path + ".plain.tif"
-    # Band-interleaved when compressed: writing it, averaging its overviews and the
-    # COG copy cost 2.3-2.6 CPU-s for 3072² x 8 bands against 2.8-3.0
-    # pixel-interleaved (docs/performance.md), and the compressed COG is
-    # pixel-interleaved either way. Uncompressed, GDAL 3.10's COG driver keeps the
-    # source's interleave (and then does not mark the file as a COG): pixel.
-    # Its blocks are the COG's, so that each block the copy compresses is one block
-    # read per band, not four (3072² x 8 bands: 2.85-3.23 CPU-s for the whole mosaic
-    # against 3.33-3.72 with 256² blocks, docs/performance.md).
-    interleave = "pixel" if codec["compress"] == "NONE" else "band"
-    profile = dict(driver="GTiff", height=info.height, width=info.width,
-                   count=len(names), dtype="float32", nodata=float("nan"),
-                   crs=info.crs, transform=Affine(*info.transform), tiled=True,
-                   blockxsize=COG_BLOCK, blockysize=COG_BLOCK, interleave=interleave,
-                   BIGTIFF="IF_SAFER")
-    finite = True  # every tile's float32 sum is finite: no NaN, no inf, no overflow
-    with warnings.catch_warnings():
-        # an input without CRS/transform keeps none; the manifest says so
-        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-        with rasterio.open(plain, "w", **profile) as dst:
-            for index, name in enumerate(names, start=1):
-                dst.set_band_description(index, name)
-            for result in tiles:
-                core = storage.load_npy(result.path, mmap=True)  # (h, w, F)
-                window = Window(result.col, result.row, core.shape[1], core.shape[0])
-                first = result.task.band_index * n_features + 1
-                dst.write(np.moveaxis(core, -1, 0),
-                          indexes=list(range(first, first + n_features)), window=window)
-                # A NaN anywhere makes the sum NaN; inf, or values so large that
-                # float32 sums overflow, make it infinite: either way no faster
-                # overviews below.
-                finite = finite and bool(np.isfinite(np.sum(core)))
-        # Overviews average (NaN skipped): the COG driver's default, cubic,
-        # overshoots and put impossible values in them (negative contrast, ASM
-        # above 1); averaging keeps every overview value inside the band's range.
-        # Built in the raw intermediate, the levels and average the COG driver would
-        # choose, and the COG copy below then compresses each block once
-        # (its own overview pass wrote and read a temporary file: 6.3 -> 4.6
-        # CPU-s for 3072² x 8 bands with DEFLATE, docs/performance.md).
+    """The body of :func:`write_mosaic`, inside its GDAL settings.
+
+    The tiles are not copied into a raw intermediate: a VRT places them, GDAL averages
+    the overviews from it into a ``.ovr`` file beside it, and the COG copy reads both.
+    Four 3072² scenes through the pipeline wrote 2.62 GiB of files instead of 3.74,
+    and spent 7.4 s of system CPU instead of 9.6 with the same user CPU: a page a
+    file write fills costs the OS more than GDAL reading a VRT costs
+    (docs/performance.md, "A mosaic without the raw intermediate").
+    """
+    work = os.path.dirname(os.path.abspath(path))
+    vrt = path + ".vrt"
+    scratch = [vrt, vrt + ".ovr"]
+    try:
+        placed = []
+        finite = True  # every tile's float32 sum is finite: no NaN, no inf, no overflow
+        for result in tiles:
+            npy = _local_tile(result.path, work)
+            if npy != result.path:
+                scratch.append(npy)
+            core = np.load(npy, mmap_mode="r")  # (F, h, w); only the header is read
+            tile_vrt = _tile_vrt(npy, core, n_features)
+            scratch.append(tile_vrt)
+            placed.append((tile_vrt, result.task.band_index * n_features, n_features,
+                           core.shape[1], core.shape[2], result.row, result.col))
+            # A NaN anywhere makes the sum NaN; inf, or values so large that float32
+            # sums overflow, make it infinite: either way no faster overviews below.
+            finite = finite and bool(np.isfinite(np.sum(core)))
+            del core
+        # Overviews average (NaN skipped): the COG driver's default, cubic, overshoots
+        # and put impossible values in them (negative contrast, ASM above 1);
+        # averaging keeps every overview value inside the band's range. Built here,
+        # the levels the COG driver would choose, so that the COG copy compresses each
+        # block once (its own overview pass wrote and read a temporary file: 6.3 ->
+        # 4.6 CPU-s for 3072² x 8 bands with DEFLATE, docs/performance.md).
         factors = overview_factors(info.height, info.width)
-        if factors:
-            with rasterio.open(plain, "r+") as dst:
+        # Nothing to skip: GDAL averages faster, in float32, without a nodata value
+        # (3072² x 8 bands: 0.17-0.24 CPU-s against 0.55-0.68), the same means to
+        # float32 rounding (docs/performance.md). The COG keeps NaN as its nodata.
+        _mosaic_vrt(vrt, info, names, placed, nodata=not (finite and factors))
+        with warnings.catch_warnings():
+            # an input without CRS/transform keeps none; the manifest says so
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            if factors:
+                # Band after band in the COG's blocks when compressed (as the raw
+                # intermediate was: 2.3-2.6 CPU-s for 3072² x 8 bands against
+                # 2.8-3.0 pixel-interleaved); uncompressed, the COG driver keeps
+                # the overviews' interleave: pixel, as a COG's.
+                interleave = "PIXEL" if codec["compress"] == "NONE" else "BAND"
+                with rasterio.Env(INTERLEAVE_OVERVIEW=interleave,
+                                  GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK)):
+                    with rasterio.open(vrt, "r+") as dst:
+                        dst.build_overviews(factors,
+                                            Resampling[OVERVIEW_RESAMPLING.lower()])
                 if finite:
-                    # Nothing to skip: GDAL averages faster, in float32, without a
-                    # nodata value (3072² x 8 bands: 0.17-0.24 CPU-s against
-                    # 0.55-0.68), the same means to float32 rounding
-                    # (docs/performance.md). The COG keeps NaN as its nodata.
-                    dst.nodata = None
-                dst.build_overviews(factors, Resampling[OVERVIEW_RESAMPLING.lower()])
-                if finite:
-                    dst.nodata = float("nan")
-        # Compressed once, here, in ``threads`` threads (the intermediate stays raw).
-        with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
-            rasterio.shutil.copy(plain, path, driver="COG", **codec,
-                                 overviews="FORCE_USE_EXISTING" if factors else "NONE",
-                                 BIGTIFF="IF_SAFER", num_threads=str(threads))
-    os.remove(plain)
+                    _mosaic_vrt(vrt, info, names, placed, nodata=True)
+            # Compressed once, here, in ``threads`` threads.
+            with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
+                rasterio.shutil.copy(vrt, path, driver="COG", **codec,
+                                     overviews="FORCE_USE_EXISTING" if factors else "NONE",
+                                     BIGTIFF="IF_SAFER", num_threads=str(threads))
+    finally:
+        for name in scratch:
+            if os.path.exists(name):
+                os.remove(name)
 
 
 def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list:
