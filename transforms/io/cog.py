@@ -223,8 +223,8 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
     The tiles are not copied into a raw intermediate: a VRT places them, GDAL averages
     the overviews from it into a ``.ovr`` file beside it, and the COG copy reads both.
     Four 3072² scenes through the pipeline wrote 2.62 GiB of files instead of 3.74,
-    and spent 7.4 s of system CPU instead of 9.6 with the same user CPU: a page a
-    file write fills costs the OS more than GDAL reading a VRT costs
+    with 1.3-2.8 s less system CPU per run and the same user CPU within the cores'
+    drift: a page a file write fills costs the OS more than GDAL reading a VRT costs
     (docs/performance.md, "A mosaic without the raw intermediate").
     """
     work = os.path.dirname(os.path.abspath(path))
