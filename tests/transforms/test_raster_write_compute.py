@@ -186,9 +186,10 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
         assert q.count == 4 and q.dtypes[0] == "uint8" and q.read(4).all()
 
 
-def _mosaic_of(tmp_path, path, full, features):
-    """``features.tif`` of ``full`` (H, W, F) as one source band of ``path``'s scene
-    resized to H x W, saved as the pipeline saves tiles (520², four for 1040²)."""
+def _mosaic_of(tmp_path, path, full, features, compression="zstd", name="features.tif"):
+    """``name`` (a mosaic of ``compression``) of ``full`` (H, W, F) as one source band
+    of ``path``'s scene resized to H x W, saved as the pipeline saves tiles (520², four
+    for 1040²)."""
     height, width = full.shape[:2]
     info = dataclasses.replace(scene_info(path), height=height, width=width)
     sources = (BandSource(path, 1),)
@@ -200,8 +201,9 @@ def _mosaic_of(tmp_path, path, full, features):
         save_tile_bands(uri, core)
         task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
         tiles.append(TileResult(task, tile.core_row, tile.core_col, uri))
-    mosaic = str(tmp_path / "features.tif")
-    write_mosaic(mosaic, info, band_names(sources, features), len(features), tiles)
+    mosaic = str(tmp_path / name)
+    write_mosaic(mosaic, info, band_names(sources, features), len(features), tiles,
+                 compression)
     return mosaic
 
 
@@ -223,6 +225,24 @@ def test_tiles_are_read_in_place_and_nothing_is_left_beside_them(tmp_path, maske
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["features.tif", "masked.tif", "t0_0.npy", "t0_1.npy", "t1_0.npy",
                     "t1_1.npy"]
+
+
+@pytest.mark.parametrize("codec", ["none", "deflate"])
+def test_every_codec_keeps_the_same_overviews(tmp_path, masked_scene, codec):
+    # The overviews are averaged once, before the COG copy compresses them: an
+    # uncompressed COG has the default codec's overview values bit for bit, and is a
+    # pixel-interleaved COG too.
+    path, _ = masked_scene
+    full = np.random.default_rng(5).random((1100, 1100, 2), dtype=np.float32)
+    default = _mosaic_of(tmp_path, path, full, ["contrast", "mean"])
+    other = _mosaic_of(tmp_path, path, full, ["contrast", "mean"], codec, f"{codec}.tif")
+    with rasterio.open(default) as a, rasterio.open(other) as b:
+        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert b.interleaving == Interleaving.pixel
+        assert a.overviews(1) == b.overviews(1) == [2, 4]
+        for factor in a.overviews(1):
+            shape = (2, -(-1100 // factor), -(-1100 // factor))
+            np.testing.assert_array_equal(a.read(out_shape=shape), b.read(out_shape=shape))
 
 
 def test_mosaic_refuses_a_tile_saved_another_way(tmp_path, masked_scene):

@@ -37,9 +37,9 @@ from transforms.records import DEFAULTS, SceneInfo, TileResult
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # GDAL's block cache during the COG copy alone: the copy reads each block of the
 # mosaic's VRT and overviews once and writes each of the COG's blocks once, so a
-# cache there only holds blocks that are not read again. 16 MiB instead of the 128 above: 0.1-0.3 GiB
-# less peak for 8-104 output bands, CPU seconds within their spread
-# (docs/performance.md, "The mosaic's memory with many bands").
+# cache there only holds blocks that are not read again. 16 MiB instead of the 128
+# above: 0.1-0.3 GiB less peak for 8-104 output bands, CPU seconds within their
+# spread (docs/performance.md, "The mosaic's memory with many bands").
 COPY_CACHE_BYTES = 16 * 2 ** 20
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
@@ -261,12 +261,11 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
             # an input without CRS/transform keeps none; the manifest says so
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             if factors:
-                # Band after band in the COG's blocks when compressed (as the raw
-                # intermediate was: 2.3-2.6 CPU-s for 3072² x 8 bands against
-                # 2.8-3.0 pixel-interleaved); uncompressed, the COG driver keeps
-                # the overviews' interleave: pixel, as a COG's.
-                interleave = "PIXEL" if codec["compress"] == "NONE" else "BAND"
-                with rasterio.Env(INTERLEAVE_OVERVIEW=interleave,
+                # Band after band in the COG's blocks, as the raw intermediate's were
+                # (2.3-2.6 CPU-s for 3072² x 8 bands against 2.8-3.0
+                # pixel-interleaved); the COG is pixel-interleaved and marked as a COG
+                # whatever the codec, "none" included (tested).
+                with rasterio.Env(INTERLEAVE_OVERVIEW="BAND",
                                   GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK)):
                     with rasterio.open(vrt, "r+") as dst:
                         dst.build_overviews(factors,
