@@ -24,7 +24,8 @@ from transforms.io.raster import (RasterError, TileWindows, check_bands, quantiz
                                   read_tile, scene_info)
 from transforms.layout import band_names
 from transforms.plan import tiles_for
-from transforms.records import DEFAULT_FEATURES, BandSource, TileResult, TileTask
+from transforms.records import (DEFAULT_FEATURES, DEFAULTS, BandSource, TileResult,
+                                TileTask)
 from transforms.texture import BlockModelHandler, TextureModelHandler
 
 GEO = Affine(20, 0, 400000, 0, -30, 6000000)
@@ -186,7 +187,8 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
         assert q.count == 4 and q.dtypes[0] == "uint8" and q.read(4).all()
 
 
-def _mosaic_of(tmp_path, path, full, features, compression="zstd", name="features.tif"):
+def _mosaic_of(tmp_path, path, full, features, compression=DEFAULTS["cog_compression"],
+               name="features.tif"):
     """``name`` (a mosaic of ``compression``) of ``full`` (H, W, F) as one source band
     of ``path``'s scene resized to H x W, saved as the pipeline saves tiles (520², four
     for 1040²)."""

@@ -186,14 +186,14 @@ def _tile_vrt(npy: str, core: np.memmap, n_features: int) -> str:
     return vrt
 
 
-def _mosaic_vrt(path: str, info: SceneInfo, names: Sequence[str], placed,
-                nodata: bool) -> None:
-    """Writes the mosaic as a VRT at ``path``: each tile VRT's bands, in order, are
-    the output bands from ``first`` on, placed at the tile's (row, col); ``placed``
-    has one (tile VRT, first, bands, height, width, row, col) per tile."""
+def _mosaic_vrt(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
+                placed, nodata: bool) -> None:
+    """Writes the mosaic as a VRT at ``path``: each tile VRT's ``n_features`` bands,
+    in order, are the output bands from ``first`` on, placed at the tile's (row,
+    col); ``placed`` has one (tile VRT, first, height, width, row, col) per tile."""
     band_sources = [[] for _ in names]
-    for tile_vrt, first, bands, height, width, row, col in placed:
-        for band in range(1, bands + 1):
+    for tile_vrt, first, height, width, row, col in placed:
+        for band in range(1, n_features + 1):
             band_sources[first + band - 1].append(
                 f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(tile_vrt)}'
                 f'</SourceFilename><SourceBand>{band}</SourceBand><SrcRect xOff="0" '
@@ -240,8 +240,8 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
             core = np.load(npy, mmap_mode="r")  # (F, h, w); only the header is read
             tile_vrt = _tile_vrt(npy, core, n_features)
             scratch.append(tile_vrt)
-            placed.append((tile_vrt, result.task.band_index * n_features, n_features,
-                           core.shape[1], core.shape[2], result.row, result.col))
+            placed.append((tile_vrt, result.task.band_index * n_features, core.shape[1],
+                           core.shape[2], result.row, result.col))
             # A NaN anywhere makes the sum NaN; inf, or values so large that float32
             # sums overflow, make it infinite: either way no faster overviews below.
             finite = finite and bool(np.isfinite(np.sum(core)))
@@ -256,7 +256,7 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
         # Nothing to skip: GDAL averages faster, in float32, without a nodata value
         # (3072² x 8 bands: 0.17-0.24 CPU-s against 0.55-0.68), the same means to
         # float32 rounding (docs/performance.md). The COG keeps NaN as its nodata.
-        _mosaic_vrt(vrt, info, names, placed, nodata=not (finite and factors))
+        _mosaic_vrt(vrt, info, names, n_features, placed, nodata=not (finite and factors))
         with warnings.catch_warnings():
             # an input without CRS/transform keeps none; the manifest says so
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
@@ -271,7 +271,7 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                         dst.build_overviews(factors,
                                             Resampling[OVERVIEW_RESAMPLING.lower()])
                 if finite:
-                    _mosaic_vrt(vrt, info, names, placed, nodata=True)
+                    _mosaic_vrt(vrt, info, names, n_features, placed, nodata=True)
             # Compressed once, here, in ``threads`` threads.
             with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
                 rasterio.shutil.copy(vrt, path, driver="COG", **codec,
