@@ -31,6 +31,12 @@ Before each timed part the page cache's dirty pages are written out (``os.sync``
 a pipeline run leaves gigabytes to write back, and the OS's threads that write them
 run on the same cores as whatever is timed next.
 
+The cores' speed is probed before and after the pipeline's run and the kernel's
+(``texture_map``'s CPU-us/px on the 512² ``brick`` image, warm): how far apart the
+four probes are, a round whose probes differ by more than 10 % flagged. On shared
+cores that drift within minutes, the subtraction of a kernel run minutes apart is
+where most of a round's noise comes from; the probe shows it, it cannot remove it.
+
 Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
 what that caps a worker's rate at for a given number of vCPUs; of the CPU beyond the
@@ -320,6 +326,35 @@ def kernel(codes, valid, features):
     return np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
 
 
+class CoreSpeed:
+    """The cores' speed now: ``texture_map``'s CPU-us/px on the 512² ``brick`` image,
+    warm, the median of five calls (about 1.5 CPU-s; a single call is now and then
+    half as slow again, a sustained drift moves the median).
+
+    These shared cores drift by 20-30 % within minutes, and the pipeline's and the
+    kernel's runs are minutes apart: the kernel's CPU seconds subtracted from the
+    pipeline's are then those of cores faster or slower than the pipeline had. Taken
+    before and after each run, the probe shows how far they drifted. It does not
+    correct for it: the speed also moves during a run (scaling the kernel's figures
+    by the probes' means widened the spread of two rounds: 0.33-0.54 CPU-us/px beyond
+    the kernel against 0.50-0.52)."""
+
+    def __init__(self, features):
+        codes, valid = glcm.quantize(np.asarray(data.brick())[None, :512, :512], 32, 0,
+                                     256)
+        self.codes, self.valid = np.asarray(codes), np.asarray(valid)
+        self.features = features
+        kernel(self.codes, self.valid, features)  # compiled: warm
+
+    def __call__(self):
+        seconds = []
+        for _ in range(5):
+            start = time.process_time()
+            kernel(self.codes, self.valid, self.features)
+            seconds.append(time.process_time() - start)
+        return float(np.median(seconds)) / self.codes.size * 1e6
+
+
 def kernel_pieces(scene):
     """(codes, valid) of every band of ``scene`` in pieces of at most
     :data:`KERNEL_PIECE` per side, each (1, h, w) and padded as invalid to one shape
@@ -437,14 +472,19 @@ def _timed(fn):
     return time.perf_counter() - start
 
 
-def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
+def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
+            core_speed):
     """One round: the pipeline on every scene and on the first alone, then the kernel
-    on the same scenes; prints them and returns the ratios."""
+    on the same scenes; prints them and returns the ratios. ``core_speed``: a
+    :class:`CoreSpeed`, taken before and after the pipeline's run and the kernel's."""
     paths = [scene.path for scene in scenes]
     pixels = sum(scene.pixels for scene in scenes)
     out = os.path.join(work, f"out{repeat}")
+    settle()
+    speed_pipeline = [core_speed()]
     wall, cpu, system, own_rate, own_seconds, peak, written = pipeline_run(
         paths, out, args, env)
+    speed_pipeline.append(core_speed())
     if len(paths) > 1:  # the steady state's reference: the first scene alone
         one_wall, one_cpu, _, _, _, _, _ = pipeline_run(
             paths[:1], os.path.join(work, f"one{repeat}"), args, env)
@@ -467,8 +507,10 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
         free_one_cpu = kernel_free_run(paths[:1], os.path.join(work, f"freeone{repeat}"),
                                        args, env)
     settle()
+    speed_kernel = [core_speed()]
     first_wall, first_cpu, first_system = kernel_run(scenes[:1], features)
     rest_wall, rest_cpu, rest_system = kernel_run(scenes[1:], features)
+    speed_kernel.append(core_speed())
     settle()
     alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
@@ -494,6 +536,15 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
           f"{beyond_no_start:.2f} without; in the OS kernel {system_beyond:.2f} (the "
           f"child's system CPU, start-up's included, less texture_map's "
           f"{first_system + rest_system:.1f} s)")
+    # A difference between runs minutes apart holds the cores' drift between them.
+    speeds = speed_pipeline + speed_kernel
+    drift = max(speeds) / min(speeds) - 1
+    print(f"the cores' speed (texture_map on a 512² image, warm, CPU-us/px): "
+          f"{speed_pipeline[0]:.2f} before the pipeline's run, {speed_pipeline[1]:.2f} "
+          f"after it, {speed_kernel[0]:.2f} before the kernel's, {speed_kernel[1]:.2f} "
+          f"after it: {drift:.0%} apart"
+          + (" (more than 10 %: this round's ratios carry that much noise)"
+             if drift > 0.1 else ""))
     scene_pixels = scenes[0].pixels
     alone_us_px = sum(alone.values()) / scene_pixels * 1e6
     mosaic_us_px = alone["mosaic"] / scene_pixels * 1e6
@@ -511,7 +562,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling):
                "system_us_px": system_beyond, "files_b_px": written / pixels,
                "fitted_us_px": fitted_us_px,
                "peak_gib": peak, "steps_us_px": alone_us_px,
-               "mosaic_us_px": mosaic_us_px}
+               "mosaic_us_px": mosaic_us_px, "core_drift": drift}
     if len(paths) > 1:
         rest = pixels - scenes[0].pixels
         steady_rate = rest / (wall - one_wall)
@@ -660,12 +711,13 @@ def run(args, work):
           + ", ".join(f"{h}x{w}" for h, w in shapes)
           + f"); compiling the kernel for them here: "
           + ", ".join(f"{cpu:.1f}" for _, cpu in compiling) + " CPU-s, scene by scene")
+    core_speed = CoreSpeed(features)
     figures = []
     for repeat in range(args.repeat):
         if args.repeat > 1:
             print(f"-- repeat {repeat + 1} of {args.repeat}")
         figures.append(measure(args, work, scenes, features, env, import_cpu, repeat,
-                               compiling))
+                               compiling, core_speed))
     rounds = {name: [f[name] for f in figures] for name in figures[0]}  # name: per round
     if args.repeat > 1:
         print(f"-- median (least-most) of {args.repeat} repeats: " + ", ".join(
