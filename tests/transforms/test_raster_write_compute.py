@@ -3,6 +3,8 @@ real GeoTIFFs written here."""
 
 import dataclasses
 import math
+import threading
+import time
 import warnings
 
 import numpy as np
@@ -19,7 +21,7 @@ from glcm._compile import usable_cores
 from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, bytes_per_block,
                                compression_threads, copy_blocks, overview_factors,
                                save_tile_bands, write_mosaic, write_quicklook)
-from transforms.io import raster, storage
+from transforms.io import cog, raster, storage
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
 from transforms.layout import band_names
@@ -245,6 +247,49 @@ def test_every_codec_keeps_the_same_overviews(tmp_path, masked_scene, codec):
         for factor in a.overviews(1):
             shape = (2, -(-1100 // factor), -(-1100 // factor))
             np.testing.assert_array_equal(a.read(out_shape=shape), b.read(out_shape=shape))
+
+
+def test_mosaics_in_threads_of_one_process_take_turns(tmp_path, masked_scene,
+                                                      monkeypatch):
+    # GDAL's block cache size is the process's: each mosaic sets it, so two scenes
+    # finishing in two threads must not write their mosaics at once (one would run
+    # with the size the other set or restored). Each is still the mosaic written alone.
+    path, _ = masked_scene
+    fulls = [np.random.default_rng(seed).random((1040, 1040, 2), dtype=np.float32)
+             for seed in (7, 8)]
+    active, most = [0], [0]
+    guard = threading.Lock()
+    body = cog._write_mosaic
+
+    def counted(*args):
+        with guard:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        try:
+            time.sleep(0.2)  # room for the other thread to start its mosaic
+            return body(*args)
+        finally:
+            with guard:
+                active[0] -= 1
+
+    monkeypatch.setattr(cog, "_write_mosaic", counted)
+    folders = [tmp_path / "a", tmp_path / "b"]
+    for folder in folders:
+        folder.mkdir()
+    mosaics = [None, None]
+
+    def write(k):
+        mosaics[k] = _mosaic_of(folders[k], path, fulls[k], ["contrast", "mean"])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+    for mosaic, full in zip(mosaics, fulls):
+        with rasterio.open(mosaic) as src:
+            np.testing.assert_array_equal(src.read(), np.moveaxis(full, -1, 0))
 
 
 def test_mosaic_refuses_a_tile_saved_another_way(tmp_path, masked_scene):

@@ -14,6 +14,7 @@ in between.
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Iterable, Optional, Sequence
 from xml.sax.saxutils import escape
@@ -41,6 +42,11 @@ MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # above: 0.1-0.3 GiB less peak for 8-104 output bands, CPU seconds within their
 # spread (docs/performance.md, "The mosaic's memory with many bands").
 COPY_CACHE_BYTES = 16 * 2 ** 20
+# GDAL's block cache size is one per process (GDALSetCacheMax64), while rasterio.Env's
+# other options are per thread. Two mosaics in threads of one process set and restore
+# it under each other: a COG copy meant to hold 16 MiB ran with the 1.2 GiB default
+# another thread's exit restored. So the steps that size the cache take turns.
+CACHE_SIZE_LOCK = threading.RLock()
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
 # The COG driver's default block size, which also ends its overview levels.
@@ -116,6 +122,10 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
                  threads: Optional[int] = None) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
+    Mosaics in threads of one process are written one after the other
+    (:data:`CACHE_SIZE_LOCK`): each sets GDAL's block cache size, which is the
+    process's.
+
     Args:
       path: the local file to write (in a scratch folder; the caller commits it).
       info: the input's size, CRS and transform (kept as they are).
@@ -138,7 +148,8 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
     # one read instead of row by row through the block cache: 16 bands of a 2700x3900
     # scene, overviews and COG copy 3.3-3.4 user CPU-s against 3.7-4.7
     # (docs/performance.md, "A mosaic without the raw intermediate").
-    with rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES, GDAL_ONE_BIG_READ="YES"):
+    with CACHE_SIZE_LOCK, rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES,
+                                       GDAL_ONE_BIG_READ="YES"):
         _write_mosaic(path, info, names, n_features, tiles, CODECS[compression], threads)
 
 
@@ -353,7 +364,8 @@ def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
     band description ``class``, the class names as tags ``CLASS_<k>``, a colour
     table, nearest-neighbour overviews. Read :data:`CLASS_ROWS` rows at a time."""
     plain = path + ".plain.tif"
-    with warnings.catch_warnings(), rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
+    with warnings.catch_warnings(), CACHE_SIZE_LOCK, \
+            rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(predictions) as src:
             profile = dict(driver="GTiff", height=src.height, width=src.width, count=1,
