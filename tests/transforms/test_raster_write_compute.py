@@ -4,7 +4,6 @@ real GeoTIFFs written here."""
 import dataclasses
 import math
 import threading
-import time
 import warnings
 
 import numpy as np
@@ -13,15 +12,17 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 import tifffile
+from rasterio._env import get_gdal_config
 from rasterio.enums import Interleaving
 from rasterio.transform import Affine
 
 import glcm
 from glcm._compile import usable_cores
 from transforms.io.cog import (COG_BLOCK, COMPRESSION_BUDGET_BYTES, bytes_per_block,
-                               compression_threads, copy_blocks, overview_factors,
-                               save_tile_bands, write_mosaic, write_quicklook)
-from transforms.io import cog, raster, storage
+                               compression_threads, copy_blocks, gdal_cache,
+                               overview_factors, save_tile_bands, write_mosaic,
+                               write_quicklook)
+from transforms.io import raster, storage
 from transforms.io.raster import (RasterError, TileWindows, check_bands, quantization_range,
                                   read_tile, scene_info)
 from transforms.layout import band_names
@@ -249,30 +250,42 @@ def test_every_codec_keeps_the_same_overviews(tmp_path, masked_scene, codec):
             np.testing.assert_array_equal(a.read(out_shape=shape), b.read(out_shape=shape))
 
 
-def test_mosaics_in_threads_of_one_process_take_turns(tmp_path, masked_scene,
-                                                      monkeypatch):
-    # GDAL's block cache size is the process's: each mosaic sets it, so two scenes
-    # finishing in two threads must not write their mosaics at once (one would run
-    # with the size the other set or restored). Each is still the mosaic written alone.
+def test_gdal_cache_is_the_largest_any_thread_asks_for_while_any_runs():
+    # GDAL's block cache size is the process's: a thread's mosaic step must neither
+    # shrink it under another's nor restore, on leaving, a size that another thread's
+    # step replaced.
+    before = get_gdal_config("GDAL_CACHEMAX")
+    entered, leave = threading.Event(), threading.Event()
+
+    def other():
+        with gdal_cache(128 * 2 ** 20):
+            entered.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert entered.wait(10)
+    with gdal_cache(16 * 2 ** 20):
+        assert get_gdal_config("GDAL_CACHEMAX") == 128 * 2 ** 20  # the other's, larger
+        leave.set()
+        thread.join()
+        assert get_gdal_config("GDAL_CACHEMAX") == 16 * 2 ** 20  # now this one's alone
+        with gdal_cache(8 * 2 ** 20):  # nested: replaces this thread's request
+            assert get_gdal_config("GDAL_CACHEMAX") == 8 * 2 ** 20
+        assert get_gdal_config("GDAL_CACHEMAX") == 16 * 2 ** 20
+    assert get_gdal_config("GDAL_CACHEMAX") == before
+    with pytest.raises(ValueError, match="size must be >= 1"):
+        with gdal_cache(0):
+            pass
+
+
+def test_mosaics_in_threads_of_one_process(tmp_path, masked_scene):
+    # Two scenes finishing in two threads at once: each mosaic is the one written
+    # alone, and GDAL's cache size is what it was before, once both are done.
     path, _ = masked_scene
+    before = get_gdal_config("GDAL_CACHEMAX")
     fulls = [np.random.default_rng(seed).random((1040, 1040, 2), dtype=np.float32)
              for seed in (7, 8)]
-    active, most = [0], [0]
-    guard = threading.Lock()
-    body = cog._write_mosaic
-
-    def counted(*args):
-        with guard:
-            active[0] += 1
-            most[0] = max(most[0], active[0])
-        try:
-            time.sleep(0.2)  # room for the other thread to start its mosaic
-            return body(*args)
-        finally:
-            with guard:
-                active[0] -= 1
-
-    monkeypatch.setattr(cog, "_write_mosaic", counted)
     folders = [tmp_path / "a", tmp_path / "b"]
     for folder in folders:
         folder.mkdir()
@@ -286,10 +299,10 @@ def test_mosaics_in_threads_of_one_process_take_turns(tmp_path, masked_scene,
         thread.start()
     for thread in threads:
         thread.join()
-    assert most[0] == 1
     for mosaic, full in zip(mosaics, fulls):
         with rasterio.open(mosaic) as src:
             np.testing.assert_array_equal(src.read(), np.moveaxis(full, -1, 0))
+    assert get_gdal_config("GDAL_CACHEMAX") == before
 
 
 def test_mosaic_refuses_a_tile_saved_another_way(tmp_path, masked_scene):

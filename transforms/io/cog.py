@@ -13,6 +13,7 @@ in between.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
@@ -24,6 +25,7 @@ import rasterio
 import rasterio.errors
 import rasterio.shutil
 from affine import Affine
+from rasterio._env import get_gdal_config, set_gdal_config
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.windows import Window
@@ -32,9 +34,9 @@ from glcm._compile import usable_cores
 from transforms.io import storage
 from transforms.records import DEFAULTS, SceneInfo, TileResult
 
-# GDAL's block cache while a mosaic is built, in bytes (rasterio passes it to
-# GDALSetCacheMax64): GDAL's default, 5 % of the RAM, fills with blocks the mosaic
-# reads or writes once; a bounded cache is as fast (README, "Benchmarks").
+# GDAL's block cache while a mosaic is built, in bytes (set by gdal_cache, below):
+# GDAL's default, 5 % of the RAM, fills with blocks the mosaic reads or writes once;
+# a bounded cache is as fast (README, "Benchmarks").
 MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # GDAL's block cache during the COG copy alone: the copy reads each block of the
 # mosaic's VRT and overviews once and writes each of the COG's blocks once, so a
@@ -42,11 +44,44 @@ MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # above: 0.1-0.3 GiB less peak for 8-104 output bands, CPU seconds within their
 # spread (docs/performance.md, "The mosaic's memory with many bands").
 COPY_CACHE_BYTES = 16 * 2 ** 20
-# GDAL's block cache size is one per process (GDALSetCacheMax64), while rasterio.Env's
-# other options are per thread. Two mosaics in threads of one process set and restore
-# it under each other: a COG copy meant to hold 16 MiB ran with the 1.2 GiB default
-# another thread's exit restored. So the steps that size the cache take turns.
-CACHE_SIZE_LOCK = threading.RLock()
+# GDAL's block cache size is one per process, while rasterio.Env keeps its other
+# options per thread and restores the size a thread saw on entry when it leaves: two
+# mosaics in threads of one process (Dataflow runs one SDK process per worker) set
+# and restored it under each other, and a COG copy meant to hold 16 MiB ran with the
+# 1.2 GiB default another thread's exit restored. So the mosaics' sizes are kept
+# here: each thread's latest request, the largest of them applied while any runs.
+_CACHE_LOCK = threading.Lock()
+_CACHE_ASKED: dict = {}  # thread -> bytes, for the threads in a mosaic step now
+_CACHE_BEFORE: list = []  # the size before the first of them
+
+
+@contextlib.contextmanager
+def gdal_cache(size: int):
+    """GDAL's block cache at ``size`` bytes for this thread's step, within a process
+    whose threads may run other mosaic steps at the same time: the size applied is
+    the largest any of those threads asks for now (a nested request replaces its
+    thread's outer one until it ends), and once none runs, the size from before."""
+    if size < 1:
+        raise ValueError(f"size must be >= 1 byte, got {size}")
+    me = threading.get_ident()
+    with _CACHE_LOCK:
+        outer = _CACHE_ASKED.get(me)
+        if not _CACHE_ASKED:
+            _CACHE_BEFORE[:] = [get_gdal_config("GDAL_CACHEMAX")]
+        _CACHE_ASKED[me] = size
+        set_gdal_config("GDAL_CACHEMAX", max(_CACHE_ASKED.values()))
+    try:
+        yield
+    finally:
+        with _CACHE_LOCK:
+            if outer is None:
+                del _CACHE_ASKED[me]
+            else:
+                _CACHE_ASKED[me] = outer
+            set_gdal_config("GDAL_CACHEMAX", max(_CACHE_ASKED.values()) if _CACHE_ASKED
+                            else _CACHE_BEFORE[0])
+
+
 # How the mosaic's overviews (what zoomed-out viewers and the quicklook read) are made.
 OVERVIEW_RESAMPLING = "AVERAGE"
 # The COG driver's default block size, which also ends its overview levels.
@@ -122,9 +157,9 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
                  threads: Optional[int] = None) -> None:
     """Assembles tile files into a local Cloud-Optimized GeoTIFF, one tile at a time.
 
-    Mosaics in threads of one process are written one after the other
-    (:data:`CACHE_SIZE_LOCK`): each sets GDAL's block cache size, which is the
-    process's.
+    GDAL's block cache is :data:`MOSAIC_CACHE_BYTES`, :data:`COPY_CACHE_BYTES` for
+    the COG copy, or more while other threads' mosaics ask for more
+    (:func:`gdal_cache`: the size is the process's).
 
     Args:
       path: the local file to write (in a scratch folder; the caller commits it).
@@ -148,8 +183,7 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
     # one read instead of row by row through the block cache: 16 bands of a 2700x3900
     # scene, overviews and COG copy 3.3-3.4 user CPU-s against 3.7-4.7
     # (docs/performance.md, "A mosaic without the raw intermediate").
-    with CACHE_SIZE_LOCK, rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES,
-                                       GDAL_ONE_BIG_READ="YES"):
+    with gdal_cache(MOSAIC_CACHE_BYTES), rasterio.Env(GDAL_ONE_BIG_READ="YES"):
         _write_mosaic(path, info, names, n_features, tiles, CODECS[compression], threads)
 
 
@@ -284,7 +318,7 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                 if finite:
                     _mosaic_vrt(vrt, info, names, n_features, placed, nodata=True)
             # Compressed once, here, in ``threads`` threads.
-            with rasterio.Env(GDAL_CACHEMAX=COPY_CACHE_BYTES):
+            with gdal_cache(COPY_CACHE_BYTES):
                 rasterio.shutil.copy(vrt, path, driver="COG", **codec,
                                      overviews="FORCE_USE_EXISTING" if factors else "NONE",
                                      BIGTIFF="IF_SAFER", num_threads=str(threads))
@@ -364,8 +398,7 @@ def write_classes(path: str, predictions: str, classes: Sequence[str]) -> None:
     band description ``class``, the class names as tags ``CLASS_<k>``, a colour
     table, nearest-neighbour overviews. Read :data:`CLASS_ROWS` rows at a time."""
     plain = path + ".plain.tif"
-    with warnings.catch_warnings(), CACHE_SIZE_LOCK, \
-            rasterio.Env(GDAL_CACHEMAX=MOSAIC_CACHE_BYTES):
+    with warnings.catch_warnings(), gdal_cache(MOSAIC_CACHE_BYTES):
         warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
         with rasterio.open(predictions) as src:
             profile = dict(driver="GTiff", height=src.height, width=src.width, count=1,
