@@ -124,6 +124,48 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
     return min(tile, -(-even // quantum) * quantum)
 
 
+# A tile shape the texture kernel has not run on compiles it once per worker process:
+# 2.9-3.6 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels (docs/performance.md,
+# "Tile shapes shared between scenes"). Scenes of many sizes (clips of an area of
+# interest, chips) would compile once each. So the examples of a scene with small
+# tiles are padded to cores of :func:`ladder_side`, which scenes of other sizes share,
+# where that computes at most this many pixels in vain over all its tiles and bands.
+SHARED_SHAPE_EXTRA_PIXELS = 1 << 20
+# The smallest side of the ladder: texture_map rounds smaller images up to
+# multiples of 32 itself.
+LADDER_MIN_SIDE = 64
+
+
+def ladder_side(side: int) -> int:
+    """The smallest side of the ladder 64, 96, 128, 192, 256, 384, 512, 768, 1024, ...
+    (2^k and 3 x 2^(k-1)) that holds ``side``: at most 1.5 times ``side``, and sides
+    of chips (256, 512, 1024, ...) are their own."""
+    if side < 1:
+        raise ValueError(f"side must be >= 1, got {side}")
+    step = LADDER_MIN_SIDE
+    while step < side:
+        if step * 3 // 2 >= side:
+            return step * 3 // 2
+        step *= 2
+    return step
+
+
+def example_cores(height: int, width: int, tile: int, halo: int, bands: int = 1,
+                  quantum: int = TILE_QUANTUM) -> Tuple[int, int]:
+    """The (rows, cols) of core every texture example of a ``height`` x ``width`` scene
+    of ``bands`` bands is padded to (plus ``halo`` on each side): its tile core
+    (:func:`core_size`), or that core's :func:`ladder_side` on both sides where the
+    larger examples add at most :data:`SHARED_SHAPE_EXTRA_PIXELS` over all the
+    scene's examples (tiles x bands), so that scenes of nearby sizes share one
+    compiled kernel."""
+    cores = (core_size(height, tile, quantum), core_size(width, tile, quantum))
+    examples = -(-height // cores[0]) * -(-width // cores[1]) * bands
+    shared = tuple(ladder_side(c) for c in cores)
+    extra = examples * ((shared[0] + 2 * halo) * (shared[1] + 2 * halo)
+                        - (cores[0] + 2 * halo) * (cores[1] + 2 * halo))
+    return shared if extra <= SHARED_SHAPE_EXTRA_PIXELS else cores
+
+
 def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int,
               quantum: int = TILE_QUANTUM) -> List[Tile]:
     """Splits a height x width scene into cores of at most tile x tile pixels

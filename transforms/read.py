@@ -13,7 +13,7 @@ import numpy as np
 import glcm
 from transforms.errors import GuardedStep, with_retries
 from transforms.io.raster import TileWindows, read_tile
-from transforms.plan import core_size
+from transforms.plan import core_size, example_cores
 from transforms.records import TextureParams, TileTask
 
 
@@ -39,10 +39,17 @@ def read_example(task: TileTask, params: TextureParams,
 def tile_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:
     """The shape every texture example of ``task``'s scene is padded to: the scene's
     tile core (:func:`transforms.plan.core_size`) plus the halo on both sides; one
-    shape per scene, so its tiles compile the kernel once and batch together."""
+    shape per scene, so its tiles compile the kernel once and batch together. In pixel
+    mode a scene of small tiles pads them to a core of the shared ladder instead
+    (:func:`transforms.plan.example_cores`), so that scenes of other sizes reuse the
+    compiled kernel; the padding is invalid, and only the core is kept."""
     info, halo = task.info, params.halo
-    return tuple(core_size(extent, params.tile_size, params.tile_quantum) + 2 * halo
-                 for extent in (info.height, info.width))
+    size, quantum = params.tile_size, params.tile_quantum
+    if params.mode != "pixel":  # the others keep the scene's own (block mode cuts blocks)
+        return tuple(core_size(extent, size, quantum) + 2 * halo
+                     for extent in (info.height, info.width))
+    cores = example_cores(info.height, info.width, size, halo, len(task.sources), quantum)
+    return tuple(core + 2 * halo for core in cores)
 
 
 def read_bands(task: TileTask, read_tile=read_tile) -> Dict[str, np.ndarray]:

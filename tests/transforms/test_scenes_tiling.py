@@ -13,7 +13,8 @@ import glcm
 from tests.beam_util import local_pipeline
 from transforms.discover import NO_MATCH_ERROR, DiscoverScenes
 from transforms.layout import scene_id_for, unique_scene_ids
-from transforms.plan import core_size, tiles_for
+from transforms.plan import (SHARED_SHAPE_EXTRA_PIXELS, core_size, example_cores,
+                             ladder_side, tiles_for)
 from transforms.records import Scene, TileKey
 
 
@@ -139,6 +140,41 @@ def test_tile_cores_are_even_and_waste_less_than_a_quantum():
         (848, 560), (848, 540), (804, 560), (804, 540)}
     assert tiles[-1].core_row + tiles[-1].core_height == 2500
     assert tiles[-1].core_col + tiles[-1].core_width == 1100
+
+
+def test_ladder_sides_hold_the_side_within_half_again():
+    assert [ladder_side(s) for s in (1, 64, 65, 96, 97, 200, 256, 257, 500, 512, 513,
+                                     1000, 1024, 1025, 3000)] == [
+        64, 64, 96, 96, 128, 256, 256, 384, 512, 512, 768, 1024, 1024, 1536, 3072]
+    rungs = {64 * 2 ** k for k in range(10)} | {96 * 2 ** k for k in range(10)}
+    for side in range(64, 20000):
+        rung = ladder_side(side)
+        assert rung in rungs and side <= rung <= 1.5 * side, side
+    with pytest.raises(ValueError, match="side must be >= 1"):
+        ladder_side(0)
+
+
+def test_scenes_of_small_tiles_share_example_shapes_large_ones_keep_their_own():
+    # Clips of nearby sizes (one tile each) share one example shape, so one compiled
+    # kernel; a chip's own size is a rung.
+    assert {example_cores(h, w, 1024, 4) for h, w in
+            [(300, 420), (330, 400), (290, 390), (384, 512)]} == {(384, 512)}
+    assert example_cores(512, 256, 1024, 4) == (512, 256)
+    # Scenes of many tiles keep their cores: the ladder would compute millions of
+    # pixels in vain (a 3072² scene's 9 tiles of 1024 + 8: 1536 + 8 is 13 M more).
+    assert example_cores(3072, 3072, 1024, 4) == (1024, 1024)
+    assert example_cores(10980, 10980, 1024, 4) == (1008, 1008)
+    assert example_cores(2700, 3900, 1024, 4) == (912, 976)
+    # A few tiles: their rungs where the scene's examples grow by at most the limit.
+    # 1000 x 1500: two cores of 1008 x 752, rungs 1024 x 768, 2 x 28,672 more pixels;
+    # 1100²: four cores of 560², rungs 768², 4 x 279,552 more: over the limit.
+    assert example_cores(1000, 1500, 1024, 4) == (1024, 768)
+    assert example_cores(1100, 1100, 1024, 4) == (560, 560)
+    # The limit counts every example of the scene, its bands too: 700² has a core of
+    # 704, whose rung 768 adds (776² - 712²) = 95,232 pixels an example.
+    assert SHARED_SHAPE_EXTRA_PIXELS == 1 << 20
+    assert example_cores(700, 700, 1024, 4, bands=11) == (768, 768)  # 1,047,552 more
+    assert example_cores(700, 700, 1024, 4, bands=12) == (704, 704)  # 1,142,784: over
 
 
 # tile 20: cores of 16 rows (as even as possible) by 20 columns

@@ -62,7 +62,8 @@ def test_read_step_passes_read_time_and_records_a_failing_reader(scene, tmp_path
     found = run_step(tasks[:2], ReadTiles(PARAMS), ("examples", ERRORS_TAG))
     assert len(found["examples"]) == 2 and found[ERRORS_TAG] == []
     for task, example in found["examples"]:
-        side = PARAMS.tile_size + 2 * PARAMS.halo
+        # cores of 25 padded to the ladder's first rung (tile_shape), plus the halo
+        side = 64 + 2 * PARAMS.halo
         assert example["codes"].shape == (side, side) and example["read_seconds"] >= 0
     # a reader that fails with bad data: one record per tile, not retried
     found = run_step(tasks[:2], ReadTiles(PARAMS, read_tile=broken_read),
@@ -98,6 +99,35 @@ def test_read_step_quantizes_on_the_host(scene, tmp_path, monkeypatch):
     np.testing.assert_array_equal(example["valid"][:h, :w], ok)
     assert not example["valid"][h:].any() and not example["valid"][:, w:].any()
     assert example["codes"].dtype == np.int32 and example["valid"].dtype == bool
+
+
+def test_scenes_of_nearby_sizes_read_examples_of_one_shape(tmp_path):
+    # Pixel mode pads small tiles to a shared shape (one compiled kernel for both
+    # scenes), invalid beyond the scene; block mode keeps each scene's own (it cuts
+    # the example into blocks).
+    from transforms.plan import plan_scene
+
+    params = TextureParams.create(features="contrast", window=3, levels=8)
+    block = TextureParams.create(features="contrast", levels=8, mode="block", block=8)
+    shapes = {}
+    for height, width in [(40, 50), (57, 33)]:
+        path = tmp_path / f"s{height}.tif"
+        data = np.random.default_rng(height).integers(0, 200, (1, height, width))
+        with rasterio.open(path, "w", driver="GTiff", height=height, width=width,
+                           count=1, dtype="uint8", crs="EPSG:32632",
+                           transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
+            dst.write(data.astype(np.uint8))
+        [scene] = scenes_for([Scene("", u, fp) for u, fp in storage.match(str(path))])
+        [task] = plan_scene(scene, params, str(tmp_path / "out"))[1]
+        example = read_example(task, params)
+        shapes[height] = example["codes"].shape
+        inside = np.zeros(example["valid"].shape, bool)  # the scene, after the halo
+        inside[params.halo:params.halo + height, params.halo:params.halo + width] = True
+        np.testing.assert_array_equal(example["valid"], inside)
+        [task] = plan_scene(scene, block, str(tmp_path / "block"))[1]
+        assert read_example(task, block)["codes"].shape == (-(-height // 8) * 8,
+                                                            -(-width // 8) * 8)
+    assert shapes[40] == shapes[57] == (64 + 2 * params.halo,) * 2
 
 
 # Windows decoded by CountingWindows, as (uri, window) keys (one process: the
