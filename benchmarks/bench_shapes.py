@@ -12,7 +12,10 @@ settings alternating ``--repeat`` times:
   before the ladder (``transforms.plan.SHARED_SHAPE_EXTRA_PIXELS`` set to -1 in that
   child);
 - ``shared``: the default, the cores of scenes of small tiles rounded up to the
-  ladder's rungs (``transforms.plan.example_cores``).
+  ladder's rungs (``transforms.plan.example_cores``) for the first scene of each
+  size in the process, each later scene of a size seen before in its own
+  (``transforms.read.ExampleShapes``). ``--min`` = ``--max`` measures a collection
+  of one size, the ladder's worst case: one compilation more.
 
 Prints for each run the distinct example shapes, the child's CPU and wall seconds
 around the pipeline's run (imports excluded), the pixel rate and the child's peak
@@ -63,12 +66,17 @@ def write_clips(folder, n, smallest, largest, seed):
 
 
 def example_shapes(clips, shared):
-    """The distinct example cores of ``clips`` with the ladder (``shared``) or not."""
-    params = TextureParams.create()
-    tile, halo = DEFAULTS["tile"], params.halo
-    if shared:
-        return {example_cores(h, w, tile, halo, 1) for _, h, w in clips}
-    return {(core_size(h, tile), core_size(w, tile)) for _, h, w in clips}
+    """The distinct shapes of ``clips``' examples (cores), as
+    ``transforms.read.ExampleShapes`` gives them in one process in the clips' order
+    (``shared``), or each scene's own."""
+    tile, halo = DEFAULTS["tile"], TextureParams.create().halo
+    found, first = set(), set()
+    for _, height, width in clips:
+        own = (core_size(height, tile), core_size(width, tile))
+        ladder = example_cores(height, width, tile, halo)
+        found.add(ladder if shared and own not in first else own)
+        first.add(own)
+    return found
 
 
 def child(setting, inputs, output):
@@ -142,7 +150,7 @@ def main():
         clips = write_clips(inputs, args.scenes, args.min, args.max, args.seed)
         pixels = sum(h * w for _, h, w in clips)
         print(f"{len(clips)} scenes of {args.min}-{args.max} pixels a side, "
-              f"{pixels / 1e6:.2f} M px; distinct example shapes: own "
+              f"{pixels / 1e6:.2f} M px; distinct example shapes (scenes in order): own "
               f"{len(example_shapes(clips, False))}, shared "
               f"{len(example_shapes(clips, True))}")
         print("setting | round | CPU-s | wall s | M px/s | peak GiB", flush=True)

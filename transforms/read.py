@@ -4,6 +4,7 @@ window of every band as float values."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Dict, Tuple
 
@@ -17,17 +18,17 @@ from transforms.plan import core_size, example_cores
 from transforms.records import TextureParams, TileTask
 
 
-def read_example(task: TileTask, params: TextureParams,
-                 read_tile=read_tile) -> Dict[str, np.ndarray]:
-    """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both the
-    scene's tile shape (:func:`tile_shape`), invalid outside the scene. Reads are
-    retried.
+def read_example(task: TileTask, params: TextureParams, read_tile=read_tile,
+                 shapes=None) -> Dict[str, np.ndarray]:
+    """The model input of ``task``: ``codes`` int32 and ``valid`` bool, both the shape
+    ``shapes`` gives (default :data:`EXAMPLE_SHAPES`, this process's), invalid
+    outside the scene. Reads are retried.
 
     ``read_tile(uri, band, tile) -> (values, valid)``: the raster reader
     (:func:`transforms.io.raster.read_tile`; tests pass a failing one)."""
     source = task.source
     values, valid = with_retries(lambda: read_tile(source.uri, source.band, task.tile))
-    height, width = tile_shape(task, params)
+    height, width = (EXAMPLE_SHAPES if shapes is None else shapes)(task, params)
     pad = ((0, height - values.shape[0]), (0, width - values.shape[1]))
     # On the host: on a GPU worker the backend's ops would go to the GPU, one round
     # trip each from every reading thread, queued behind the texture kernel there.
@@ -36,20 +37,56 @@ def read_example(task: TileTask, params: TextureParams,
     return {"codes": np.pad(codes, pad), "valid": np.pad(ok, pad)}
 
 
+def own_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:
+    """The scene's tile core (:func:`transforms.plan.core_size`) plus the halo on both
+    sides: the smallest shape that holds every tile of ``task``'s scene."""
+    info, size, quantum = task.info, params.tile_size, params.tile_quantum
+    return tuple(core_size(extent, size, quantum) + 2 * params.halo
+                 for extent in (info.height, info.width))
+
+
 def tile_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:
-    """The shape every texture example of ``task``'s scene is padded to: the scene's
-    tile core (:func:`transforms.plan.core_size`) plus the halo on both sides; one
-    shape per scene, so its tiles compile the kernel once and batch together. In pixel
-    mode a scene of small tiles pads them to a core of the shared ladder instead
-    (:func:`transforms.plan.example_cores`), so that scenes of other sizes reuse the
-    compiled kernel; the padding is invalid, and only the core is kept."""
+    """The shape that ``task``'s scene's texture examples may share with scenes of
+    other sizes: in pixel mode, cores of the ladder where the scene's tiles are small
+    (:func:`transforms.plan.example_cores`), plus the halo; else :func:`own_shape`
+    (block mode cuts the example into blocks). One shape for all a scene's tiles."""
+    if params.mode != "pixel":
+        return own_shape(task, params)
     info, halo = task.info, params.halo
-    size, quantum = params.tile_size, params.tile_quantum
-    if params.mode != "pixel":  # the others keep the scene's own (block mode cuts blocks)
-        return tuple(core_size(extent, size, quantum) + 2 * halo
-                     for extent in (info.height, info.width))
-    cores = example_cores(info.height, info.width, size, halo, len(task.sources), quantum)
+    cores = example_cores(info.height, info.width, params.tile_size, halo,
+                          len(task.sources), params.tile_quantum)
     return tuple(core + 2 * halo for core in cores)
+
+
+class ExampleShapes:
+    """The shape each scene's texture examples are padded to, in one process: the
+    shared :func:`tile_shape` for the first scene of each :func:`own_shape`, the own
+    shape for every later scene of it.
+
+    A new shape compiles the kernel once per process (``transforms.plan``): scenes of
+    many sizes then share the ladder's few compiled shapes, while a collection of one
+    size (chips of 300², say, whose rung is 384²) pays one compilation more, not the
+    padding on every scene (the ladder alone: 1.23x the CPU on forty such clips). The
+    padding is invalid and only the core is kept: the values do not depend on it
+    (tested bit for bit). Thread-safe; a scene keeps the shape it was given first.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._first = {}  # (own shape, shared shape) -> the first scene id
+
+    def __call__(self, task: TileTask, params: TextureParams) -> Tuple[int, int]:
+        own, shared = own_shape(task, params), tile_shape(task, params)
+        if shared == own:
+            return own
+        scene = task.scene.scene_id
+        with self._lock:
+            first = self._first.setdefault((own, shared), scene)
+        return shared if first == scene else own
+
+
+# This process's: the DoFns of a worker's threads share the kernels compiled in it.
+EXAMPLE_SHAPES = ExampleShapes()
 
 
 def read_bands(task: TileTask, read_tile=read_tile) -> Dict[str, np.ndarray]:

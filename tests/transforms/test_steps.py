@@ -14,7 +14,8 @@ from transforms.io import storage
 from transforms.layout import read_manifest, scenes_for
 from transforms.plan import SKIPPED_TAG, PlanScenes
 from transforms.io.raster import TileWindows
-from transforms.read import ReadTiles, SpreadTiles, read_example
+from transforms.read import (ExampleShapes, ReadTiles, SpreadTiles, read_example,
+                             tile_shape)
 from transforms.records import Scene, TextureFailure, TextureOutput, TextureParams
 from transforms.save import SaveTiles
 from transforms.texture import (TextureModelHandler, TextureOutcomeCoder, TextureResults,
@@ -61,10 +62,11 @@ def test_read_step_passes_read_time_and_records_a_failing_reader(scene, tmp_path
     _, tasks = plan_scene(scene, PARAMS, str(tmp_path / "out"))
     found = run_step(tasks[:2], ReadTiles(PARAMS), ("examples", ERRORS_TAG))
     assert len(found["examples"]) == 2 and found[ERRORS_TAG] == []
-    for task, example in found["examples"]:
-        # cores of 25 padded to the ladder's first rung (tile_shape), plus the halo
-        side = 64 + 2 * PARAMS.halo
-        assert example["codes"].shape == (side, side) and example["read_seconds"] >= 0
+    # cores of 25 (29 with the halo), or the ladder's first rung, 64, for the first
+    # scene of that size in this process (ExampleShapes); the same for every tile
+    sides = {example["codes"].shape for _, example in found["examples"]}
+    assert len(sides) == 1 and sides <= {(29, 29), (64 + 2 * PARAMS.halo,) * 2}
+    assert all(example["read_seconds"] >= 0 for _, example in found["examples"])
     # a reader that fails with bad data: one record per tile, not retried
     found = run_step(tasks[:2], ReadTiles(PARAMS, read_tile=broken_read),
                      ("examples", ERRORS_TAG))
@@ -102,16 +104,19 @@ def test_read_step_quantizes_on_the_host(scene, tmp_path, monkeypatch):
 
 
 def test_scenes_of_nearby_sizes_read_examples_of_one_shape(tmp_path):
-    # Pixel mode pads small tiles to a shared shape (one compiled kernel for both
-    # scenes), invalid beyond the scene; block mode keeps each scene's own (it cuts
-    # the example into blocks).
+    # Pixel mode pads small tiles to a shared shape (one compiled kernel for scenes of
+    # both sizes), invalid beyond the scene; a later scene of a size seen before keeps
+    # its own (a collection of one size compiles its own shape instead of padding
+    # every scene); block mode keeps each scene's own (it cuts the example into blocks).
     from transforms.plan import plan_scene
 
     params = TextureParams.create(features="contrast", window=3, levels=8)
     block = TextureParams.create(features="contrast", levels=8, mode="block", block=8)
-    shapes = {}
-    for height, width in [(40, 50), (57, 33)]:
-        path = tmp_path / f"s{height}.tif"
+    shapes = ExampleShapes()
+    shared = (64 + 2 * params.halo,) * 2
+    got = {}
+    for name, height, width in [("a", 40, 50), ("b", 57, 33), ("c", 40, 50)]:
+        path = tmp_path / f"{name}.tif"
         data = np.random.default_rng(height).integers(0, 200, (1, height, width))
         with rasterio.open(path, "w", driver="GTiff", height=height, width=width,
                            count=1, dtype="uint8", crs="EPSG:32632",
@@ -119,15 +124,50 @@ def test_scenes_of_nearby_sizes_read_examples_of_one_shape(tmp_path):
             dst.write(data.astype(np.uint8))
         [scene] = scenes_for([Scene("", u, fp) for u, fp in storage.match(str(path))])
         [task] = plan_scene(scene, params, str(tmp_path / "out"))[1]
-        example = read_example(task, params)
-        shapes[height] = example["codes"].shape
+        example = read_example(task, params, shapes=shapes)
+        got[name] = example["codes"].shape
         inside = np.zeros(example["valid"].shape, bool)  # the scene, after the halo
         inside[params.halo:params.halo + height, params.halo:params.halo + width] = True
         np.testing.assert_array_equal(example["valid"], inside)
-        [task] = plan_scene(scene, block, str(tmp_path / "block"))[1]
-        assert read_example(task, block)["codes"].shape == (-(-height // 8) * 8,
-                                                            -(-width // 8) * 8)
-    assert shapes[40] == shapes[57] == (64 + 2 * params.halo,) * 2
+        assert tile_shape(task, params) == shared
+        [block_task] = plan_scene(scene, block, str(tmp_path / "block"))[1]
+        assert read_example(block_task, block, shapes=shapes)["codes"].shape == (
+            -(-height // 8) * 8, -(-width // 8) * 8)
+        if name == "a":
+            first = task
+    assert got == {"a": shared, "b": shared, "c": (48 + 2 * params.halo, 64 + 2 * params.halo)}
+    assert read_example(first, params, shapes=shapes)["codes"].shape == shared  # kept
+
+
+def test_texture_of_an_example_does_not_depend_on_its_padding(tmp_path):
+    # The first scene of a size is padded to the ladder's rung, later ones to their
+    # own shape: the core's features must be the same bits either way.
+    import glcm
+    from transforms.plan import plan_scene
+    from transforms.read import own_shape
+    from transforms.records import DEFAULT_FEATURES
+
+    path = tmp_path / "clip.tif"
+    rng = np.random.default_rng(3)
+    data = (np.cumsum(rng.integers(0, 5, (1, 150, 170)), axis=2) % 256).astype(np.uint8)
+    with rasterio.open(path, "w", driver="GTiff", height=150, width=170, count=1,
+                       dtype="uint8", crs="EPSG:32632", nodata=0,
+                       transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
+        dst.write(data)
+    [scene] = scenes_for([Scene("", u, fp) for u, fp in storage.match(str(path))])
+    params = TextureParams.create()
+    [task] = plan_scene(scene, params, str(tmp_path / "out"))[1]
+    own, shared = own_shape(task, params), tile_shape(task, params)
+    assert own == (168, 184) and shared == (200, 200)
+    cores = []
+    for shape in (shared, own):
+        example = read_example(task, params, shapes=lambda t, p, shape=shape: shape)
+        maps = np.asarray(glcm.texture_map(example["codes"][None], DEFAULT_FEATURES,
+                                           params.window, levels=params.levels,
+                                           mask=example["valid"][None]))[0]
+        cores.append(maps[params.halo:params.halo + 150, params.halo:params.halo + 170])
+    assert np.isfinite(cores[0]).mean() > 0.5
+    np.testing.assert_array_equal(cores[0], cores[1])
 
 
 # Windows decoded by CountingWindows, as (uri, window) keys (one process: the
