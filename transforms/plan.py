@@ -128,8 +128,9 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
 # 2.9-3.6 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels (docs/performance.md,
 # "Tile shapes shared between scenes"). Scenes of many sizes (clips of an area of
 # interest, chips) would compile once each. So the examples of a scene with small
-# tiles are padded to cores of :func:`ladder_side`, which scenes of other sizes share,
-# where that computes at most this many pixels in vain over all its tiles and bands.
+# tiles may be padded to cores of :func:`ladder_side`, which scenes of other sizes
+# share, where that computes at most this many pixels in vain over all its tiles and
+# bands (transforms.read.ExampleShapes decides which scenes).
 SHARED_SHAPE_EXTRA_PIXELS = 1 << 20
 # The smallest side of the ladder: texture_map rounds smaller images up to
 # multiples of 32 itself.
