@@ -106,7 +106,7 @@ from transforms.io.cog import write_mosaic
 from transforms.layout import band_names
 from transforms.io.raster import read_tile
 from transforms.plan import core_size, plan_scene, tiles_for
-from transforms.read import read_example, tile_shape
+from transforms.read import ExampleShapes, read_example
 from transforms.records import DEFAULT_FEATURES, Scene
 from transforms.save import save_tile
 from transforms.texture import TextureModelHandler
@@ -142,24 +142,26 @@ class BenchScene:
         return self.height * self.width * len(self.bands)
 
 
-def planned(path, args, folder):
+def planned(path, args, folder, scene_id="bench"):
     """(params, tasks): the pipeline's plan of the scene at ``path`` with this run's
     flags (every band, every tile), its outputs under ``folder`` (empty, so nothing
     counts as finished)."""
     params = params_from(TextureOptions([
         f"--input={path}", f"--output={folder}", f"--tile={args.tile}",
         f"--cog-compression={args.cog_compression}"]))
-    return params, plan_scene(Scene("bench", path, "-"), params, folder)[1]
+    return params, plan_scene(Scene(scene_id, path, "-"), params, folder)[1]
 
 
-def bench_scene(path, args, folder):
-    """The :class:`BenchScene` of ``path``, from the pipeline's plan."""
-    params, tasks = planned(path, args, folder)
+def bench_scene(path, args, folder, scene_id, shapes):
+    """The :class:`BenchScene` of ``path``, from the pipeline's plan; its examples'
+    shape from ``shapes`` (an :class:`~transforms.read.ExampleShapes` that has seen
+    the scenes before it, as one pipeline process has)."""
+    params, tasks = planned(path, args, folder, scene_id)
     bands = {task.band_index: (task.source.uri, task.source.band, task.vmin, task.vmax)
              for task in tasks}
     info = tasks[0].info
     return BenchScene(path, info.height, info.width, info.dtype,
-                      tuple(bands[k] for k in sorted(bands)), tile_shape(tasks[0], params))
+                      tuple(bands[k] for k in sorted(bands)), shapes(tasks[0], params))
 
 
 def write_scene(path, size, seed):
@@ -674,8 +676,9 @@ def run(args, work):
             write_scene(paths[-1], args.size, k)
     # As the pipeline plans them (size, bands, quantization ranges); a raster it
     # cannot read stops here, with its reason.
-    scenes = [bench_scene(path, args, os.path.join(work, "plan", str(k)))
-              for k, path in enumerate(paths)]
+    example_shapes = ExampleShapes()  # one pipeline process's, scene by scene
+    scenes = [bench_scene(path, args, os.path.join(work, "plan", str(k)), f"scene{k}",
+                          example_shapes) for k, path in enumerate(paths)]
     for scene in scenes:
         print(f"  {scene.path}: {scene.height}x{scene.width}, {len(scene.bands)} "
               f"band(s) of {scene.dtype}")

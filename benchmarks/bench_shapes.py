@@ -40,8 +40,11 @@ import rasterio
 from rasterio.transform import from_origin
 
 from benchmarks.common import header
-from transforms.plan import core_size, example_cores
-from transforms.records import DEFAULTS, TextureParams
+from transforms.io import storage
+from transforms.layout import scenes_for
+from transforms.plan import plan_scene
+from transforms.read import ExampleShapes, own_shape
+from transforms.records import Scene, TextureParams
 
 
 def write_clips(folder, n, smallest, largest, seed):
@@ -65,18 +68,16 @@ def write_clips(folder, n, smallest, largest, seed):
     return clips
 
 
-def example_shapes(clips, shared):
-    """The distinct shapes of ``clips``' examples (cores), as
-    ``transforms.read.ExampleShapes`` gives them in one process in the clips' order
-    (``shared``), or each scene's own."""
-    tile, halo = DEFAULTS["tile"], TextureParams.create().halo
-    found, first = set(), set()
-    for _, height, width in clips:
-        own = (core_size(height, tile), core_size(width, tile))
-        ladder = example_cores(height, width, tile, halo)
-        found.add(ladder if shared and own not in first else own)
-        first.add(own)
-    return found
+def example_shapes(inputs, shared):
+    """The distinct shapes of the examples of the rasters in ``inputs``, as the
+    pipeline plans them: through one ``transforms.read.ExampleShapes`` scene by scene,
+    as one process sees them (``shared``), or each scene's own."""
+    params = TextureParams.create()
+    shapes = ExampleShapes() if shared else own_shape
+    found = [Scene("", uri, fp) for uri, fp in storage.match(os.path.join(inputs, "*.tif"))]
+    with tempfile.TemporaryDirectory(prefix="bench-shapes-plan-") as out:
+        return {shapes(plan_scene(scene, params, out)[1][0], params)
+                for scene in scenes_for(found)}
 
 
 def child(setting, inputs, output):
@@ -151,8 +152,8 @@ def main():
         pixels = sum(h * w for _, h, w in clips)
         print(f"{len(clips)} scenes of {args.min}-{args.max} pixels a side, "
               f"{pixels / 1e6:.2f} M px; distinct example shapes (scenes in order): own "
-              f"{len(example_shapes(clips, False))}, shared "
-              f"{len(example_shapes(clips, True))}")
+              f"{len(example_shapes(inputs, False))}, shared "
+              f"{len(example_shapes(inputs, True))}")
         print("setting | round | CPU-s | wall s | M px/s | peak GiB", flush=True)
         runs = {"own": [], "shared": []}
         for round_ in range(1, args.repeat + 1):
