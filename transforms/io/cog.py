@@ -23,6 +23,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import rasterio
 import rasterio.errors
+import rasterio.io
 import rasterio.shutil
 from affine import Affine
 from rasterio._env import get_gdal_config, set_gdal_config
@@ -31,7 +32,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from glcm._compile import usable_cores
-from transforms.io import storage
+from transforms.io import cog_writer, storage
 from transforms.records import DEFAULTS, SceneInfo, TileResult
 
 # GDAL's block cache while a mosaic is built, in bytes (set by gdal_cache, below):
@@ -319,13 +320,85 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                     _mosaic_vrt(vrt, info, names, n_features, placed, nodata=True)
             # Compressed once, here, in ``threads`` threads.
             with gdal_cache(COPY_CACHE_BYTES):
-                rasterio.shutil.copy(vrt, path, driver="COG", **codec,
-                                     overviews="FORCE_USE_EXISTING" if factors else "NONE",
-                                     BIGTIFF="IF_SAFER", num_threads=str(threads))
+                if codec["compress"] == "ZSTD":
+                    _encode_cog(vrt, path, len(factors), codec, threads, placed,
+                                n_features)
+                else:
+                    rasterio.shutil.copy(vrt, path, driver="COG", **codec,
+                                         overviews="FORCE_USE_EXISTING" if factors
+                                         else "NONE", BIGTIFF="IF_SAFER",
+                                         num_threads=str(threads))
     finally:
         for name in scratch:
             if os.path.exists(name):
                 os.remove(name)
+
+
+def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int,
+                placed, n_features: int) -> None:
+    """The COG of the mosaic's VRT written by :mod:`transforms.io.cog_writer`, which
+    predicts and compresses its blocks (ZSTD codecs only): the full resolution's
+    blocks copied from the saved tiles (``placed``, as :func:`_mosaic_vrt` takes them:
+    a tile's bands are runs of its ``.npy``, mapped), each of the ``n_overviews``
+    overviews' blocks read by GDAL from the ``.ovr`` beside the VRT.
+
+    Through the VRT GDAL reads a raw band a row at a time (a read and a seek per row of
+    every band of every block): the copy from the mapped tiles makes no system call.
+    The georeferencing, band descriptions and nodata tags are those GDAL writes for
+    the VRT's settings, taken from a 1x1 GeoTIFF it writes in memory."""
+    with rasterio.open(vrt) as src:
+        profile = dict(driver="GTiff", width=1, height=1, count=src.count,
+                       dtype="float32", nodata=src.nodata)
+        if src.crs:
+            profile["crs"] = src.crs
+        if not src.transform.is_identity:  # none set: GDAL writes no georeferencing
+            profile["transform"] = src.transform
+        with rasterio.io.MemoryFile() as memory:
+            with memory.open(**profile) as template:
+                template.descriptions = src.descriptions
+            tags = cog_writer.tiff_tags(memory.read())
+        fill = np.float32(np.nan if src.nodata is not None else 0)
+    georeference = {tag: tags[tag] for tag in cog_writer.GEOREFERENCE_TAGS if tag in tags}
+    nodata = tags[cog_writer.GDAL_NODATA][2] if cog_writer.GDAL_NODATA in tags else None
+    side = COG_BLOCK
+    # The tiles that reach into each of the full resolution's blocks.
+    by_block: dict = {}
+    for tile_vrt, first, height, width, row, col in placed:
+        for block_row in range(row // side, (row + height - 1) // side + 1):
+            for block_col in range(col // side, (col + width - 1) // side + 1):
+                by_block.setdefault((block_row, block_col), []).append(
+                    (tile_vrt[:-len(".vrt")], first, height, width, row, col))
+    with contextlib.ExitStack() as stack:
+        sources = [stack.enter_context(rasterio.open(vrt))] + [
+            stack.enter_context(rasterio.open(vrt, overview_level=k))
+            for k in range(n_overviews)]
+        levels = [cog_writer.Level(src.height, src.width) for src in sources]
+        cores = {}  # npy -> its memory map, opened once
+
+        def read_block(level, block_row, block_col, out):
+            _, height, width = out.shape
+            top, left = block_row * side, block_col * side
+            if level:
+                sources[level].read(out=out, window=Window(left, top, width, height))
+                return
+            copies = []
+            for npy, first, tile_height, tile_width, row, col in by_block.get(
+                    (block_row, block_col), ()):
+                if npy not in cores:
+                    cores[npy] = np.load(npy, mmap_mode="r")
+                r0, r1 = max(top, row), min(top + height, row + tile_height)
+                c0, c1 = max(left, col), min(left + width, col + tile_width)
+                copies.append((out[first:first + n_features, r0 - top:r1 - top,
+                                   c0 - left:c1 - left],
+                               cores[npy][:, r0 - row:r1 - row, c0 - col:c1 - col]))
+            if sum(target.size for target, _ in copies) < out.size:
+                out[...] = fill  # a band or pixel without a tile, as the VRT reads it
+            for target, core in copies:
+                target[...] = core
+
+        cog_writer.write_cog(path, levels, read_block, sources[0].count, georeference,
+                             nodata, predictor=int(codec["predictor"]),
+                             zstd_level=codec["level"], tile=side, threads=threads)
 
 
 def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list:
