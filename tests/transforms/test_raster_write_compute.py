@@ -191,10 +191,10 @@ def test_mosaic_is_a_cog_with_band_names(tmp_path, masked_scene):
 
 
 def _mosaic_of(tmp_path, path, full, features, compression=DEFAULTS["cog_compression"],
-               name="features.tif"):
+               name="features.tif", leave_out=()):
     """``name`` (a mosaic of ``compression``) of ``full`` (H, W, F) as one source band
     of ``path``'s scene resized to H x W, saved as the pipeline saves tiles (520², four
-    for 1040²)."""
+    for 1040²), but for the tiles whose (row, col) are in ``leave_out``."""
     height, width = full.shape[:2]
     info = dataclasses.replace(scene_info(path), height=height, width=width)
     sources = (BandSource(path, 1),)
@@ -202,6 +202,8 @@ def _mosaic_of(tmp_path, path, full, features, compression=DEFAULTS["cog_compres
     for tile in tiles_for("big", height, width, 520, 0):
         core = full[tile.core_row:tile.core_row + tile.core_height,
                     tile.core_col:tile.core_col + tile.core_width]
+        if (tile.key.row, tile.key.col) in leave_out:
+            continue
         uri = str(tmp_path / f"t{tile.key.row}_{tile.key.col}.npy")
         save_tile_bands(uri, core)
         task = TileTask(None, info, sources, 0, tile, 0.0, 1.0, 0)
@@ -232,19 +234,34 @@ def test_tiles_are_read_in_place_and_nothing_is_left_beside_them(tmp_path, maske
                     "t1_1.npy"]
 
 
-@pytest.mark.parametrize("codec", ["none", "deflate"])
-def test_every_codec_keeps_the_same_overviews(tmp_path, masked_scene, codec):
-    # The overviews are averaged once, before the COG copy compresses them: an
-    # uncompressed COG has the default codec's overview values bit for bit, and is a
-    # pixel-interleaved COG too.
+@pytest.mark.parametrize("codec", ["none", "deflate", "zstd-fast"])
+@pytest.mark.parametrize("leave_out", [(), ((1, 0),)])
+def test_every_codec_keeps_the_same_values(tmp_path, masked_scene, codec, leave_out):
+    # The overviews are averaged once, before the COG is compressed: GDAL's COG
+    # driver (none, deflate) and the own encoder of the zstd codecs store the same
+    # values bit for bit at every level, in a pixel-interleaved COG, a missing tile's
+    # pixels included (the nodata value, NaN, as the VRT reads them).
     path, _ = masked_scene
     full = np.random.default_rng(5).random((1100, 1100, 2), dtype=np.float32)
-    default = _mosaic_of(tmp_path, path, full, ["contrast", "mean"])
-    other = _mosaic_of(tmp_path, path, full, ["contrast", "mean"], codec, f"{codec}.tif")
+    default = _mosaic_of(tmp_path, path, full, ["contrast", "mean"], leave_out=leave_out)
+    other = _mosaic_of(tmp_path, path, full, ["contrast", "mean"], codec, f"{codec}.tif",
+                       leave_out=leave_out)
     with rasterio.open(default) as a, rasterio.open(other) as b:
-        assert b.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
-        assert b.interleaving == Interleaving.pixel
+        for src in (a, b):
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+            assert src.interleaving == Interleaving.pixel
         assert a.overviews(1) == b.overviews(1) == [2, 4]
+        assert a.descriptions == b.descriptions and a.crs == b.crs
+        assert a.transform == b.transform and str(a.nodata) == str(b.nodata)
+        values = a.read()
+        np.testing.assert_array_equal(values, b.read())
+        expected = full.transpose(2, 0, 1).copy()
+        for tile in tiles_for("big", 1100, 1100, 520, 0):
+            if (tile.key.row, tile.key.col) in leave_out:  # read as the nodata value
+                expected[:, tile.core_row:tile.core_row + tile.core_height,
+                         tile.core_col:tile.core_col + tile.core_width] = np.nan
+        assert np.isnan(expected).any() == bool(leave_out)
+        np.testing.assert_array_equal(values, expected)
         for factor in a.overviews(1):
             shape = (2, -(-1100 // factor), -(-1100 // factor))
             np.testing.assert_array_equal(a.read(out_shape=shape), b.read(out_shape=shape))

@@ -35,7 +35,7 @@ import concurrent.futures
 import dataclasses
 import struct
 import threading
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -216,9 +216,10 @@ def _ifd_bytes(tags, at: int, big: bool):
 
 def write_cog(path: str, levels: Sequence[Level],
               read_block: Callable[[int, int, int, np.ndarray], object], bands: int,
-              georeference: Dict[int, Tuple[int, int, bytes]], nodata: bytes = None,
+              georeference: Dict[int, Tuple[int, int, bytes]],
+              nodata: Optional[bytes] = None,
               predictor: int = 3, zstd_level: int = 1, tile: int = 512,
-              threads: int = 1) -> None:
+              threads: int = 1, bigtiff: Optional[bool] = None) -> None:
     """Writes a float32 COG of ``bands`` bands compressed with ZSTD to ``path``.
 
     Args:
@@ -237,6 +238,9 @@ def write_cog(path: str, levels: Sequence[Level],
       zstd_level: ZSTD's compression level.
       tile: the tiles' side, a multiple of 16.
       threads: threads that encode tiles (reading stays in the calling thread).
+      bigtiff: a BigTIFF, or a classic TIFF; by default a BigTIFF where the tiles
+        uncompressed exceed :data:`CLASSIC_LIMIT` bytes (what compresses them least
+        still fits a classic TIFF).
     """
     if predictor not in (1, 3):
         raise ValueError(f"predictor must be 1 (none) or 3 (floating point), got "
@@ -248,7 +252,7 @@ def write_cog(path: str, levels: Sequence[Level],
                          f"{bands}, {threads}")
     grid = [level.tiles(tile) for level in levels]
     raw_bytes = sum(rows * cols for rows, cols in grid) * tile * tile * bands * 4
-    big = raw_bytes > CLASSIC_LIMIT
+    big = raw_bytes > CLASSIC_LIMIT if bigtiff is None else bool(bigtiff)
     header = struct.pack("<2sHHHQ", b"II", 43, 8, 0, 0) if big else struct.pack(
         "<2sHI", b"II", 42, 0)
     at = len(header) + len(GHOST) + (len(header) + len(GHOST)) % 2
