@@ -13,7 +13,9 @@ in between.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import mmap
 import os
 import threading
 import warnings
@@ -373,7 +375,7 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
             stack.enter_context(rasterio.open(vrt, overview_level=k))
             for k in range(n_overviews)]
         levels = [cog_writer.Level(src.height, src.width) for src in sources]
-        cores = {}  # npy -> its memory map, opened once
+        mapped = _MappedTiles(by_block)
 
         def read_block(level, block_row, block_col, out):
             _, height, width = out.shape
@@ -384,21 +386,88 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
             copies = []
             for npy, first, tile_height, tile_width, row, col in by_block.get(
                     (block_row, block_col), ()):
-                if npy not in cores:
-                    cores[npy] = np.load(npy, mmap_mode="r")
                 r0, r1 = max(top, row), min(top + height, row + tile_height)
                 c0, c1 = max(left, col), min(left + width, col + tile_width)
                 copies.append((out[first:first + n_features, r0 - top:r1 - top,
                                    c0 - left:c1 - left],
-                               cores[npy][:, r0 - row:r1 - row, c0 - col:c1 - col]))
+                               mapped.core(npy)[:, r0 - row:r1 - row, c0 - col:c1 - col]))
             if sum(target.size for target, _ in copies) < out.size:
                 out[...] = fill  # a band or pixel without a tile, as the VRT reads it
-            for target, core in copies:
-                target[...] = core
+            for target, source in copies:
+                target[...] = source
+            copies = target = source = None  # no view of a tile left: it can be unmapped
+            mapped.done(block_row, block_col, top, top + height)
 
-        cog_writer.write_cog(path, levels, read_block, sources[0].count, georeference,
-                             nodata, predictor=int(codec["predictor"]),
-                             zstd_level=codec["level"], tile=side, threads=threads)
+        try:
+            cog_writer.write_cog(path, levels, read_block, sources[0].count,
+                                 georeference, nodata, predictor=int(codec["predictor"]),
+                                 zstd_level=codec["level"], tile=side, threads=threads)
+        finally:
+            mapped.close()
+
+
+class _MappedTiles:
+    """The saved tiles' files mapped while the COG's full resolution is copied from
+    them, each one's pages let go as soon as the blocks that need them are copied.
+
+    A mapped page the process has read counts in its resident memory until it is
+    unmapped: mapping every tile of a scene made a 3072² scene's pipeline peak at 1.91
+    GiB instead of 1.57, and would have held a 10980² scene's 3.9 GB. Here each
+    tile's rows of a row of blocks are released (``madvise``, the pages stay in the
+    page cache) when the last block of that row that needs them is copied, and the
+    file is unmapped after its last block (when its last view goes)."""
+
+    def __init__(self, by_block: dict):
+        self._left = collections.Counter()  # (npy, block row) -> blocks still to copy
+        self._rows = collections.Counter()  # npy -> block rows still to copy
+        for (block_row, _), pieces in by_block.items():
+            for piece in pieces:
+                self._left[piece[0], block_row] += 1
+        for npy, _ in self._left:
+            self._rows[npy] += 1
+        self._by_block = by_block
+        self._open: dict = {}  # npy -> (mmap, array (F, h, w))
+
+    def core(self, npy: str) -> np.ndarray:
+        """The tile ``npy``'s bands (F, h, w), mapped on first use."""
+        if npy not in self._open:
+            with open(npy, "rb") as f:
+                np.lib.format.read_magic(f)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                offset = f.tell()
+                if fortran or dtype != np.dtype("<f4") or len(shape) != 3:
+                    raise ValueError(f"{npy}: a C-order float32 (F, h, w) tile was "
+                                     f"expected, found {dtype} {shape}")
+                memory = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            array = np.frombuffer(memory, np.float32, int(np.prod(shape)), offset)
+            self._open[npy] = (memory, array.reshape(shape), offset)
+        return self._open[npy][1]
+
+    def done(self, block_row: int, block_col: int, top: int, bottom: int) -> None:
+        """Block (``block_row``, ``block_col``), rows ``top`` to ``bottom``, copied:
+        releases what no later block needs."""
+        for npy, _, height, width, row, _ in self._by_block.get((block_row, block_col), ()):
+            self._left[npy, block_row] -= 1
+            if self._left[npy, block_row]:
+                continue
+            self._rows[npy] -= 1
+            if not self._rows[npy]:
+                # unmapped when the last view of it goes (closing it here would fail
+                # while a caller still holds one)
+                del self._open[npy]
+                continue
+            memory, array, offset = self._open[npy]
+            plane = height * width * 4
+            first, last = max(top, row) - row, min(bottom, row + height) - row
+            for band in range(array.shape[0]):
+                start = offset + band * plane + first * width * 4
+                end = offset + band * plane + last * width * 4
+                start -= start % mmap.PAGESIZE
+                memory.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+    def close(self) -> None:
+        """Lets go of what is still mapped (after an error)."""
+        self._open.clear()
 
 
 def overview_factors(height: int, width: int, block: int = COG_BLOCK) -> list:
