@@ -7,8 +7,10 @@ never sees a partial ``features.tif``.
 
 The mosaic reads the saved tiles where they are: :func:`save_tile_bands` stores each
 band of a tile as one contiguous run of a ``.npy`` file, a VRT places them, and GDAL
-averages the overviews from it and writes the COG, with no full-size copy of the scene
-in between.
+averages the overviews from it, with no full-size copy of the scene in between. The
+COG of the ZSTD codecs is then written by :mod:`transforms.io.cog_writer` (its blocks
+copied from the mapped tiles and the overviews, predicted with numpy, compressed in
+threads); that of the others by GDAL's COG driver.
 """
 
 from __future__ import annotations
