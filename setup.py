@@ -44,6 +44,8 @@ setup(
         "apache-beam[gcp]==2.77.0",
         "rasterio==1.4.4",
         "google-cloud-storage==3.17.1",
+        # the default codec's COG (transforms/io/cog_writer.py); apache-beam needs it too
+        "zstandard==0.25.0",
         # --mode objects: polygons read (pyogrio, GeoParquet via pyarrow), reprojected
         # and indexed (shapely's STRtree), per-scene tables written as GeoParquet.
         "geopandas==1.2.0",

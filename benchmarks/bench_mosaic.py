@@ -1,4 +1,4 @@
-"""The mosaic's memory and CPU by output bands and GDAL's compression threads.
+"""The mosaic's memory and CPU by output bands and the COG's compression threads.
 
 For each count of output bands in ``--bands`` (multiples of the 8 default features:
 source bands x 8), writes one ``--size`` square scene's tiles as the pipeline saves
@@ -108,18 +108,21 @@ def child(arguments, threads, copy_cache_bytes):
         reset = False
     copy_peaks = []  # (peak before the copy, the copy's own peak beyond its start)
     if reset:
-        copy = rasterio.shutil.copy
+        def measured(copy):
+            def measured_copy(*args, **kwargs):
+                earlier = _status_gib("VmHWM")
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+                start = _status_gib("VmRSS")
+                result = copy(*args, **kwargs)
+                copy_peaks.append((earlier, _status_gib("VmHWM") - start))
+                return result
+            return measured_copy
 
-        def measured_copy(*args, **kwargs):
-            earlier = _status_gib("VmHWM")
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            start = _status_gib("VmRSS")
-            result = copy(*args, **kwargs)
-            copy_peaks.append((earlier, _status_gib("VmHWM") - start))
-            return result
-
-        rasterio.shutil.copy = measured_copy  # this child process only
+        # this child process only: the COG copy is GDAL's COG driver, or the own
+        # encoder for the ZSTD codecs (the default)
+        rasterio.shutil.copy = measured(rasterio.shutil.copy)
+        cog._encode_cog = measured(cog._encode_cog)
     cpu, wall = time.process_time(), time.perf_counter()
     out = os.path.join(os.path.dirname(arguments), "features.tif")
     write_mosaic(out, info, names, n_features, results, threads=threads)

@@ -38,6 +38,7 @@ import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import zstandard
 
 __all__ = ["GEOREFERENCE_TAGS", "Level", "float_predictor", "tiff_tags", "write_cog"]
 
@@ -107,15 +108,19 @@ def float_predictor(block: np.ndarray, out: np.ndarray = None,
     return out
 
 
+# Rows of a tile predicted at a time: the predictor's buffers per thread are this
+# many rows of a tile, not a whole tile each (64 bands: 8 MiB instead of 128).
+PREDICTOR_ROWS = 64
+
+
 class _Encoder:
     """Predicts and compresses tiles in threads: a ZSTD context and the predictor's
     buffers per thread (a context is not safe to share between threads; buffers used
-    again spare the OS fresh pages for every tile)."""
+    again spare the OS fresh pages for every tile). With the predictor a tile is
+    predicted and compressed :data:`PREDICTOR_ROWS` rows at a time, into one ZSTD
+    frame."""
 
     def __init__(self, tile: int, bands: int, predictor: int, level: int):
-        import zstandard  # a dependency of apache-beam[gcp]; only the mosaic needs it
-
-        self._zstandard = zstandard
         self.tile, self.bands, self.predictor, self.level = tile, bands, predictor, level
         self._local = threading.local()
 
@@ -123,14 +128,21 @@ class _Encoder:
         """One tile's bytes from ``pixels`` (tile, tile, bands) float32."""
         local = self._local
         if getattr(local, "compressor", None) is None:
-            local.compressor = self._zstandard.ZstdCompressor(level=self.level)
+            local.compressor = zstandard.ZstdCompressor(level=self.level)
             if self.predictor == 3:
-                shape = (self.tile, 4 * self.tile * self.bands)
+                shape = (min(PREDICTOR_ROWS, self.tile), 4 * self.tile * self.bands)
                 local.out, local.scratch = np.empty(shape, np.uint8), np.empty(
                     shape, np.uint8)
-        data = pixels if self.predictor == 1 else float_predictor(
-            pixels, local.out, local.scratch)
-        return local.compressor.compress(data)
+        if self.predictor == 1:
+            return local.compressor.compress(pixels)
+        stream = local.compressor.compressobj(size=pixels.nbytes)
+        parts = []
+        for top in range(0, self.tile, len(local.out)):
+            rows = pixels[top:top + len(local.out)]
+            parts.append(stream.compress(float_predictor(
+                rows, local.out[:len(rows)], local.scratch[:len(rows)])))
+        parts.append(stream.flush())
+        return b"".join(parts)
 
 
 def tiff_tags(tiff: bytes) -> Dict[int, Tuple[int, int, bytes]]:
@@ -302,7 +314,7 @@ def _write_tiles(f, order, levels, read_block, encode, threads, offsets, sizes,
     are read into a few buffers used again and again."""
     limit = 2 ** 64 if big else 2 ** 32
     tile, bands = encode.tile, encode.bands
-    ahead = 2 * threads  # tiles read and queued while the oldest is written
+    ahead = threads + 1  # tiles being encoded, and one read ahead
     free = [np.empty((tile, tile, bands), np.float32) for _ in range(ahead)]
     tiles = iter(order)
     pending = collections.deque()
