@@ -15,6 +15,7 @@ threads); that of the others by GDAL's COG driver.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import threading
@@ -118,6 +119,9 @@ COPY_BLOCKS_PER_THREAD = 2
 # peaked at 1.65-1.69 GiB instead of 1.95-2.03 with two and took 10-15 % more wall
 # time, its mosaic running alone on the machine at the end (docs/performance.md).
 COMPRESSION_BUDGET_BYTES = 512 * 2 ** 20
+# The rows of saved tiles the own encoder keeps for the next block of the same row of
+# blocks (_TileRows): two tiles of 8 features, 512 rows of 1024 columns.
+TILE_ROWS_BYTES = 32 * 2 ** 20
 
 
 def bytes_per_block(bands: int, itemsize: int = 4) -> int:
@@ -406,30 +410,43 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
 
 
 class _TileRows:
-    """Reads rows of a saved tile's bands into one buffer used again and again.
+    """Reads rows of the saved tiles' bands into buffers used again and again.
 
     A tile saved by :func:`save_tile_bands` holds its bands one after the other, so
     a range of rows of one band, at the tile's full width, is one run of its file:
-    one ``preadv`` per band straight into the buffer. Reading the files rather than
-    mapping them keeps what the process holds to this buffer: a mapped page that was
-    read counts as resident until it is unmapped (mapping a 3072² scene's tiles for
-    the whole COG made the pipeline's peak 1.91 GiB instead of 1.60, and a 10980²
-    scene's tiles are 3.9 GB)."""
+    one ``preadv`` per band straight into a buffer. The latest reads are kept, up to
+    :data:`TILE_ROWS_BYTES`, for the next block of the same row of blocks (a tile
+    of 1024 columns serves two blocks of 512). Reading the files rather than mapping
+    them keeps what the process holds to these buffers: a mapped page that was read
+    counts as resident until it is unmapped (mapping a 3072² scene's tiles for the
+    whole COG made the pipeline's peak 1.91 GiB instead of 1.60, and a 10980² scene's
+    tiles are 3.9 GB)."""
 
-    def __init__(self, n_features: int):
+    def __init__(self, n_features: int, budget: int = None):
         self.n_features = n_features
-        self._buffer = np.empty(0, np.float32)
+        self.budget = TILE_ROWS_BYTES if budget is None else budget
+        self._kept = collections.OrderedDict()  # (npy, first, last) -> rows read
+        self._spare: list = []  # buffers no longer kept, to be used again
 
     def read(self, npy: str, offset: int, height: int, width: int, first: int,
              last: int) -> np.ndarray:
         """Rows ``first`` to ``last`` of every band of the (F, ``height``, ``width``)
-        float32 tile whose data start at ``offset`` in ``npy``: a (F, rows, width)
-        view of the buffer, valid until the next read."""
+        float32 tile whose data start at ``offset`` in ``npy``: (F, rows, width),
+        valid until the reads after it need its memory."""
+        key = (npy, first, last)
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
         rows = last - first
         size = self.n_features * rows * width
-        if self._buffer.size < size:
-            self._buffer = np.empty(size, np.float32)
-        out = self._buffer[:size].reshape(self.n_features, rows, width)
+        while self._kept and (len(self._kept) + 1) * size * 4 > self.budget:
+            self._spare.append(self._kept.popitem(last=False)[1])
+        buffer = next((b for b in self._spare if b.size >= size), None)
+        if buffer is None:
+            buffer = np.empty(size, np.float32)
+        else:
+            self._spare.remove(buffer)
+        out = buffer.reshape(-1)[:size].reshape(self.n_features, rows, width)
         with open(npy, "rb", buffering=0) as f:
             for band in range(self.n_features):
                 at = offset + (band * height + first) * width * 4
@@ -437,6 +454,8 @@ class _TileRows:
                     raise ValueError(f"{npy}: band {band + 1} ends before row {last} "
                                      f"(a tile cut short? run again with a new output "
                                      f"folder)")
+        self._kept[key] = out
+        self._spare = self._spare[-1:]  # one spare at most: the rest is let go
         return out
 
 

@@ -53,9 +53,9 @@ GDAL_NODATA = 42113
 # GDAL_METADATA (band descriptions). Full resolution only, as GDAL writes them.
 GEOREFERENCE_TAGS = (33550, 33922, 34264, 34735, 34736, 34737, 42112)
 ZSTD_COMPRESSION = 50000  # the code libtiff and GDAL use
-# TIFF field types: code -> (struct format of one value, bytes).
-TYPES = {1: ("B", 1), 2: ("c", 1), 3: ("H", 2), 4: ("I", 4), 5: ("II", 8), 7: ("B", 1),
-         11: ("f", 4), 12: ("d", 8), 16: ("Q", 8)}
+# TIFF field types a GeoTIFF's tags use: code -> bytes of one value (BYTE, ASCII,
+# SHORT, LONG, RATIONAL, UNDEFINED, FLOAT, DOUBLE, LONG8).
+TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 7: 1, 11: 4, 12: 8, 16: 8}
 SHORT, LONG, LONG8 = 3, 4, 16
 
 # GDAL's structural metadata ("ghost area"), as its COG driver writes it.
@@ -185,12 +185,15 @@ def tiff_tags(tiff: bytes) -> Dict[int, Tuple[int, int, bytes]]:
     tags = {}
     for entry in range(count):
         tag, kind, n, inline = struct.unpack_from("<HHI4s", tiff, ifd + 2 + 12 * entry)
-        if kind not in TYPES:
+        if kind not in TYPE_SIZES:
             raise ValueError(f"TIFF tag {tag} has a field type ({kind}) this writer "
                              "does not know")
-        size = TYPES[kind][1] * n
-        value = inline[:size] if size <= 4 else tiff[
-            struct.unpack("<I", inline)[0]:struct.unpack("<I", inline)[0] + size]
+        size = TYPE_SIZES[kind] * n
+        if size <= 4:
+            value = inline[:size]
+        else:
+            (at,) = struct.unpack("<I", inline)
+            value = tiff[at:at + size]
         tags[tag] = (kind, n, bytes(value))
     return tags
 
