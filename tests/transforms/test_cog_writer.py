@@ -176,3 +176,30 @@ def test_bad_arguments_are_refused(tmp_path):
         write_cog(str(tmp_path / "b.tif"), [Level(40, 40)], None, 1, {}, tile=20)
     with pytest.raises(ValueError, match="classic TIFF"):
         tiff_tags(b"MM\x00*" + bytes(16))
+
+
+def test_tile_rows_read_what_was_saved_whatever_is_kept(tmp_path):
+    # Rows of saved tiles (bands one after the other) read through the buffers the
+    # mosaic keeps: the same values as the files, with room for none, one or many
+    # kept reads (a budget below one read, then above several), a read asked twice
+    # from what was kept, and a tile cut short refused.
+    from transforms.io.cog import _TileRows, save_tile_bands
+    rng = np.random.default_rng(11)
+    tiles = {}
+    for name, (height, width) in {"a": (40, 24), "b": (33, 17), "c": (40, 24)}.items():
+        maps = rng.random((height, width, 3), dtype=np.float32)
+        path = str(tmp_path / f"{name}.npy")
+        save_tile_bands(path, maps)
+        tiles[path] = (np.load(path, mmap_mode="r").offset, maps.transpose(2, 0, 1))
+    asks = [(p, first, last) for p in tiles for first, last in ((0, 16), (16, 33), (5, 6))]
+    for budget in (1, 3 * 16 * 24 * 4 * 2, 2 ** 20):
+        rows = _TileRows(3, budget)
+        for path, first, last in asks + asks[::-1]:
+            offset, bands = tiles[path]
+            got = rows.read(path, offset, bands.shape[1], bands.shape[2], first, last)
+            np.testing.assert_array_equal(got, bands[:, first:last])
+    path = str(tmp_path / "a.npy")
+    with open(path, "r+b") as f:
+        f.truncate(tiles[path][0] + 3 * 40 * 24 * 4 - 100)
+    with pytest.raises(ValueError, match="band 3 ends before row 40"):
+        _TileRows(3).read(path, tiles[path][0], 40, 24, 30, 40)

@@ -425,7 +425,7 @@ class _TileRows:
     whole COG made the pipeline's peak 1.91 GiB instead of 1.60, and a 10980² scene's
     tiles are 3.9 GB)."""
 
-    def __init__(self, n_features: int, budget: int = None):
+    def __init__(self, n_features: int, budget: Optional[int] = None):
         self.n_features = n_features
         self.budget = TILE_ROWS_BYTES if budget is None else budget
         self._kept = collections.OrderedDict()  # (npy, first, last) -> rows read
@@ -444,11 +444,8 @@ class _TileRows:
         size = self.n_features * rows * width
         while self._kept and (len(self._kept) + 1) * size * 4 > self.budget:
             self._spare.append(self._kept.popitem(last=False)[1])
-        buffer = next((b for b in self._spare if b.size >= size), None)
-        if buffer is None:
-            buffer = np.empty(size, np.float32)
-        else:
-            self._spare.remove(buffer)
+        fits = [i for i, spare in enumerate(self._spare) if spare.size >= size]
+        buffer = self._spare.pop(fits[0]) if fits else np.empty(size, np.float32)
         out = buffer.reshape(-1)[:size].reshape(self.n_features, rows, width)
         with open(npy, "rb", buffering=0) as f:
             for band in range(self.n_features):
