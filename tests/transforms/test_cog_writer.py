@@ -2,13 +2,11 @@
 layout of GDAL's own COG driver."""
 
 import struct
-import warnings
 import zlib
 
 import numpy as np
 import pytest
 import rasterio
-import rasterio.errors
 import rasterio.io
 import rasterio.shutil
 import tifffile

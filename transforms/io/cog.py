@@ -357,20 +357,6 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
     with one read of the rows it needs (:class:`_TileRows`).
     The georeferencing, band descriptions and nodata tags are those GDAL writes for
     the VRT's settings, taken from a 1x1 GeoTIFF it writes in memory."""
-    with rasterio.open(vrt) as src:
-        profile = dict(driver="GTiff", width=1, height=1, count=src.count,
-                       dtype="float32", nodata=src.nodata)
-        if src.crs:
-            profile["crs"] = src.crs
-        if not src.transform.is_identity:  # none set: GDAL writes no georeferencing
-            profile["transform"] = src.transform
-        with rasterio.io.MemoryFile() as memory:
-            with memory.open(**profile) as template:
-                template.descriptions = src.descriptions
-            tags = cog_writer.tiff_tags(memory.read())
-        fill = np.float32(np.nan if src.nodata is not None else 0)
-    georeference = {tag: tags[tag] for tag in cog_writer.GEOREFERENCE_TAGS if tag in tags}
-    nodata = tags[cog_writer.GDAL_NODATA][2] if cog_writer.GDAL_NODATA in tags else None
     side = COG_BLOCK
     # The tiles that reach into each of the full resolution's blocks.
     by_block: dict = {}
@@ -384,7 +370,22 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
         sources = [stack.enter_context(rasterio.open(vrt))] + [
             stack.enter_context(rasterio.open(vrt, overview_level=k))
             for k in range(n_overviews)]
-        levels = [cog_writer.Level(src.height, src.width) for src in sources]
+        src = sources[0]
+        profile = dict(driver="GTiff", width=1, height=1, count=src.count,
+                       dtype="float32", nodata=src.nodata)
+        if src.crs:
+            profile["crs"] = src.crs
+        if not src.transform.is_identity:  # none set: GDAL writes no georeferencing
+            profile["transform"] = src.transform
+        with rasterio.io.MemoryFile() as memory:
+            with memory.open(**profile) as template:
+                template.descriptions = src.descriptions
+            tags = cog_writer.tiff_tags(memory.read())
+        georeference = {tag: tags[tag] for tag in cog_writer.GEOREFERENCE_TAGS
+                        if tag in tags}
+        nodata = tags.get(cog_writer.GDAL_NODATA, (None, None, None))[2]
+        fill = np.float32(np.nan if src.nodata is not None else 0)
+        levels = [cog_writer.Level(source.height, source.width) for source in sources]
 
         def read_block(level, block_row, block_col, out):
             _, height, width = out.shape
@@ -407,9 +408,9 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
                 target[...] = tile_rows.read(npy, offset, tile_height, tile_width,
                                              r0, r1)[:, :, c0:c1]
 
-        cog_writer.write_cog(path, levels, read_block, sources[0].count, georeference,
-                             nodata, predictor=int(codec["predictor"]),
-                             zstd_level=codec["level"], tile=side, threads=threads)
+        cog_writer.write_cog(path, levels, read_block, src.count, georeference, nodata,
+                             predictor=int(codec["predictor"]), zstd_level=codec["level"],
+                             tile=side, threads=threads)
 
 
 class _TileRows:

@@ -297,9 +297,10 @@ def write_cog(path: str, levels: Sequence[Level],
     grid = [level.tiles(tile) for level in levels]
     raw_bytes = sum(rows * cols for rows, cols in grid) * tile * tile * bands * 4
     big = raw_bytes > CLASSIC_LIMIT if bigtiff is None else bool(bigtiff)
-    header = struct.pack("<2sHHHQ", b"II", 43, 8, 0, 0) if big else struct.pack(
-        "<2sHI", b"II", 42, 0)
-    at = len(header) + len(GHOST) + (len(header) + len(GHOST)) % 2
+    header_size = 16 if big else 8
+    at = first_ifd = header_size + len(GHOST) + (header_size + len(GHOST)) % 2
+    header = struct.pack("<2sHHHQ", b"II", 43, 8, 0, first_ifd) if big else struct.pack(
+        "<2sHI", b"II", 42, first_ifd)
     extra_nodata = {} if nodata is None else {
         GDAL_NODATA: (2, len(nodata), nodata)}
     ifds, places = [], []
@@ -322,8 +323,6 @@ def write_cog(path: str, levels: Sequence[Level],
             following = ifds[index + 1][0] if index + 1 < len(ifds) else 0
             f.seek(next_at)
             f.write(struct.pack("<Q" if big else "<I", following))
-        f.seek(8 if big else 4)
-        f.write(struct.pack("<Q" if big else "<I", ifds[0][0]))
         f.seek(at)
         # The smallest overview first, the full resolution last (GDAL's COG order:
         # a reader of a zoomed-out view reads the start of the file only).
@@ -356,16 +355,19 @@ def _write_tiles(f, order, levels, read_block, encode, threads, offsets, sizes,
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
 
         def submit():
-            for index, row, col in tiles:
-                level, (pixels, output) = levels[index], free.pop()
-                height = min(tile, level.height - row * tile)
-                width = min(tile, level.width - col * tile)
-                if (height, width) != (tile, tile):
-                    pixels[height:] = 0
-                    pixels[:, width:] = 0
-                read_block(index, row, col, pixels.transpose(2, 0, 1)[:, :height, :width])
-                pending.append((index, pixels, pool.submit(encode, pixels, output)))
+            """Reads the next tile, if any, and queues it for encoding."""
+            following = next(tiles, None)
+            if following is None:
                 return
+            index, row, col = following
+            level, (pixels, output) = levels[index], free.pop()
+            height = min(tile, level.height - row * tile)
+            width = min(tile, level.width - col * tile)
+            if (height, width) != (tile, tile):
+                pixels[height:] = 0
+                pixels[:, width:] = 0
+            read_block(index, row, col, pixels.transpose(2, 0, 1)[:, :height, :width])
+            pending.append((index, pixels, pool.submit(encode, pixels, output)))
 
         for _ in range(ahead):
             submit()
