@@ -90,10 +90,17 @@ def test_float_predictor_is_libtiffs(tmp_path):
 
 @pytest.mark.parametrize("predictor", [3, 1])
 @pytest.mark.parametrize("bigtiff", [False, True])
-def test_gdal_reads_every_level_back(tmp_path, predictor, bigtiff):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_gdal_reads_every_level_back(tmp_path, monkeypatch, predictor, bigtiff,
+                                     streamed):
     # Edges that do not fill a tile, three levels, NaN and infinities: GDAL reads
     # every value back at every level, with the georeferencing, the band names and
-    # NaN as nodata, and takes the file for a COG.
+    # NaN as nodata, and takes the file for a COG. Tiles compressed in one call or
+    # streamed (larger tiles), predicted a few rows at a time (not a divisor of the
+    # tile's rows).
+    monkeypatch.setattr(cog_writer, "PREDICTOR_ROWS", 12)
+    if streamed:
+        monkeypatch.setattr(cog_writer, "ONE_SHOT_BYTES", 0)
     rng = np.random.default_rng(predictor + 2 * bigtiff)
     arrays = _levels_of(_values(rng, (4, 100, 70)))
     path = str(tmp_path / "ours.tif")

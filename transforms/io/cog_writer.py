@@ -93,6 +93,8 @@ def float_predictor(block: np.ndarray, out: np.ndarray = None,
 
     Returns (h, 4 * w * bands) uint8 (``out`` where given; ``scratch``, of the same
     shape, holds the regrouped bytes), what libtiff's decoder turns back into the row.
+    With ``scratch`` given, ``out`` may be ``block``'s own memory: every byte is
+    regrouped into ``scratch`` before ``out`` is written.
     """
     height, width, bands = block.shape
     raw = np.ascontiguousarray(block, dtype="<f4").view(np.uint8)
@@ -111,30 +113,50 @@ def float_predictor(block: np.ndarray, out: np.ndarray = None,
 # Rows of a tile predicted at a time: the predictor's buffers per thread are this
 # many rows of a tile, not a whole tile each (64 bands: 8 MiB instead of 128).
 PREDICTOR_ROWS = 64
+# A tile of at most this many bytes (8 bands of 512²) is compressed in one call, its
+# predicted bytes whole: ZSTD then reads them where they are. A stream copies what it
+# is given into its own window and matches against that copy, which cost 15 % more
+# CPU for the same bytes (docs/performance.md, "Compressed in one call").
+ONE_SHOT_BYTES = 8 << 20
 
 
 class _Encoder:
     """Predicts and compresses tiles in threads: a ZSTD context and the predictor's
-    buffers per thread (a context is not safe to share between threads; buffers used
-    again spare the OS fresh pages for every tile). With the predictor a tile is
-    predicted and compressed :data:`PREDICTOR_ROWS` rows at a time, into one ZSTD
-    frame; the frame goes into the caller's output buffer (a fresh one per tile made
-    the OS supply and clear about 23,000 pages more per 3072² scene)."""
+    buffer per thread (a context is not safe to share between threads; buffers used
+    again spare the OS fresh pages for every tile). A tile of at most
+    :data:`ONE_SHOT_BYTES` is predicted in place, :data:`PREDICTOR_ROWS` rows at a
+    time, and compressed whole in one call; a larger one is predicted and compressed
+    that many rows at a time into one ZSTD frame, streamed into the caller's output
+    buffer (a fresh one per tile made the OS supply and clear about 23,000 pages more
+    per 3072² scene)."""
 
     def __init__(self, tile: int, bands: int, predictor: int, level: int):
         self.tile, self.bands, self.predictor, self.level = tile, bands, predictor, level
+        self.one_shot = tile * tile * bands * 4 <= ONE_SHOT_BYTES
         self._local = threading.local()
 
-    def __call__(self, pixels: np.ndarray, output: "_Output") -> "_Output":
-        """Writes the bytes of one tile, ``pixels`` (tile, tile, bands) float32, to
-        ``output`` (emptied first); returns it."""
+    def __call__(self, pixels: np.ndarray, output: "_Output"):
+        """The bytes of one tile, ``pixels`` (tile, tile, bands) float32, contiguous:
+        a bytes object where the tile is compressed in one call (``pixels`` then
+        holds its predicted bytes), else a view of ``output`` (emptied first)."""
         local = self._local
         if getattr(local, "compressor", None) is None:
             local.compressor = zstandard.ZstdCompressor(level=self.level)
             if self.predictor == 3:
                 shape = (min(PREDICTOR_ROWS, self.tile), 4 * self.tile * self.bands)
-                local.out, local.scratch = np.empty(shape, np.uint8), np.empty(
-                    shape, np.uint8)
+                local.scratch = np.empty(shape, np.uint8)
+                local.out = None if self.one_shot else np.empty(shape, np.uint8)
+        if self.one_shot:
+            if self.predictor == 3:
+                # Each chunk's bytes are regrouped into scratch before any is written
+                # back: the chunk's own rows take its predicted bytes.
+                predicted = pixels.view(np.uint8).reshape(self.tile, -1)
+                rows = len(local.scratch)
+                for top in range(0, self.tile, rows):
+                    chunk = pixels[top:top + rows]
+                    float_predictor(chunk, predicted[top:top + len(chunk)],
+                                    local.scratch[:len(chunk)])
+            return local.compressor.compress(pixels)
         output.size = 0
         with local.compressor.stream_writer(output, size=pixels.nbytes,
                                             closefd=False) as stream:
@@ -145,7 +167,7 @@ class _Encoder:
                     rows = pixels[top:top + len(local.out)]
                     stream.write(float_predictor(rows, local.out[:len(rows)],
                                                  local.scratch[:len(rows)]))
-        return output
+        return output.view()
 
 
 class _Output:
@@ -348,8 +370,8 @@ def _write_tiles(f, order, levels, read_block, encode, threads, offsets, sizes,
     ahead = threads + 1  # tiles being encoded, and one read ahead
     # Room for a tile that does not compress at all, and ZSTD's frame around it.
     capacity = tile * tile * bands * 4 + 2 ** 17
-    free = [(np.empty((tile, tile, bands), np.float32), _Output(capacity))
-            for _ in range(ahead)]
+    free = [(np.empty((tile, tile, bands), np.float32),
+             None if encode.one_shot else _Output(capacity)) for _ in range(ahead)]
     tiles = iter(order)
     pending = collections.deque()
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
@@ -367,14 +389,13 @@ def _write_tiles(f, order, levels, read_block, encode, threads, offsets, sizes,
                 pixels[height:] = 0
                 pixels[:, width:] = 0
             read_block(index, row, col, pixels.transpose(2, 0, 1)[:, :height, :width])
-            pending.append((index, pixels, pool.submit(encode, pixels, output)))
+            pending.append((index, pixels, output, pool.submit(encode, pixels, output)))
 
         for _ in range(ahead):
             submit()
         while pending:
-            index, pixels, future = pending.popleft()
-            output = future.result()
-            data = output.view()
+            index, pixels, output, future = pending.popleft()
+            data = future.result()
             at = f.tell()
             if at + 4 + len(data) + 4 > limit:
                 raise ValueError("the compressed tiles exceed what a classic TIFF "
