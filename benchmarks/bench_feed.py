@@ -18,7 +18,8 @@ seconds with it free: the children's system CPU varies with it), then in this ru
 2. ``texture_map`` on each band of each scene in this process, quantized with the
    range the pipeline plans for it, in pieces of at most 4096² (the whole scene up to
    that: memory bounded whatever the scene's size), after a warm-up call on each
-   piece shape: wall and CPU seconds (the kernel);
+   piece shape: wall and CPU seconds (the kernel), run right before the pipeline's
+   run and again right after it, the two runs' mean taken;
 3. the pipeline's own steps on the first scene's tiles, one after the other in this
    process (CPU seconds, every thread of the process): reading and quantizing each
    tile, saving each tile's core (the pipeline's texture model's output for it,
@@ -31,11 +32,13 @@ Before each timed part the page cache's dirty pages are written out (``os.sync``
 a pipeline run leaves gigabytes to write back, and the OS's threads that write them
 run on the same cores as whatever is timed next.
 
-The cores' speed is probed before and after the pipeline's run and the kernel's
-(``texture_map``'s CPU-us/px on the 512² ``brick`` image, warm): how far apart the
-four probes are, a round whose probes differ by more than 10 % flagged. On shared
-cores that drift within minutes, the subtraction of a kernel run minutes apart is
-where most of a round's noise comes from; the probe shows it, it cannot remove it.
+The cores' speed is probed before and after each of the three runs (the kernel, the
+pipeline, the kernel; ``texture_map``'s CPU-us/px on the 512² ``brick`` image,
+warm): how far apart the four probes are, a round whose probes differ by more than
+10 % flagged. On shared cores that drift within minutes, the subtraction of a kernel
+run from a pipeline run on cores of another speed is where most of a round's noise
+comes from: the kernel's two runs around the pipeline's cancel a drift that is even
+across the three; the probes show the rest, they cannot remove it.
 
 Prints the share of the kernel's pixel rate the pipeline keeps, the CPU-microseconds
 per pixel the pipeline spends beyond the kernel (with and without start-up), and
@@ -333,10 +336,10 @@ class CoreSpeed:
     warm, the median of five calls (about 1.5 CPU-s; a single call is now and then
     half as slow again, a sustained drift moves the median).
 
-    These shared cores drift by 20-30 % within minutes, and the pipeline's and the
-    kernel's runs are minutes apart: the kernel's CPU seconds subtracted from the
-    pipeline's are then those of cores faster or slower than the pipeline had. Taken
-    before and after each run, the probe shows how far they drifted. It does not
+    These shared cores drift by 20-30 % within minutes: the kernel's CPU seconds
+    subtracted from the pipeline's are those of cores faster or slower than the
+    pipeline had, even in runs right before and after it. Taken before and after
+    each run, the probe shows how far they drifted. It does not
     correct for it: the speed also moves during a run (scaling the kernel's figures
     by the probes' means widened the spread of two rounds: 0.33-0.54 CPU-us/px beyond
     the kernel against 0.50-0.52)."""
@@ -400,6 +403,12 @@ def compile_costs(scenes, features):
             times.append((time.perf_counter() - w0, time.process_time() - c0))
         costs.append(tuple(max(0.0, first - warm) for first, warm in zip(*times)))
     return costs
+
+
+def kernels(scenes, features):
+    """:func:`kernel_run` on the first scene, then on the others: (first scene's
+    wall, CPU, system; the others' wall, CPU, system) seconds."""
+    return kernel_run(scenes[:1], features) + kernel_run(scenes[1:], features)
 
 
 def kernel_run(scenes, features):
@@ -476,17 +485,29 @@ def _timed(fn):
 
 def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
             core_speed):
-    """One round: the pipeline on every scene and on the first alone, then the kernel
-    on the same scenes; prints them and returns the ratios. ``core_speed``: a
-    :class:`CoreSpeed`, taken before and after the pipeline's run and the kernel's."""
+    """One round: the kernel on every scene, the pipeline on them, the kernel again,
+    then the pipeline on the first scene alone and the other runs; prints them and
+    returns the ratios. The kernel's figures are the mean of its two runs, right
+    before and right after the pipeline's: a drift of the cores' speed that is even
+    across the three cancels out. ``core_speed``: a :class:`CoreSpeed`, taken before
+    and after each of the three runs."""
     paths = [scene.path for scene in scenes]
     pixels = sum(scene.pixels for scene in scenes)
     out = os.path.join(work, f"out{repeat}")
     settle()
-    speed_pipeline = [core_speed()]
+    speeds = [core_speed()]
+    kernel_runs = [kernels(scenes, features)]
+    speeds.append(core_speed())
+    settle()
     wall, cpu, system, own_rate, own_seconds, peak, written = pipeline_run(
         paths, out, args, env)
-    speed_pipeline.append(core_speed())
+    speeds.append(core_speed())
+    settle()
+    kernel_runs.append(kernels(scenes, features))
+    speeds.append(core_speed())
+    # (first scene's wall, CPU, system; the other scenes' wall, CPU, system): means
+    first_wall, first_cpu, first_system, rest_wall, rest_cpu, rest_system = (
+        sum(values) / 2 for values in zip(*kernel_runs))
     if len(paths) > 1:  # the steady state's reference: the first scene alone
         one_wall, one_cpu, _, _, _, _, _ = pipeline_run(
             paths[:1], os.path.join(work, f"one{repeat}"), args, env)
@@ -509,18 +530,17 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
         free_one_cpu = kernel_free_run(paths[:1], os.path.join(work, f"freeone{repeat}"),
                                        args, env)
     settle()
-    speed_kernel = [core_speed()]
-    first_wall, first_cpu, first_system = kernel_run(scenes[:1], features)
-    rest_wall, rest_cpu, rest_system = kernel_run(scenes[1:], features)
-    speed_kernel.append(core_speed())
-    settle()
     alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
     kernel_rate = pixels / kernel_wall
     beyond = (cpu - kernel_cpu) / pixels * 1e6
     beyond_no_start = (cpu - import_cpu - kernel_cpu) / pixels * 1e6
-    print(f"kernel (texture_map, this process, warm): {kernel_wall:.1f} s wall, "
-          f"{kernel_cpu:.1f} CPU-s: {kernel_rate / 1e6:.2f} M px/s, "
+    walls = [k[0] + k[3] for k in kernel_runs]
+    cpus = [k[1] + k[4] for k in kernel_runs]
+    print(f"kernel (texture_map, this process, warm; the mean of a run right before the "
+          f"pipeline's and one right after): {kernel_wall:.1f} s wall ({walls[0]:.1f} "
+          f"before, {walls[1]:.1f} after), {kernel_cpu:.1f} CPU-s ({cpus[0]:.1f} before, "
+          f"{cpus[1]:.1f} after): {kernel_rate / 1e6:.2f} M px/s, "
           f"{kernel_cpu / pixels * 1e6:.2f} CPU-us/px")
     print(f"pipeline (child): {wall:.1f} s wall ({own_seconds:.1f} s by its own summary, "
           f"{own_rate / 1e6:.2f} M px/s), {cpu:.1f} CPU-s ({system:.1f} of them in the "
@@ -538,13 +558,13 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
           f"{beyond_no_start:.2f} without; in the OS kernel {system_beyond:.2f} (the "
           f"child's system CPU, start-up's included, less texture_map's "
           f"{first_system + rest_system:.1f} s)")
-    # A difference between runs minutes apart holds the cores' drift between them.
-    speeds = speed_pipeline + speed_kernel
+    # A difference between runs holds the cores' drift between them; the mean of the
+    # two kernel runs cancels an even drift only.
     drift = max(speeds) / min(speeds) - 1
     print(f"the cores' speed (texture_map on a 512² image, warm, CPU-us/px): "
-          f"{speed_pipeline[0]:.2f} before the pipeline's run, {speed_pipeline[1]:.2f} "
-          f"after it, {speed_kernel[0]:.2f} before the kernel's, {speed_kernel[1]:.2f} "
-          f"after it: {drift:.0%} apart"
+          f"{speeds[0]:.2f} before the first kernel run, {speeds[1]:.2f} before the "
+          f"pipeline's, {speeds[2]:.2f} after it, {speeds[3]:.2f} after the second "
+          f"kernel run: {drift:.0%} apart"
           + (" (more than 10 %: this round's ratios carry that much noise)"
              if drift > 0.1 else ""))
     scene_pixels = scenes[0].pixels
