@@ -110,9 +110,9 @@ CODECS = {
 # 9.9-10.5 with two, 11.5-13.0 with three, 14.1-16.2 with four, 21.7-22.3 with eight:
 # GDAL queues one job more than it has threads, each with copies of its block.
 # The own encoder of the ZSTD codecs (cog_writer) holds less from 64 bands on
-# (3.1-16.3 blocks with 1-8 threads) and 6.3-20.4 for 8 bands (6.6-20.0 with each
-# block compressed in one call), where the tile rows it keeps (16 MiB) are two
-# blocks: the model is kept as the bound for both.
+# (3.1-16.3 blocks with 1-8 threads) and 6.3-20.4 for 8 bands (5.6-21.7 with each
+# block compressed in one call; 16 bands in one call 2.9-15.9), where the tile rows
+# it keeps (16 MiB) are two blocks: the model is kept as the bound for both.
 COPY_BLOCKS_ONE_THREAD = 5
 COPY_BLOCKS_QUEUE = 7
 COPY_BLOCKS_PER_THREAD = 2

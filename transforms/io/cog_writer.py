@@ -113,11 +113,14 @@ def float_predictor(block: np.ndarray, out: np.ndarray = None,
 # Rows of a tile predicted at a time: the predictor's buffers per thread are this
 # many rows of a tile, not a whole tile each (64 bands: 8 MiB instead of 128).
 PREDICTOR_ROWS = 64
-# A tile of at most this many bytes (8 bands of 512²) is compressed in one call, its
-# predicted bytes whole: ZSTD then reads them where they are. A stream copies what it
-# is given into its own window and matches against that copy, which cost 15 % more
-# CPU for the same bytes (docs/performance.md, "Compressed in one call").
-ONE_SHOT_BYTES = 8 << 20
+# A tile of at most this many bytes (16 bands of 512²: two source bands' 8 features)
+# is compressed in one call, its predicted bytes whole: ZSTD then reads them where
+# they are. A stream copies what it is given into its own window and matches against
+# that copy, which cost 14-15 % more CPU for the same bytes with 8 and 16 bands
+# (docs/performance.md, "Compressed in one call"). Larger tiles are streamed: not
+# measured in one call, where each tile's compressed bytes would be memory fresh from
+# the OS (glibc maps allocations above 32 MiB anew each time).
+ONE_SHOT_BYTES = 16 << 20
 
 
 class _Encoder:
