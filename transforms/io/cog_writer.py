@@ -116,7 +116,7 @@ PREDICTOR_ROWS = 64
 # A tile of at most this many bytes (16 bands of 512²: two source bands' 8 features)
 # is compressed in one call, its predicted bytes whole: ZSTD then reads them where
 # they are. A stream copies what it is given into its own window and matches against
-# that copy, which cost 14-15 % more CPU for the same bytes with 8 and 16 bands
+# that copy, which cost 15-17 % more CPU for the same bytes with 8 and 16 bands
 # (docs/performance.md, "Compressed in one call"). Larger tiles are streamed: not
 # measured in one call, where each tile's compressed bytes would be memory fresh from
 # the OS (glibc maps allocations above 32 MiB anew each time).
