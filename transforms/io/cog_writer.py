@@ -125,13 +125,12 @@ ONE_SHOT_BYTES = 16 << 20
 
 class _Encoder:
     """Predicts and compresses tiles in threads: a ZSTD context and the predictor's
-    buffer per thread (a context is not safe to share between threads; buffers used
-    again spare the OS fresh pages for every tile). A tile of at most
-    :data:`ONE_SHOT_BYTES` is predicted in place, :data:`PREDICTOR_ROWS` rows at a
-    time, and compressed whole in one call; a larger one is predicted and compressed
-    that many rows at a time into one ZSTD frame, streamed into the caller's output
-    buffer (a fresh one per tile made the OS supply and clear about 23,000 pages more
-    per 3072² scene)."""
+    scratch rows per thread (a context is not safe to share between threads; buffers
+    used again spare the OS fresh pages for every tile). A tile is predicted in place,
+    :data:`PREDICTOR_ROWS` rows at a time; one of at most :data:`ONE_SHOT_BYTES` is
+    then compressed whole in one call, a larger one streamed as one ZSTD frame into
+    the caller's output buffer (a fresh one per tile made the OS supply and clear
+    about 23,000 pages more per 3072² scene)."""
 
     def __init__(self, tile: int, bands: int, predictor: int, level: int):
         self.tile, self.bands, self.predictor, self.level = tile, bands, predictor, level
@@ -139,37 +138,31 @@ class _Encoder:
         self._local = threading.local()
 
     def __call__(self, pixels: np.ndarray, output: "_Output"):
-        """The bytes of one tile, ``pixels`` (tile, tile, bands) float32, contiguous:
-        a bytes object where the tile is compressed in one call (``pixels`` then
-        holds its predicted bytes), else a view of ``output`` (emptied first)."""
+        """The bytes of one tile, ``pixels`` (tile, tile, bands) float32, contiguous
+        (with the predictor it then holds the predicted bytes): a bytes object where
+        the tile is compressed in one call, else a view of ``output`` (emptied
+        first)."""
         local = self._local
         if getattr(local, "compressor", None) is None:
             local.compressor = zstandard.ZstdCompressor(level=self.level)
             if self.predictor == 3:
-                shape = (min(PREDICTOR_ROWS, self.tile), 4 * self.tile * self.bands)
-                local.scratch = np.empty(shape, np.uint8)
-                local.out = None if self.one_shot else np.empty(shape, np.uint8)
+                local.scratch = np.empty(
+                    (min(PREDICTOR_ROWS, self.tile), 4 * self.tile * self.bands), np.uint8)
+        if self.predictor == 3:
+            # Each chunk's bytes are regrouped into scratch before any is written
+            # back: the chunk's own rows take its predicted bytes.
+            predicted = pixels.view(np.uint8).reshape(self.tile, -1)
+            rows = len(local.scratch)
+            for top in range(0, self.tile, rows):
+                chunk = pixels[top:top + rows]
+                float_predictor(chunk, predicted[top:top + len(chunk)],
+                                local.scratch[:len(chunk)])
         if self.one_shot:
-            if self.predictor == 3:
-                # Each chunk's bytes are regrouped into scratch before any is written
-                # back: the chunk's own rows take its predicted bytes.
-                predicted = pixels.view(np.uint8).reshape(self.tile, -1)
-                rows = len(local.scratch)
-                for top in range(0, self.tile, rows):
-                    chunk = pixels[top:top + rows]
-                    float_predictor(chunk, predicted[top:top + len(chunk)],
-                                    local.scratch[:len(chunk)])
             return local.compressor.compress(pixels)
         output.size = 0
         with local.compressor.stream_writer(output, size=pixels.nbytes,
                                             closefd=False) as stream:
-            if self.predictor == 1:
-                stream.write(pixels)
-            else:
-                for top in range(0, self.tile, len(local.out)):
-                    rows = pixels[top:top + len(local.out)]
-                    stream.write(float_predictor(rows, local.out[:len(rows)],
-                                                 local.scratch[:len(rows)]))
+            stream.write(pixels)
         return output.view()
 
 
