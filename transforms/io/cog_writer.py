@@ -110,8 +110,8 @@ def float_predictor(block: np.ndarray, out: np.ndarray = None,
     return out
 
 
-# Rows of a tile predicted at a time: the predictor's buffers per thread are this
-# many rows of a tile, not a whole tile each (64 bands: 8 MiB instead of 128).
+# Rows of a tile predicted at a time: the predictor's scratch per thread is this
+# many rows of a tile, not a whole tile (64 bands: 8 MiB instead of 128).
 PREDICTOR_ROWS = 64
 # A tile of at most this many bytes (16 bands of 512²: two source bands' 8 features)
 # is compressed in one call, its predicted bytes whole: ZSTD then reads them where
