@@ -348,6 +348,7 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
               for mechanism in IMPLEMENTATIONS}
     # Box sums always run: their pair count n says where a window has no pair.
     box = BoxMoments(pairs)
+    box.prefetch(names)  # every float32 window sum in one pass
     values = {name: getattr(box, name)() for name in wanted[BOX_SUMS]}
     if wanted[SLIDING_HISTOGRAMS]:
         counts = SlidingCounts(pairs, wanted[SLIDING_HISTOGRAMS])
@@ -357,15 +358,17 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
         values.update({name: getattr(stats, name)() for name in wanted[GATHERED_WINDOWS]})
     has_pairs = box.n > 0  # (B, h, w, K)
     centre_valid = centre_value >= 0
+    stacked = ops.stack([values[name] for name in names], axis=-1)  # (B, h, w, K, F)
     if not average:
-        values = ops.stack([values[name] for name in names], axis=-1)  # (B, h, w, K, F)
         ok = ops.logical_and(has_pairs, centre_valid[..., None])
-        return ops.where(ok[..., None], values, float("nan"))
+        return ops.where(ok[..., None], stacked, float("nan"))
     # Mean over the offsets with a pair, written out per offset: XLA runs this in one
-    # pass, faster than NaN-masked sums over the offset axis.
+    # pass, faster than NaN-masked sums over the offset axis. All features at once:
+    # per feature, it was a fifth of the kernel's ops, which tracing and compiling
+    # every new shape cost (docs/performance.md).
     count = sum(ops.cast(has_pairs[..., k], "float32") for k in range(n_off))
     ok = ops.logical_and(count > 0, centre_valid)
     count = ops.maximum(count, 1.0)
-    means = [sum(ops.where(has_pairs[..., k], values[name][..., k], 0.0)
-                 for k in range(n_off)) / count for name in names]
-    return ops.where(ok[..., None], ops.stack(means, axis=-1), float("nan"))
+    total = sum(ops.where(has_pairs[..., k, None], stacked[..., k, :], 0.0)
+                for k in range(n_off))
+    return ops.where(ok[..., None], total / count[..., None], float("nan"))
