@@ -22,38 +22,6 @@ def anchor_kernels(window, offsets):
     return rows.astype(np.float32), cols.astype(np.float32)
 
 
-def _inverse_variance(i, j, valid, levels):
-    d = i - j
-    off = ops.not_equal(d, 0.0)
-    return ops.where(off, valid / ops.where(off, d * d, 1.0), 0.0)
-
-
-# The per-anchor maps whose window sums the float32 features take, by key, from the
-# anchors' grey levels i and j (0 where a pair is invalid), the pairs' validity and
-# the number of levels.
-MAPS = {
-    "n": lambda i, j, valid, levels: valid,
-    "i": lambda i, j, valid, levels: i,
-    "j": lambda i, j, valid, levels: j,
-    "ii": lambda i, j, valid, levels: i * i,
-    "jj": lambda i, j, valid, levels: j * j,
-    "ij": lambda i, j, valid, levels: i * j,
-    "sum": lambda i, j, valid, levels: i + j,
-    "square_sum": lambda i, j, valid, levels: i * i + j * j,
-    "off_diagonal": lambda i, j, valid, levels: (
-        ops.cast(ops.not_equal(i, j), "float32") * valid),
-    "contrast": lambda i, j, valid, levels: (i - j) * (i - j),
-    "dissimilarity": lambda i, j, valid, levels: ops.abs(i - j),
-    "homogeneity": lambda i, j, valid, levels: valid / (1.0 + (i - j) * (i - j)),
-    "inverse_difference": lambda i, j, valid, levels: valid / (1.0 + ops.abs(i - j)),
-    "inverse_difference_normalized": lambda i, j, valid, levels: (
-        valid / (1.0 + ops.abs(i - j) / levels)),
-    "inverse_difference_moment_normalized": lambda i, j, valid, levels: (
-        valid / (1.0 + ((i - j) / levels) * ((i - j) / levels))),
-    "inverse_variance": _inverse_variance,
-}
-
-
 class BoxMoments:
     """Window sums of per-anchor maps by separable sums whose per-offset indicators
     cover exactly the anchors whose pair lies inside the window
@@ -80,18 +48,6 @@ class BoxMoments:
         per_pixel = 32 if set(names) & set(cls.FLOAT64_FEATURES) else 16
         return batch * width * n_offsets * per_pixel
 
-    # The float32 window sums (keys of :meth:`summed`) each feature takes beyond the
-    # pair count n; the centred moments' differ with symmetry (see :attr:`_centred`).
-    SUMS = {"contrast": ("contrast",), "dissimilarity": ("dissimilarity",),
-            "homogeneity": ("homogeneity",), "inverse_difference": ("inverse_difference",),
-            "inverse_difference_normalized": ("inverse_difference_normalized",),
-            "inverse_difference_moment_normalized": ("inverse_difference_moment_normalized",),
-            "inverse_variance": ("inverse_variance",), "autocorrelation": ("ij",),
-            "off_diagonal_fraction": ("off_diagonal",)}
-    CENTRED_SUMS = {True: ("sum", "ij", "square_sum"), False: ("i", "j", "ii", "jj", "ij")}
-    CENTRED_FEATURES = ("mean", "variance", "std", "correlation", "sum_average",
-                        "sum_variance", "cluster_tendency")
-
     def __init__(self, pairs):
         self.valid = ops.cast(pairs.valid, "float32")
         self.i = ops.cast(ops.maximum(pairs.reference, 0), "float32") * self.valid
@@ -100,42 +56,11 @@ class BoxMoments:
         self.symmetric = pairs.symmetric
         self.levels = float(pairs.levels)
         self.rows, self.cols = anchor_kernels(pairs.window, pairs.offsets)
-        self._sums = {}  # key -> its window sums (B, out_h, out_w, K)
-
-    def prefetch(self, names):
-        """Takes the float32 window sums that ``names`` need (any feature names; the
-        symmetric joint entropy needs the off-diagonal fraction) in one stacked
-        :meth:`box` instead of one each: a kernel with one box pass traces and
-        compiles in a fifth less time (docs/performance.md). Each map's sums are the
-        same values either way (the same taps, added in the same order)."""
-        keys = ["n"]
-        for name in names:
-            keys += self.SUMS.get(name, ())
-            if name in self.CENTRED_FEATURES:
-                keys += self.CENTRED_SUMS[self.symmetric]
-            if name == "entropy" and self.symmetric:
-                keys += self.SUMS["off_diagonal_fraction"]
-        missing = [key for key in dict.fromkeys(keys) if key not in self._sums]
-        if len(missing) < 2:
-            return
-        boxed = self.box(ops.stack([self._map(key) for key in missing], axis=-1))
-        self._sums.update({key: boxed[..., k] for k, key in enumerate(missing)})
-
-    def summed(self, key):
-        """The window sums of the map ``key`` (see :meth:`_map`), (B, out_h, out_w,
-        K): taken once, by :meth:`prefetch` or here."""
-        if key not in self._sums:
-            self._sums[key] = self.box(self._map(key))
-        return self._sums[key]
-
-    def _map(self, key):
-        """The per-anchor map whose window sums :meth:`summed` takes for ``key``."""
-        return MAPS[key](self.i, self.j, self.valid, self.levels)
 
     @functools.cached_property
     def n(self):
         """Pairs per window and offset (B, out_h, out_w, K), float32 (exact)."""
-        return self.summed("n")
+        return self.box(self.valid)
 
     @functools.cached_property
     def n_safe(self):
@@ -143,8 +68,7 @@ class BoxMoments:
         return ops.where(self.n > 0, self.n, 1.0)
 
     def box(self, maps):
-        """Window sums of (B, rh, rw, K) maps -> (B, out_h, out_w, K); of (B, rh, rw,
-        K, M) maps, M of them stacked, -> (B, out_h, out_w, K, M).
+        """Window sums of (B, rh, rw, K) maps -> (B, out_h, out_w, K).
 
         Window taps weighted by the per-offset indicator: elementwise adds that XLA
         fuses into one pass (its depthwise convolution was far slower on CPU).
@@ -152,31 +76,29 @@ class BoxMoments:
         window = self.rows.shape[0]
         out_h, out_w = maps.shape[1] - window + 1, maps.shape[2] - window + 1
         dtype = keras.backend.standardize_dtype(maps.dtype)
-        stacked = (1,) * (len(maps.shape) - 4)  # the taps broadcast over M
-        taps_r, taps_c = (t.astype(dtype).reshape(t.shape + stacked)
-                          for t in (self.rows, self.cols))
+        taps_r, taps_c = (t.astype(dtype) for t in (self.rows, self.cols))
         rows = sum(maps[:, t:t + out_h] * taps_r[t] for t in range(window))
         return sum(rows[:, :, t:t + out_w] * taps_c[t] for t in range(window))
 
-    def _mean_of(self, key):
-        return self.summed(key) / self.n_safe
+    def _mean_of(self, maps):
+        return self.box(maps) / self.n_safe
 
     @functools.cached_property
     def _centred(self):
         """E[x-c], E[y-c], E[(x-c)²], E[(y-c)²], E[(x-c)(y-c)] under the GLCM."""
         i, j, c, n = self.i, self.j, self.c, self.n
         if self.symmetric:  # x and y share their moments: two boxes fewer
-            s = self.summed("sum")
-            ab = (self.summed("ij") - c * s + n * c * c) / self.n_safe
+            s = self.box(i + j)
+            ab = (self.box(i * j) - c * s + n * c * c) / self.n_safe
             m1 = (s - 2.0 * n * c) / (2.0 * self.n_safe)
-            m2 = ((self.summed("square_sum") - 2.0 * c * s + 2.0 * n * c * c)
+            m2 = ((self.box(i * i + j * j) - 2.0 * c * s + 2.0 * n * c * c)
                   / (2.0 * self.n_safe))
             return m1, m1, m2, m2, ab
-        si, sj = self.summed("i"), self.summed("j")
+        si, sj = self.box(i), self.box(j)
         a1, b1 = si - n * c, sj - n * c
-        a2 = self.summed("ii") - 2.0 * c * si + n * c * c
-        b2 = self.summed("jj") - 2.0 * c * sj + n * c * c
-        ab = (self.summed("ij") - c * (si + sj) + n * c * c) / self.n_safe
+        a2 = self.box(i * i) - 2.0 * c * si + n * c * c
+        b2 = self.box(j * j) - 2.0 * c * sj + n * c * c
+        ab = (self.box(i * j) - c * (si + sj) + n * c * c) / self.n_safe
         n = self.n_safe
         return a1 / n, b1 / n, a2 / n, b2 / n, ab
 
@@ -193,29 +115,34 @@ class BoxMoments:
         return var * elements < 0.5
 
     def contrast(self):
-        return self._mean_of("contrast")
+        d = self.i - self.j
+        return self._mean_of(d * d)
 
     def dissimilarity(self):
-        return self._mean_of("dissimilarity")
+        return self._mean_of(ops.abs(self.i - self.j))
 
     def homogeneity(self):
-        return self._mean_of("homogeneity")
+        d = self.i - self.j
+        return self._mean_of(self.valid / (1.0 + d * d))
 
     def inverse_difference(self):
-        return self._mean_of("inverse_difference")
+        return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j)))
 
     def inverse_difference_normalized(self):
-        return self._mean_of("inverse_difference_normalized")
+        return self._mean_of(self.valid / (1.0 + ops.abs(self.i - self.j) / self.levels))
 
     def inverse_difference_moment_normalized(self):
-        return self._mean_of("inverse_difference_moment_normalized")
+        d = (self.i - self.j) / self.levels
+        return self._mean_of(self.valid / (1.0 + d * d))
 
     def inverse_variance(self):
-        return self._mean_of("inverse_variance")
+        d = self.i - self.j
+        off = ops.not_equal(d, 0.0)
+        return self._mean_of(ops.where(off, self.valid / ops.where(off, d * d, 1.0), 0.0))
 
     def autocorrelation(self):
         # E[ij]: integer products, so the window sums are exact in float32
-        return self._mean_of("ij")
+        return self._mean_of(self.i * self.j)
 
     def cluster_tendency(self):
         return self.sum_variance()
@@ -265,7 +192,7 @@ class BoxMoments:
 
     def off_diagonal_fraction(self):
         """The fraction of the window's pairs with i != j."""
-        return self._mean_of("off_diagonal")
+        return self._mean_of(ops.cast(ops.not_equal(self.i, self.j), "float32") * self.valid)
 
     def mean(self):
         return self.c + self._centred[0]

@@ -348,7 +348,6 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
               for mechanism in IMPLEMENTATIONS}
     # Box sums always run: their pair count n says where a window has no pair.
     box = BoxMoments(pairs)
-    box.prefetch(names)  # every float32 window sum in one pass
     values = {name: getattr(box, name)() for name in wanted[BOX_SUMS]}
     if wanted[SLIDING_HISTOGRAMS]:
         counts = SlidingCounts(pairs, wanted[SLIDING_HISTOGRAMS])

@@ -160,36 +160,6 @@ def test_row_chunks_equal_one_pass(monkeypatch):
     np.testing.assert_allclose(tiles, whole, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("symmetric", [True, False])
-def test_one_stacked_box_pass_equals_a_box_per_map(monkeypatch, symmetric):
-    # BoxMoments.prefetch sums every float32 map in one stacked pass: each map's
-    # window sums, and so every feature, must be what summing it alone gives.
-    from glcm import texture
-
-    names = [n for n in BoxMoments.FEATURES if n not in BoxMoments.FLOAT64_FEATURES]
-    names += ["entropy"]  # the symmetric joint entropy takes the off-diagonal fraction
-    rng = np.random.default_rng(8)
-    image = rng.integers(0, 16, (2, 41, 37))
-    mask = rng.random(image.shape) > 0.1
-
-    compiled, box, boxed = texture._texture_kernel.compiled_functions, BoxMoments.box, []
-    monkeypatch.setattr(BoxMoments, "box",
-                        lambda self, m: boxed.append(len(m.shape)) or box(self, m))
-
-    def maps():
-        for key in list(compiled):  # traced anew: each run's boxes are its own
-            monkeypatch.delitem(compiled, key)
-        boxed.clear()
-        return np.asarray(glcm.texture_map(image, names, 5, levels=16, symmetric=symmetric,
-                                           average=False, mask=mask))
-
-    stacked = maps()
-    assert boxed == [5]  # every map in one (B, h, w, K, M) pass
-    monkeypatch.setattr(BoxMoments, "prefetch", lambda self, wanted: None)
-    np.testing.assert_array_equal(maps(), stacked)
-    assert len(boxed) == (12 if symmetric else 13) and set(boxed) == {4}  # one per map
-
-
 def test_stacked_chunks_equal_one_pass(monkeypatch):
     # the accelerator's plan, forced on the CPU: narrow column strips stacked along
     # the batch axis, two per call, the last call filled up with an invalid chunk
