@@ -276,7 +276,7 @@ def fitted_run(paths, out, args, env, command=None):
 
 class CopiedMapsHandler(TextureModelHandler):
     """The texture model handler with a kernel that costs nothing: every call hands
-    back fixed random maps of the right shape in fresh host memory, as a GPU's
+    back fixed random maps of the model's output shape in fresh host memory, as a GPU's
     output copied back to the host (``np.asarray`` of a device array) would be. No
     kernel is compiled or run in the process; the rest of the pipeline runs as it is
     (the maps' values matter to the mosaic's compression only, which this run's
@@ -290,7 +290,7 @@ class CopiedMapsHandler(TextureModelHandler):
         return self.MapsByShape()
 
     def _predict(self, model, codes, valid):
-        shape = codes.shape[1:]
+        shape = self.map_size(*codes.shape[1:])
         if shape not in model:
             model[shape] = np.random.default_rng(0).random(
                 shape + (len(self.spec.features),), dtype=np.float32)

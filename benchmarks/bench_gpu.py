@@ -155,10 +155,12 @@ def check_plans(size):
 
 
 def tile_rates(repeat):
-    """The pipeline's per-tile call: TextureMap in a Keras model, called eagerly."""
+    """The pipeline's per-tile call: TextureMap in a Keras model, called eagerly, the
+    halo read as context only (``padding="valid"``, the pipeline's since 2026-12-07;
+    the figures of "On a GPU" before that computed the halo's maps too)."""
     from glcm.layers import TextureMap
 
-    layer = TextureMap(FEATURES, WINDOW, LEVELS)
+    layer = TextureMap(FEATURES, WINDOW, LEVELS, padding="valid")
     codes_in = keras.Input((None, None), dtype="int32")
     valid_in = keras.Input((None, None), dtype="bool")
     model = keras.Model([codes_in, valid_in], layer(codes_in, mask=valid_in))

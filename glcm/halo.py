@@ -9,7 +9,8 @@ or sequential model and adds the radius of each layer it knows:
 ==========================================  =============================================
 layer                                        radius
 ==========================================  =============================================
-glcm ``TextureMap``, ``SoftTextureMap``      ``window // 2 + max(distances)``
+glcm ``TextureMap``, ``SoftTextureMap``      ``window // 2 + max(distances)`` (padding
+                                             ``same``)
 glcm ``Quantize``, pointwise layers          0 (``Dense``, activations, normalization over
                                              the channels, dropout and noise, rescaling,
                                              merges, ``Masking``...)
@@ -103,6 +104,9 @@ def layer_radius(layer) -> int:
                                      f"channels")
         return 0
     if kind in _WINDOWED_GLCM and layer.__module__.startswith("glcm."):
+        if getattr(layer, "padding", "same") != "same":
+            raise HaloUnknown(layer, "has padding 'valid' (the output must keep the "
+                                     "input's size: padding 'same')")
         return texture_halo(layer.window, layer.distances)
     if kind in _CONVOLUTIONS:
         return _spatial(layer, layer.kernel_size, layer.strides, layer.dilation_rate)

@@ -23,9 +23,9 @@ from glcm.features import resolve_features
 from glcm.properties import features_from_glcm, nanmean
 from glcm.quantization import quantize
 from glcm.spec import TextureSpec
-from glcm.texture import texture_map
+from glcm.texture import PADDINGS, texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
-                             check_window, pixel_offsets)
+                             check_window, pixel_offsets, texture_halo)
 
 
 @keras.saving.register_keras_serializable(package="glcm")
@@ -247,22 +247,29 @@ class TextureMap(_GLCMConfig):
     gives each channel's maps, channel by channel: (batch, H, W, C * n_features),
     channel c's features at ``c * n_features + f`` (``average=True`` only).
 
+    With ``padding="valid"`` the output is smaller by ``2 * glcm.texture_halo(window,
+    distances)`` on both spatial axes: maps for the input's inner pixels only, its
+    border read as their windows' context (tiles read with their halo).
+
     Parameters
     ----------
     features
         names or aliases, or "all".
     window
         odd window size, 3..63.
-    levels, distances, angles, symmetric, average
-        as :func:`glcm.texture_map`.
+    levels, distances, angles, symmetric, average, padding
+        as :func:`glcm.texture_map` (``padding`` "same" by default, or "valid").
     """
 
     def __init__(self, features, window, levels, distances=(1,), angles=DEFAULT_ANGLES,
-                 symmetric=True, average=True, **kwargs):
+                 symmetric=True, average=True, padding="same", **kwargs):
         super().__init__(levels, distances, angles, symmetric, **kwargs)
         self.spec = TextureSpec(features, window, levels, distances, angles, symmetric)
         self.features, self.window = self.spec.features, self.spec.window
         self.average = bool(average)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.padding = padding
 
     @classmethod
     def from_spec(cls, spec: TextureSpec, average=True, **kwargs) -> "TextureMap":
@@ -273,7 +280,8 @@ class TextureMap(_GLCMConfig):
         spec = self.spec
         return texture_map(inputs, spec.features, spec.window, levels=spec.levels,
                            distances=spec.distances, angles=spec.angles,
-                           symmetric=spec.symmetric, average=self.average, mask=mask)
+                           symmetric=spec.symmetric, average=self.average, mask=mask,
+                           padding=self.padding)
 
     def _channels(self, input_shape) -> int:
         channels = input_shape[3] if len(input_shape) == 4 else 1
@@ -300,12 +308,18 @@ class TextureMap(_GLCMConfig):
         maps = self._maps(images(inputs),
                           None if mask is None else images(_like(mask, inputs)))
         n = len(self.features)
+        out_shape = ops.shape(maps)  # "valid": smaller than the input
+        height, width = out_shape[1], out_shape[2]
         maps = ops.reshape(maps, (batch, channels, height, width, n))
         return ops.reshape(ops.transpose(maps, (0, 2, 3, 1, 4)),
                            (batch, height, width, channels * n))
 
     def compute_output_shape(self, input_shape):
         spatial = tuple(input_shape[:3])
+        if self.padding == "valid":
+            cut = 2 * texture_halo(self.window, self.distances)
+            spatial = (spatial[0],) + tuple(None if side is None else side - cut
+                                            for side in spatial[1:])
         channels = self._channels(tuple(input_shape))
         if self.average:
             return spatial + (channels * len(self.features),)
@@ -314,7 +328,7 @@ class TextureMap(_GLCMConfig):
     def get_config(self):
         config = super().get_config()
         config.update(features=list(self.features), window=self.window,
-                      average=self.average)
+                      average=self.average, padding=self.padding)
         return config
 
 

@@ -36,7 +36,7 @@ from glcm._inputs import WindowPairs, checked_inputs, level_codes, neighbour_cod
 from glcm._sliding_histograms import SlidingCounts
 from glcm.features import (BOX_SUMS, BY_NAME, GATHERED_WINDOWS, REGISTRY,
                            SLIDING_HISTOGRAMS, resolve_features)
-from glcm.validation import DEFAULT_ANGLES, check_window
+from glcm.validation import DEFAULT_ANGLES, check_window, texture_halo
 
 # Feature -> the mechanism that computes it in texture_map (from the registry; tests
 # check that each mechanism implements its features).
@@ -83,7 +83,7 @@ ACCELERATOR_CHUNK_ELEMENTS = 1 << 28
 
 def texture_map(images, features, window=7, *, levels, distances=(1,),
                 angles=DEFAULT_ANGLES, symmetric=True, average=True, mask=None,
-                threads=None):
+                threads=None, padding="same"):
     """Per-pixel GLCM features of the window centred on every pixel.
 
     The value at (r, c) equals ``graycoprops(graycomatrix(patch))`` where ``patch`` is
@@ -115,12 +115,27 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         (affinity, capped by a cgroup CPU quota) when TensorFlow computes on the
         CPU, else 1 (on JAX it must be 1). The chunks are made smaller in
         proportion, so memory does not grow with it.
+    padding : {"same", "valid"}
+        ``"same"`` (default): a value for every pixel, windows clipped at the image
+        border. ``"valid"``: values only for the pixels at least ``halo =
+        glcm.texture_halo(window, distances)`` from every border, the outer ``halo``
+        pixels being read as the windows' context only (a tile read with its halo).
+        The values are those of ``"same"`` on the same input, cropped by ``halo`` on
+        every side, but the cropped border is never computed: a 1024² tile read with
+        a halo of 4 computes 1024² maps instead of 1032².
 
     Returns
     -------
     float32 (batch, H, W, n_features), or (batch, H, W, n_distances * n_angles,
-    n_features) with ``average=False`` (offsets in (distance, angle) row-major order).
+    n_features) with ``average=False`` (offsets in (distance, angle) row-major order);
+    H - 2 halo and W - 2 halo with ``padding="valid"``.
     NaN where the centre pixel is invalid or the window has no valid pair.
+
+    Raises
+    ------
+    ValueError
+        ``padding`` is neither ``"same"`` nor ``"valid"``; with ``"valid"``, an image
+        side of at most ``2 * halo`` (no pixel has its whole context).
 
     Notes
     -----
@@ -159,11 +174,16 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         images, mask, levels, distances, angles)
     static = dict(names=names, window=window, levels=levels, offsets=offsets,
                   symmetric=bool(symmetric), average=bool(average))
+    # "valid": the input's own outer pixels are the kernel's margin, none padded.
+    cut = _valid_cut(padding, images.shape, window, distances, offsets)
     codes = level_codes(images, levels, mask)  # -1 = invalid
     batch, height, width = images.shape[0], images.shape[1], images.shape[2]
     eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
     if not eager:
-        return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
+        return _texture_kernel(_with_margin(codes, window, offsets, cut), **static)
+    if cut is not None:  # the output's size; the margin stays around it
+        margin = _margin(window, offsets)
+        height, width = (side - 2 * (cut + margin) for side in (height, width))
     # Chunks of one shape (the last ones padded), so the kernel compiles once; as even
     # as possible, so padding wastes less than one row or column per chunk. Column
     # strips keep wide images as fast as narrow ones: the sliding histograms step
@@ -176,12 +196,12 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
     else:
         n_rows, rows, n_cols, cols = chunk_plan(*plan_args, threads)
         per_call = 1
+    # The margin and the last chunks' filling padded in one copy.
+    padded = _with_margin(codes, window, offsets, cut,
+                          (n_rows * rows - height, n_cols * cols - width))
     if n_rows == n_cols == 1 and (rows, cols) == (height, width):
-        return _texture_kernel(_pad_for_windows(codes, window, offsets), **static)
-    codes = ops.pad(codes, [[0, 0], [0, n_rows * rows - height], [0, n_cols * cols - width]],
-                    constant_values=-1)
-    padded = _pad_for_windows(codes, window, offsets)
-    margin = padded.shape[1] - codes.shape[1]
+        return _texture_kernel(padded, **static)
+    margin = 2 * _margin(window, offsets)
     corners = [(r0, c0) for r0 in range(0, n_rows * rows, rows)
                for c0 in range(0, n_cols * cols, cols)]
 
@@ -316,9 +336,43 @@ def _margin(window, offsets):
     return window // 2 + reach
 
 
-def _pad_for_windows(codes, window, offsets):
+PADDINGS = ("same", "valid")
+
+
+def _valid_cut(padding, shape, window, distances, offsets):
+    """None for ``padding="same"``; for ``"valid"``, the rows and columns cut from
+    every side of the input before the kernel's margin: the halo of
+    :func:`glcm.texture_halo` less the margin the offsets need (it can be less)."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    if padding == "same":
+        return None
+    halo = texture_halo(window, distances)
+    sides = [side for side in shape[1:3] if side is not None]
+    if sides and min(sides) <= 2 * halo:
+        raise ValueError(
+            f"padding='valid' needs images larger than 2 x the halo ({2 * halo} pixels "
+            f"for window {window}, distances {tuple(distances)}) on both sides, got "
+            f"{shape[1]}x{shape[2]}: read a larger tile, or use padding='same'")
+    return halo - _margin(window, offsets)
+
+
+def _with_margin(codes, window, offsets, cut, filling=(0, 0)):
+    """``codes`` with the kernel's margin around the output region, and ``filling``
+    (rows, columns) of invalid pixels after it: the margin padded with invalid pixels
+    (``cut`` None, "same") or the input's own border, ``cut`` pixels beyond it taken
+    off ("valid")."""
     m = _margin(window, offsets)
-    return ops.pad(codes, [[0, 0], [m, m], [m, m]], constant_values=-1)
+    if cut is None:
+        before, after = m, (m + filling[0], m + filling[1])
+    else:
+        if cut:
+            codes = codes[:, cut:-cut, cut:-cut]
+        before, after = 0, filling
+    if before == 0 and after == (0, 0):
+        return codes
+    return ops.pad(codes, [[0, 0], [before, after[0]], [before, after[1]]],
+                   constant_values=-1)
 
 
 @jit_when_eager(min_size=0)  # chunks share one shape: compiled once, reused

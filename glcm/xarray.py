@@ -225,9 +225,9 @@ def _texture_block(block, *, halo, vmin, vmax, spec, shape=None, threads=None):
     q, ok = quantize(block[None], spec.levels, vmin, vmax)
     maps = _texture_map(q, spec.features, spec.window, levels=spec.levels,
                         distances=spec.distances, angles=spec.angles,
-                        symmetric=spec.symmetric, mask=ok, threads=threads)
-    maps = np.asarray(maps)[0]
-    core = maps[halo:halo + core_shape[0], halo:halo + core_shape[1]]
+                        symmetric=spec.symmetric, mask=ok, threads=threads,
+                        padding="valid")  # the halo is context: no maps for it
+    core = np.asarray(maps)[0, :core_shape[0], :core_shape[1]]
     return np.ascontiguousarray(np.moveaxis(core, -1, 0), dtype=np.float32)
 
 

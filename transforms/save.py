@@ -22,12 +22,13 @@ log = logging.getLogger("glcm")
 
 
 def core_offset(tile: Tile, params: TextureParams) -> Tuple[int, int]:
-    """Where the core starts in the model's output for ``tile``: after the halo (the
-    texture examples are padded to it), or after the part of the halo inside the
-    scene (model examples are the read window as it is)."""
+    """Where the core starts in the model's output for ``tile``: at its corner in
+    pixel and block mode (the texture layer leaves the halo out of its output, block
+    mode has none), after the part of the halo inside the scene in model mode (model
+    examples are the read window as it is)."""
     if params.model is not None:
         return tile.core_row - tile.read_row, tile.core_col - tile.read_col
-    return params.halo, params.halo
+    return 0, 0
 
 
 def save_tile(task: TileTask, maps: np.ndarray, params: TextureParams, output: str,

@@ -9,7 +9,7 @@ import logging
 import pickle
 import threading
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from apache_beam import coders, typehints
@@ -135,7 +135,8 @@ class TextureModelHandler(ModelHandler):
     Examples are dicts with ``codes`` (H, W) int32 grey levels and ``valid`` (H, W)
     bool, every tile of a scene padded to the same (H, W) (its tile core + 2 halo,
     :func:`transforms.read.tile_shape`), so Beam can batch them. Predictions are
-    float32 (H, W, n_features) maps.
+    float32 (H - 2 halo, W - 2 halo, n_features) maps: the layer reads the halo as
+    the windows' context only (``padding="valid"``), so no map is computed for it.
 
     Args:
       spec: the texture (:class:`glcm.TextureSpec`).
@@ -154,10 +155,16 @@ class TextureModelHandler(ModelHandler):
         self._accelerator = accelerator
         self._device = None
 
+    def map_size(self, height: int, width: int) -> Tuple[int, int]:
+        """The (rows, columns) of the maps for an example of (height, width): the
+        example less its halo on every side."""
+        halo = glcm.texture_halo(self.spec.window, self.spec.distances)
+        return height - 2 * halo, width - 2 * halo
+
     def _layer(self, shape):
         from glcm.layers import TextureMap
 
-        return TextureMap.from_spec(self.spec), shape
+        return TextureMap.from_spec(self.spec, padding="valid"), shape
 
     def load_model(self):
         """The Keras model, on the device ``accelerator`` allows (checked first)."""
@@ -240,6 +247,10 @@ class BlockModelHandler(TextureModelHandler):
 
         values = self._predict(model, blocks(codes), blocks(valid))
         return values.reshape(n, rows, cols, -1)
+
+    def map_size(self, height: int, width: int) -> Tuple[int, int]:
+        """The (rows, columns) of cells for an example of (height, width)."""
+        return height // self._block, width // self._block
 
 
 class KerasFileModelHandler(ModelHandler):

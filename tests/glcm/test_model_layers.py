@@ -66,6 +66,9 @@ def test_texture_map_on_several_channels_is_each_channel_in_turn():
     out = np.asarray(layer(codes, mask=valid))
     assert out.shape == (2, 17, 15, 9)
     assert layer.compute_output_shape((None, None, None, 3)) == (None, None, None, 9)
+    inner = glcm.layers.TextureMap(FEATURES, window=3, levels=8, padding="valid")
+    np.testing.assert_array_equal(np.asarray(inner(codes, mask=valid)),
+                                  out[:, 2:-2, 2:-2])  # halo 2: window 3, distance 1
     for c in range(3):
         expected = glcm.texture_map(np.asarray(codes)[..., c], FEATURES, 3, levels=8,
                                     mask=np.asarray(valid)[..., c])
@@ -149,6 +152,8 @@ def test_the_halo_of_branches_is_the_longest_path_and_nested_models_count():
     (keras.layers.Lambda(lambda t: t * 2), "is not one whose reach is known"),
     (keras.layers.Softmax(axis=1), "not the channels"),
     (keras.layers.GlobalAveragePooling2D(), "is not one whose reach is known"),
+    (glcm.layers.TextureMap(["asm"], window=3, levels=8, padding="valid"),
+     "padding 'valid'"),
 ])
 def test_a_halo_that_cannot_be_derived_is_refused(layer, words):
     with pytest.raises(HaloUnknown, match=words) as caught:

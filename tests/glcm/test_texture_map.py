@@ -189,6 +189,14 @@ def test_stacked_chunks_equal_one_pass(monkeypatch):
     # count features are integer sums: the same bits in any chunk
     np.testing.assert_array_equal(stacked[..., :2], whole[..., :2])
     np.testing.assert_allclose(stacked, whole, rtol=1e-6, atol=1e-6)
+    # padding="valid" (halo 3): 264 output columns in 5 strips of 53, the margin taken
+    # from the image itself
+    shapes.clear()
+    inner = np.asarray(glcm.texture_map(image, names, 5, levels=8, mask=valid, threads=1,
+                                        padding="valid"))
+    assert shapes == [(4, 35 + 6, 53 + 6)] * 3
+    np.testing.assert_array_equal(inner[..., :2], whole[:, 3:-3, 3:-3, :2])
+    np.testing.assert_allclose(inner, whole[:, 3:-3, 3:-3], rtol=1e-6, atol=1e-6)
 
 
 def test_stacked_chunk_plan_fills_its_calls():
@@ -338,6 +346,60 @@ def test_layer_model_roundtrip_and_jit(tmp_path):
         import jax
 
         np.testing.assert_allclose(jax.jit(layer)(x), y, rtol=1e-6)
+
+    # padding="valid": the output leaves out the halo (window 5, distance 1: 3)
+    valid = TextureMap(["contrast", "savg", "ent"], window=5, levels=8, padding="valid")
+    assert valid.compute_output_shape((None, 16, 16, 1)) == (None, 10, 10, 3)
+    assert valid.compute_output_shape((None, None, None, 1)) == (None, None, None, 3)
+    inp = keras.Input((None, None, 1))
+    model = keras.Model(inp, valid(inp))
+    np.testing.assert_array_equal(model.predict(x, verbose=0), y[:, 3:-3, 3:-3])
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.layers[-1].get_config()["padding"] == "valid"
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), y[:, 3:-3, 3:-3])
+    with pytest.raises(ValueError, match="padding must be one of"):
+        TextureMap(["contrast"], window=5, levels=8, padding="full")
+
+
+@pytest.mark.parametrize("window,distances,average", [
+    (7, (1,), True), (5, (1, 2), True), (3, (2,), False)])
+def test_valid_padding_is_same_cropped_by_the_halo(monkeypatch, window, distances, average):
+    """``padding="valid"``: the maps of "same" on the whole input without its border
+    of texture_halo pixels, bit for bit; masked pixels, a batch, chunks that do not
+    divide the output (small chunks forced), and a halo larger than the offsets'
+    margin (distance 2 at angles whose steps are 1 or 2)."""
+    from glcm import texture
+
+    rng = np.random.default_rng(window + len(distances))
+    image = rng.integers(0, 16, (2, 61, 47))
+    valid = rng.random(image.shape) > 0.15
+    names = ["contrast", "asm", "entropy", "correlation", "mean"]
+    kwargs = dict(levels=16, distances=distances, angles=FOUR, average=average,
+                  mask=valid)
+    halo = glcm.texture_halo(window, distances)
+    core = (slice(None), slice(halo, -halo), slice(halo, -halo))
+    same = np.asarray(glcm.texture_map(image, names, window, **kwargs))
+    out = np.asarray(glcm.texture_map(image, names, window, padding="valid", **kwargs))
+    assert out.shape == same[core].shape
+    np.testing.assert_array_equal(out, same[core])
+    monkeypatch.setattr(texture, "CHUNK_ELEMENTS", 2 * 47 * 16 * 8 * 9)  # ~9-row chunks
+    monkeypatch.setattr(texture, "STRIP_COLUMNS", 19)  # columns in strips that do not divide
+    chunked = np.asarray(glcm.texture_map(image, names, window, padding="valid",
+                                          **kwargs))
+    # asm and entropy are exact integer sums: the same bits in any chunks
+    np.testing.assert_array_equal(chunked[..., 1:3], same[core][..., 1:3])
+    np.testing.assert_allclose(chunked, same[core], rtol=1e-6, atol=1e-6)
+
+
+def test_valid_padding_refuses_an_image_without_a_pixel_in_its_context():
+    image = np.zeros((1, 8, 30), np.uint8)  # window 7, distance 1: halo 4, 8 <= 2 x 4
+    with pytest.raises(ValueError, match="larger than 2 x the halo.*8x30"):
+        glcm.texture_map(image, ["contrast"], 7, levels=4, padding="valid")
+    assert np.asarray(glcm.texture_map(image[:, :, :9].repeat(2, axis=1), ["contrast"], 7,
+                                       levels=4, padding="valid")).shape == (1, 8, 1, 1)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        glcm.texture_map(image, ["contrast"], 7, levels=4, padding="full")
 
 
 def test_errors():

@@ -517,22 +517,28 @@ def test_model_handlers_equal_the_core(tmp_path):
     handler = TextureModelHandler(glcm.TextureSpec(["contrast", "entropy"], 5, 8, [1],
                                                    angles))
     maps = handler.run_inference(examples, handler.load_model())
+    # The example's halo (window 5, distance 1: 3 pixels) feeds the windows only: the
+    # maps are those of the whole example without its border.
+    core = (slice(None), slice(3, -3), slice(3, -3))
     want = np.asarray(glcm.texture_map(codes, ["contrast", "entropy"], 5, levels=8,
-                                       angles=angles, mask=valid))
+                                       angles=angles, mask=valid))[core]
     np.testing.assert_allclose(np.stack(maps), want, rtol=1e-6, atol=1e-6)
 
     # Tiles of scenes of different sizes in one batch: each keeps its own shape.
     wide = {"codes": codes[0, :24], "valid": valid[0, :24]}
     mixed = handler.run_inference([examples[0], wide, examples[1]], handler.load_model())
-    assert [m.shape for m in mixed] == [(40, 40, 2), (24, 40, 2), (40, 40, 2)]
+    assert [m.shape for m in mixed] == [(34, 34, 2), (18, 34, 2), (34, 34, 2)]
+    assert [m.shape[:2] for m in mixed] == [handler.map_size(*e["codes"].shape)
+                                           for e in (examples[0], wide, examples[1])]
     np.testing.assert_allclose(np.stack([mixed[0], mixed[2]]), want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(mixed[1], np.asarray(glcm.texture_map(
         codes[:1, :24], ["contrast", "entropy"], 5, levels=8, angles=angles,
-        mask=valid[:1, :24]))[0], rtol=1e-6, atol=1e-6)
+        mask=valid[:1, :24]))[0][core[1:]], rtol=1e-6, atol=1e-6)
 
     block = BlockModelHandler(glcm.TextureSpec(["contrast"], 3, 8, [1], angles), 8)
     cells = block.run_inference([examples[0], wide, examples[1]], block.load_model())
     assert [c.shape for c in cells] == [(5, 5, 1), (3, 5, 1), (5, 5, 1)]
+    assert block.map_size(24, 40) == (3, 5)
     for out, k, rows in ((cells[2], 1, slice(8, 16)), (cells[1], 0, slice(16, 24))):
         P = glcm.graycomatrix(codes[k, rows, 16:24][None], [1], angles, 8, symmetric=True,
                               mask=valid[k, rows, 16:24][None])

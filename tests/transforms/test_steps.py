@@ -319,8 +319,9 @@ class InstantModel(TextureModelHandler):
     own bookkeeping."""
 
     def load_model(self):
-        return lambda inputs: np.zeros(inputs[0].shape + (len(self.spec.features),),
-                                       np.float32)
+        return lambda inputs: np.zeros(
+            inputs[0].shape[:1] + self.map_size(*inputs[0].shape[1:])
+            + (len(self.spec.features),), np.float32)
 
 
 def test_texture_step_counts_the_wait_for_the_model_apart(scene, tmp_path):
