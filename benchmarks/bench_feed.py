@@ -326,9 +326,11 @@ def kernel_free_run(paths, out, args, env):
     return fitted_run(paths, out, args, env, command)[0]
 
 
-def kernel(codes, valid, features):
-    """``texture_map`` with the pipeline's default window and levels, on the host."""
-    return np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid))
+def kernel(codes, valid, features, padding="same"):
+    """``texture_map`` with the pipeline's default window and levels, on the host
+    (``padding="valid"`` for a tile read with its halo, as the pipeline's)."""
+    return np.asarray(glcm.texture_map(codes, features, 7, levels=32, mask=valid,
+                                       padding=padding))
 
 
 class CoreSpeed:
@@ -399,7 +401,7 @@ def compile_costs(scenes, features):
         times = []
         for _ in range(2):
             w0, c0 = time.perf_counter(), time.process_time()
-            kernel(codes, valid, features)
+            kernel(codes, valid, features, padding="valid")
             times.append((time.perf_counter() - w0, time.process_time() - c0))
         costs.append(tuple(max(0.0, first - warm) for first, warm in zip(*times)))
     return costs
