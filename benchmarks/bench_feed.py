@@ -729,8 +729,11 @@ def run(args, work):
               f"{(float(import_peak) - float(no_jax_peak)) / 1024:.0f} MB of peak RSS and "
               f"{import_cpu - no_jax_cpu:.1f} CPU-s of start-up that a worker image "
               f"without jax does not pay")
-    warm_kernel(scenes, features)  # the kernel's run is warm: compiled on its shapes
+    # The tiles' compilations first: a tile's chunks can have the shape of the
+    # reference's pieces' (a 1024² core's and a 3072² scene's: 256 x 1024 and its
+    # margin), which the pipeline's process still compiles once.
     compiling = compile_costs(scenes, features)
+    warm_kernel(scenes, features)  # the kernel's run is warm: compiled on its shapes
     shapes = sorted({scene.tile_shape for scene in scenes})
     print(f"the pipeline's tiles: {len(shapes)} shape(s) ("
           + ", ".join(f"{h}x{w}" for h, w in shapes)
