@@ -23,9 +23,9 @@ from glcm.features import resolve_features
 from glcm.properties import features_from_glcm, nanmean
 from glcm.quantization import quantize
 from glcm.spec import TextureSpec
-from glcm.texture import PADDINGS, texture_map
+from glcm.texture import texture_map
 from glcm.validation import (DEFAULT_ANGLES, check_angles, check_distances, check_levels,
-                             check_window, pixel_offsets, texture_halo)
+                             check_padding, check_window, pixel_offsets)
 
 
 @keras.saving.register_keras_serializable(package="glcm")
@@ -267,9 +267,7 @@ class TextureMap(_GLCMConfig):
         self.spec = TextureSpec(features, window, levels, distances, angles, symmetric)
         self.features, self.window = self.spec.features, self.spec.window
         self.average = bool(average)
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.padding = padding
+        self.padding = check_padding(padding)
 
     @classmethod
     def from_spec(cls, spec: TextureSpec, average=True, **kwargs) -> "TextureMap":
@@ -317,7 +315,7 @@ class TextureMap(_GLCMConfig):
     def compute_output_shape(self, input_shape):
         spatial = tuple(input_shape[:3])
         if self.padding == "valid":
-            cut = 2 * texture_halo(self.window, self.distances)
+            cut = 2 * self.spec.halo
             spatial = (spatial[0],) + tuple(None if side is None else side - cut
                                             for side in spatial[1:])
         channels = self._channels(tuple(input_shape))

@@ -36,7 +36,7 @@ from glcm._inputs import WindowPairs, checked_inputs, level_codes, neighbour_cod
 from glcm._sliding_histograms import SlidingCounts
 from glcm.features import (BOX_SUMS, BY_NAME, GATHERED_WINDOWS, REGISTRY,
                            SLIDING_HISTOGRAMS, resolve_features)
-from glcm.validation import DEFAULT_ANGLES, check_window, texture_halo
+from glcm.validation import DEFAULT_ANGLES, check_padding, check_window, texture_halo
 
 # Feature -> the mechanism that computes it in texture_map (from the registry; tests
 # check that each mechanism implements its features).
@@ -174,15 +174,15 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         images, mask, levels, distances, angles)
     static = dict(names=names, window=window, levels=levels, offsets=offsets,
                   symmetric=bool(symmetric), average=bool(average))
+    margin = _margin(window, offsets)
     # "valid": the input's own outer pixels are the kernel's margin, none padded.
-    cut = _valid_cut(padding, images.shape, window, distances, offsets)
+    cut = _valid_cut(check_padding(padding), images.shape, window, distances, margin)
     codes = level_codes(images, levels, mask)  # -1 = invalid
     batch, height, width = images.shape[0], images.shape[1], images.shape[2]
     eager = all(d is not None for d in (batch, height, width)) and not is_tracing([codes])
     if not eager:
-        return _texture_kernel(_with_margin(codes, window, offsets, cut), **static)
-    if cut is not None:  # the output's size; the margin stays around it
-        margin = _margin(window, offsets)
+        return _texture_kernel(_with_margin(codes, margin, cut), **static)
+    if cut is not None:  # the output's size: the input less its halo (cut + margin)
         height, width = (side - 2 * (cut + margin) for side in (height, width))
     # Chunks of one shape (the last ones padded), so the kernel compiles once; as even
     # as possible, so padding wastes less than one row or column per chunk. Column
@@ -197,17 +197,16 @@ def texture_map(images, features, window=7, *, levels, distances=(1,),
         n_rows, rows, n_cols, cols = chunk_plan(*plan_args, threads)
         per_call = 1
     # The margin and the last chunks' filling padded in one copy.
-    padded = _with_margin(codes, window, offsets, cut,
+    padded = _with_margin(codes, margin, cut,
                           (n_rows * rows - height, n_cols * cols - width))
     if n_rows == n_cols == 1 and (rows, cols) == (height, width):
         return _texture_kernel(padded, **static)
-    margin = 2 * _margin(window, offsets)
     corners = [(r0, c0) for r0 in range(0, n_rows * rows, rows)
                for c0 in range(0, n_cols * cols, cols)]
 
     def chunk(corner):
         r0, c0 = corner
-        return padded[:, r0:r0 + rows + margin, c0:c0 + cols + margin]
+        return padded[:, r0:r0 + rows + 2 * margin, c0:c0 + cols + 2 * margin]
 
     if per_call > 1:
         done = _stacked_calls([chunk(corner) for corner in corners], per_call, static)
@@ -336,15 +335,10 @@ def _margin(window, offsets):
     return window // 2 + reach
 
 
-PADDINGS = ("same", "valid")
-
-
-def _valid_cut(padding, shape, window, distances, offsets):
+def _valid_cut(padding, shape, window, distances, margin):
     """None for ``padding="same"``; for ``"valid"``, the rows and columns cut from
-    every side of the input before the kernel's margin: the halo of
+    every side of the input before the kernel's ``margin``: the halo of
     :func:`glcm.texture_halo` less the margin the offsets need (it can be less)."""
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
     if padding == "same":
         return None
     halo = texture_halo(window, distances)
@@ -354,17 +348,16 @@ def _valid_cut(padding, shape, window, distances, offsets):
             f"padding='valid' needs images larger than 2 x the halo ({2 * halo} pixels "
             f"for window {window}, distances {tuple(distances)}) on both sides, got "
             f"{shape[1]}x{shape[2]}: read a larger tile, or use padding='same'")
-    return halo - _margin(window, offsets)
+    return halo - margin
 
 
-def _with_margin(codes, window, offsets, cut, filling=(0, 0)):
-    """``codes`` with the kernel's margin around the output region, and ``filling``
+def _with_margin(codes, margin, cut, filling=(0, 0)):
+    """``codes`` with the kernel's ``margin`` around the output region, and ``filling``
     (rows, columns) of invalid pixels after it: the margin padded with invalid pixels
     (``cut`` None, "same") or the input's own border, ``cut`` pixels beyond it taken
     off ("valid")."""
-    m = _margin(window, offsets)
     if cut is None:
-        before, after = m, (m + filling[0], m + filling[1])
+        before, after = margin, (margin + filling[0], margin + filling[1])
     else:
         if cut:
             codes = codes[:, cut:-cut, cut:-cut]

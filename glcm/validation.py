@@ -105,6 +105,20 @@ def check_angles(angles) -> Tuple[float, ...]:
     return tuple(float(a) for a in values)
 
 
+PADDINGS = ("same", "valid")
+
+
+def check_padding(padding) -> str:
+    """Returns ``padding`` (a texture map's: :data:`PADDINGS`).
+
+    Raises:
+      ValueError: neither "same" nor "valid".
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    return padding
+
+
 def texture_halo(window: int, distances: Sequence[int]) -> int:
     """Pixels a texture map reads beyond the pixel it describes: the window radius
     plus the largest pair distance. Tiles read this much around their core so that

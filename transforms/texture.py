@@ -158,7 +158,7 @@ class TextureModelHandler(ModelHandler):
     def map_size(self, height: int, width: int) -> Tuple[int, int]:
         """The (rows, columns) of the maps for an example of (height, width): the
         example less its halo on every side."""
-        halo = glcm.texture_halo(self.spec.window, self.spec.distances)
+        halo = self.spec.halo
         return height - 2 * halo, width - 2 * halo
 
     def _layer(self, shape):
