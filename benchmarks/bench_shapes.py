@@ -52,7 +52,8 @@ def write_clips(folder, n, smallest, largest, seed):
     from skimage import data
 
     textures = np.concatenate([data.brick(), data.grass(), data.gravel()], axis=1)
-    textures = np.tile(textures, (-(-largest // textures.shape[0]), 1))
+    textures = np.tile(textures, (-(-largest // textures.shape[0]),
+                                  -(-largest // textures.shape[1])))
     rng = np.random.default_rng(seed)
     clips = []
     for index in range(n):
@@ -68,16 +69,51 @@ def write_clips(folder, n, smallest, largest, seed):
     return clips
 
 
-def example_shapes(inputs, shared):
-    """The distinct shapes of the examples of the rasters in ``inputs``, as the
-    pipeline plans them: through one ``transforms.read.ExampleShapes`` scene by scene,
-    as one process sees them (``shared``), or each scene's own."""
+def write_blanks(folder, n, smallest, largest, seed):
+    """``n`` uint8 GeoTIFFs of random sizes in ``folder``, all zero and
+    DEFLATE-compressed (a few kB each, whatever their size): enough to plan them.
+    Returns [(height, width)]."""
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for index in range(n):
+        height, width = (int(v) for v in rng.integers(smallest, largest + 1, 2))
+        with rasterio.open(os.path.join(folder, f"clip{index:03d}.tif"), "w",
+                           driver="GTiff", height=height, width=width, count=1,
+                           dtype="uint8", crs="EPSG:32633", compress="deflate",
+                           tiled=True, transform=from_origin(500000, 4000000, 10, 10)):
+            pass  # never written: GDAL fills the blocks with zeros
+        sizes.append((height, width))
+    return sizes
+
+
+def example_shapes(inputs, rule):
+    """(distinct shapes, pixels of the examples, pixels padded beyond each scene's own
+    shape) of the rasters in ``inputs``, scene by scene through one process's rule:
+    ``own`` (each scene's own shape), ``shared`` (``transforms.read.ExampleShapes``,
+    the CPU's), ``accelerator`` (``ExampleShapes(accelerator=True)``, a GPU's)."""
     params = TextureParams.create()
-    shapes = ExampleShapes() if shared else own_shape
+    shapes = {"own": own_shape, "shared": ExampleShapes(),
+              "accelerator": ExampleShapes(accelerator=True)}[rule]
     found = [Scene("", uri, fp) for uri, fp in storage.match(os.path.join(inputs, "*.tif"))]
+    seen, pixels, padded = set(), 0, 0
     with tempfile.TemporaryDirectory(prefix="bench-shapes-plan-") as out:
-        return {shapes(plan_scene(scene, params, out)[1][0], params)
-                for scene in scenes_for(found)}
+        for scene in scenes_for(found):
+            tasks = plan_scene(scene, params, out)[1]
+            own, shape = own_shape(tasks[0], params), shapes(tasks[0], params)
+            seen.add(shape)
+            pixels += len(tasks) * shape[0] * shape[1]
+            padded += len(tasks) * (shape[0] * shape[1] - own[0] * own[1])
+    return seen, pixels, padded
+
+
+def plan_report(inputs):
+    """Prints what each rule compiles and pads for the rasters in ``inputs``."""
+    print("rule | distinct shapes (compilations per process) | example M px | "
+          "padded beyond each scene's own shape")
+    for rule in ("own", "shared", "accelerator"):
+        seen, pixels, padded = example_shapes(inputs, rule)
+        print(f"{rule} | {len(seen)} | {pixels / 1e6:.1f} | {padded / 1e6:.1f} M px "
+              f"({padded / max(pixels - padded, 1):.1%})", flush=True)
 
 
 def child(setting, inputs, output):
@@ -136,6 +172,10 @@ def main():
     parser.add_argument("--max", type=int, default=800)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--plan-only", action="store_true",
+                        help="plan blank scenes of those sizes under each rule (own, "
+                             "the CPU's shared shapes, an accelerator's) and print the "
+                             "compilations and padding; run nothing")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -143,6 +183,14 @@ def main():
         return
     if not 1 <= args.min <= args.max:
         parser.error(f"--min and --max: 1 <= min <= max, got {args.min} and {args.max}")
+    if args.plan_only:
+        header("example shapes planned for scenes of many sizes, by rule")
+        with tempfile.TemporaryDirectory(prefix="bench-shapes-") as inputs:
+            sizes = write_blanks(inputs, args.scenes, args.min, args.max, args.seed)
+            print(f"{len(sizes)} scenes of {args.min}-{args.max} pixels a side, "
+                  f"{sum(h * w for h, w in sizes) / 1e6:.1f} M px")
+            plan_report(inputs)
+        return
     header("pipeline on scenes of many sizes: shared example shapes against each "
            "scene's own")
     with tempfile.TemporaryDirectory(prefix="bench-shapes-") as work:
@@ -151,9 +199,8 @@ def main():
         clips = write_clips(inputs, args.scenes, args.min, args.max, args.seed)
         pixels = sum(h * w for _, h, w in clips)
         print(f"{len(clips)} scenes of {args.min}-{args.max} pixels a side, "
-              f"{pixels / 1e6:.2f} M px; distinct example shapes (scenes in order): own "
-              f"{len(example_shapes(inputs, False))}, shared "
-              f"{len(example_shapes(inputs, True))}")
+              f"{pixels / 1e6:.2f} M px; the example shapes (scenes in order):")
+        plan_report(inputs)
         print("setting | round | CPU-s | wall s | M px/s | peak GiB", flush=True)
         runs = {"own": [], "shared": []}
         for round_ in range(1, args.repeat + 1):

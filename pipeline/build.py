@@ -87,7 +87,7 @@ def build(p: beam.Pipeline, options: TextureOptions, params: Optional[TexturePar
     # one that planned it (a tile's bands together, read one after the other).
     tasks = planned.tasks | "SpreadTiles" >> SpreadTiles()
     read = tasks | "Read" >> on_gpu(beam.ParDo(ReadTiles(
-        params, seams.read_tile)).with_outputs(ERRORS_TAG, main="examples"))
+        params, seams.read_tile, o.accelerator)).with_outputs(ERRORS_TAG, main="examples"))
     if params.objects is not None:  # one texture vector per polygon, no maps
         objects = read.examples | "Objects" >> on_gpu(ObjectTexture(params, output, run_id))
         done, stage_errors = objects["done"], (objects["errors"],)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -14,8 +14,10 @@ import numpy as np
 import glcm
 from transforms.errors import GuardedStep, with_retries
 from transforms.io.raster import TileWindows, read_tile
-from transforms.plan import core_size, example_cores
+from transforms.plan import (ACCELERATOR_SHAPE_EXTRA_PIXELS, core_size, example_cores,
+                             ladder_padding)
 from transforms.records import TextureParams, TileTask
+from transforms.texture import visible_gpus
 
 
 def read_example(task: TileTask, params: TextureParams, read_tile=read_tile,
@@ -58,24 +60,61 @@ def tile_shape(task: TileTask, params: TextureParams) -> Tuple[int, int]:
     return tuple(core + 2 * halo for core in cores)
 
 
-class ExampleShapes:
-    """The shape each scene's texture examples are padded to, in one process: the
-    shared :func:`tile_shape` for the first scene of each :func:`own_shape`, the own
-    shape for every later scene of it.
+def ladder_shape(task: TileTask, params: TextureParams) -> Tuple[Tuple[int, int], int]:
+    """(shape, extra pixels): the ladder's shape for ``task``'s scene whatever it adds
+    (:func:`transforms.plan.ladder_padding`, plus the halo), and the pixels it adds
+    over all the scene's examples; :func:`own_shape` and 0 outside pixel mode."""
+    if params.mode != "pixel":
+        return own_shape(task, params), 0
+    info, halo = task.info, params.halo
+    _, cores, extra = ladder_padding(info.height, info.width, params.tile_size, halo,
+                                     len(task.sources), params.tile_quantum)
+    return tuple(core + 2 * halo for core in cores), extra
 
-    A new shape compiles the kernel once per process (``transforms.plan``): scenes of
-    many sizes then share the ladder's few compiled shapes, while a collection of one
-    size (chips of 300², say, whose rung is 384²) pays one compilation more, not the
-    padding on every scene (the ladder alone: 1.23x the CPU on forty such clips). The
-    padding is invalid and only the core is kept: the values do not depend on it
+
+# Scenes whose shape an accelerator's ExampleShapes remembers (their tiles may arrive
+# interleaved with other scenes'); the oldest is forgotten beyond this.
+REMEMBERED_SCENES = 1 << 16
+
+
+class ExampleShapes:
+    """The shape each scene's texture examples are padded to, in one process.
+
+    On the CPU (default): the shared :func:`tile_shape` for the first scene of each
+    :func:`own_shape`, the own shape for every later scene of it. A new shape compiles
+    the kernel once per process (``transforms.plan``): scenes of many sizes then share
+    the ladder's few compiled shapes, while a collection of one size (chips of 300²,
+    say, whose rung is 384²) pays one compilation more, not the padding on every scene
+    (the ladder alone: 1.23x the CPU on forty such clips).
+
+    On an accelerator (``accelerator=True``) a compilation costs far more than padding
+    (:data:`transforms.plan.ACCELERATOR_SHAPE_EXTRA_PIXELS`), so scenes take the
+    ladder's shape (:func:`ladder_shape`, whatever the size of their tiles) until the
+    scenes of their own size have been padded by ``budget`` pixels in all; later
+    scenes of that size take their own shape (rent until the rent paid would buy:
+    never more than about twice the cheaper of the two, whatever comes next).
+
+    The padding is invalid and only the core is kept: the values do not depend on it
     (tested bit for bit). Thread-safe; a scene keeps the shape it was given first.
+
+    Args:
+      accelerator: the tiles are computed on a GPU or TPU.
+      budget: on an accelerator, the padded pixels worth one compilation (default
+        :data:`~transforms.plan.ACCELERATOR_SHAPE_EXTRA_PIXELS`). On the CPU the
+        scene's own padding decides (:func:`tile_shape`).
     """
 
-    def __init__(self):
+    def __init__(self, accelerator: bool = False, budget: Optional[int] = None):
+        self.accelerator = accelerator
+        self.budget = budget
         self._lock = threading.Lock()
-        self._first = {}  # (own shape, shared shape) -> the first scene id
+        self._first = {}  # (own shape, shared shape) -> the first scene id (CPU)
+        self._spent = {}  # own shape -> pixels its scenes were padded by (accelerator)
+        self._given = {}  # scene id -> its shape (accelerator), oldest first
 
     def __call__(self, task: TileTask, params: TextureParams) -> Tuple[int, int]:
+        if self.accelerator:
+            return self._on_accelerator(task, params)
         own, shared = own_shape(task, params), tile_shape(task, params)
         if shared == own:
             return own
@@ -84,9 +123,36 @@ class ExampleShapes:
             first = self._first.setdefault((own, shared), scene)
         return shared if first == scene else own
 
+    def _on_accelerator(self, task: TileTask, params: TextureParams) -> Tuple[int, int]:
+        scene = task.scene.scene_id
+        budget = ACCELERATOR_SHAPE_EXTRA_PIXELS if self.budget is None else self.budget
+        with self._lock:
+            shape = self._given.get(scene)
+            if shape is not None:
+                return shape
+            own = own_shape(task, params)
+            ladder, extra = ladder_shape(task, params)
+            spent = self._spent.get(own, 0)
+            shape = ladder if spent + extra <= budget else own
+            if shape != own:
+                self._spent[own] = spent + extra
+            self._given[scene] = shape
+            if len(self._given) > REMEMBERED_SCENES:
+                del self._given[next(iter(self._given))]
+            return shape
+
 
 # This process's: the DoFns of a worker's threads share the kernels compiled in it.
 EXAMPLE_SHAPES = ExampleShapes()
+ACCELERATOR_EXAMPLE_SHAPES = ExampleShapes(accelerator=True)
+
+
+def example_shapes(accelerator: str) -> ExampleShapes:
+    """This process's :class:`ExampleShapes` for tiles computed where ``accelerator``
+    (``required``, ``optional`` or ``none``, as the texture step's) puts them: on a GPU
+    where the backend sees one and ``accelerator`` is not ``none``."""
+    on_gpu = accelerator != "none" and bool(visible_gpus())
+    return ACCELERATOR_EXAMPLE_SHAPES if on_gpu else EXAMPLE_SHAPES
 
 
 def read_bands(task: TileTask, read_tile=read_tile) -> Dict[str, np.ndarray]:
@@ -131,14 +197,19 @@ class ReadTiles(GuardedStep):
     ``read_tile``: the raster reader (default: a :class:`TileWindows` per bundle, so
     that the bands of one tile, which :class:`SpreadTiles` sends one after the other,
     decode a pixel-interleaved file's window once); tests pass a failing one.
+    ``accelerator``: the texture step's (``required``, ``optional``, ``none``): where
+    it puts the tiles decides how their shapes are shared (:func:`example_shapes`).
     """
 
     STEP, STAGE = "read", "read"
 
-    def __init__(self, params: TextureParams, read_tile=None):
+    def __init__(self, params: TextureParams, read_tile=None, accelerator: str = "optional"):
         super().__init__()
-        self.params, self.read_tile = params, read_tile
-        self._reader = None
+        self.params, self.read_tile, self.accelerator = params, read_tile, accelerator
+        self._reader = self._shapes = None
+
+    def setup(self):
+        self._shapes = example_shapes(self.accelerator)
 
     def start_bundle(self):
         self._reader = self.read_tile or TileWindows()
@@ -149,7 +220,7 @@ class ReadTiles(GuardedStep):
     def run(self, task: TileTask):
         start = time.perf_counter()
         if self.params.model is None:
-            example = read_example(task, self.params, self._reader)
+            example = read_example(task, self.params, self._reader, self._shapes)
         else:
             example = read_bands(task, self._reader)
         self.metrics.bytes.inc(sum(int(a.nbytes) for a in example.values()))

@@ -286,6 +286,34 @@ def test_tiles_per_call_batches_the_tiles_not_the_values(scenes, tmp_path):
     assert bad.exit_code == 2 and bad.error.startswith("--tiles-per-call: give at least 1")
 
 
+def test_an_accelerators_shared_shapes_change_no_value(scenes, tmp_path, monkeypatch):
+    # On a GPU the read step pads every scene's examples to the ladder's shapes (a
+    # compilation costs more there than the padding): the same features, bit for bit,
+    # as the CPU's rule, which keeps these scenes' own shapes.
+    import transforms.read
+    from transforms.read import ExampleShapes, own_shape
+
+    given = []
+
+    class Recorded(ExampleShapes):
+        def __call__(self, task, params):
+            shape = super().__call__(task, params)
+            given.append((own_shape(task, params), shape))
+            return shape
+
+    assert run([str(scenes)], tmp_path / "cpu").done == 3
+    assert not given  # the CPU's rule, this process's own
+    monkeypatch.setattr(transforms.read, "example_shapes",
+                        lambda accelerator: Recorded(accelerator=True))
+    assert run([str(scenes)], tmp_path / "gpu").done == 3
+    assert given and all(shape != mine and shape[0] >= mine[0] and shape[1] >= mine[1]
+                         for mine, shape in given)
+    for scene in ("u8", "f32_nodata", "multi"):
+        with rasterio.open(tmp_path / "cpu" / scene / "features.tif") as a, \
+                rasterio.open(tmp_path / "gpu" / scene / "features.tif") as b:
+            np.testing.assert_array_equal(b.read(), a.read())
+
+
 GPU_HINT = "type:nvidia-l4;count:1;install-nvidia-driver;machine_type:g2-standard-8"
 
 

@@ -139,6 +139,62 @@ def test_scenes_of_nearby_sizes_read_examples_of_one_shape(tmp_path):
     assert read_example(first, params, shapes=shapes)["codes"].shape == shared  # kept
 
 
+def _first_task(tmp_path, name, height, width, params):
+    """The first TileTask of a uint8 GeoTIFF of height x width written for the test."""
+    from transforms.plan import plan_scene
+
+    path = tmp_path / f"{name}.tif"
+    data = np.random.default_rng(height * width).integers(0, 200, (1, height, width))
+    with rasterio.open(path, "w", driver="GTiff", height=height, width=width, count=1,
+                       dtype="uint8", crs="EPSG:32632",
+                       transform=Affine(10, 0, 600000, 0, -10, 5000000)) as dst:
+        dst.write(data.astype(np.uint8))
+    [scene] = scenes_for([Scene("", u, fp) for u, fp in storage.match(str(path))])
+    return plan_scene(scene, params, str(tmp_path / "out" / name))[1][0]
+
+
+def test_on_an_accelerator_scenes_take_the_ladder_until_their_padding_pays_a_compilation(
+        tmp_path, monkeypatch):
+    # A compilation costs a GPU far more than padding: the ladder's shape whatever a
+    # scene's own padding (here none allowed on the CPU), until the scenes of one size
+    # have been padded by the budget; then that size's own shape. A scene keeps its
+    # shape; another size has its own account; a scene padded beyond the budget alone
+    # takes its own shape at once.
+    import transforms.plan
+    from transforms.read import ladder_shape, own_shape
+
+    params = TextureParams.create()
+    monkeypatch.setattr(transforms.plan, "SHARED_SHAPE_EXTRA_PIXELS", 0)
+    tasks = {name: _first_task(tmp_path, name, h, w, params)
+             for name, h, w in [("a", 150, 170), ("b", 150, 170), ("c", 150, 170),
+                                ("d", 100, 120), ("e", 150, 170)]}
+    own, (ladder, extra) = own_shape(tasks["a"], params), ladder_shape(tasks["a"], params)
+    assert own == (168, 184) and ladder == (200, 200)
+    assert extra == 200 * 200 - 168 * 184
+    assert tile_shape(tasks["a"], params) == own  # the CPU's rule pads none of them
+    shapes = ExampleShapes(accelerator=True, budget=2 * extra + extra // 2)
+    got = {name: shapes(task, params) for name, task in tasks.items()}
+    assert got == {"a": ladder, "b": ladder, "c": own, "d": (136, 136), "e": own}
+    assert shapes(tasks["a"], params) == ladder and shapes(tasks["c"], params) == own
+    assert read_example(tasks["b"], params, shapes=shapes)["codes"].shape == ladder
+    alone = ExampleShapes(accelerator=True, budget=extra - 1)
+    assert alone(tasks["b"], params) == own
+    # The CPU's rule, for comparison: nothing padded with no padding allowed.
+    assert {ExampleShapes()(task, params) for task in tasks.values()} == {
+        own, own_shape(tasks["d"], params)}
+
+
+def test_the_read_step_shares_shapes_as_its_texture_step_computes():
+    from transforms.read import ACCELERATOR_EXAMPLE_SHAPES, EXAMPLE_SHAPES, example_shapes
+    from transforms.texture import visible_gpus
+
+    assert example_shapes("none") is EXAMPLE_SHAPES
+    for accelerator in ("optional", "required"):
+        expected = ACCELERATOR_EXAMPLE_SHAPES if visible_gpus() else EXAMPLE_SHAPES
+        assert example_shapes(accelerator) is expected
+    assert ACCELERATOR_EXAMPLE_SHAPES.accelerator and not EXAMPLE_SHAPES.accelerator
+
+
 def test_texture_of_an_example_does_not_depend_on_its_padding(tmp_path):
     # The first scene of a size is padded to the ladder's rung, later ones to their
     # own shape: the core's features must be the same bits either way.
