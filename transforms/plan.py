@@ -132,11 +132,11 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
 # share, where that computes at most this many pixels in vain over all its tiles and
 # bands (transforms.read.ExampleShapes decides which scenes).
 SHARED_SHAPE_EXTRA_PIXELS = 1 << 20
-# On a GPU the same compilation (XLA, on the host's CPU, 2.5-7.9 s on a lent H200 with
-# JAX) leaves the GPU idle for as long as it would take to compute 44-200 M pixels
-# there (a pipeline tile call: 17.6-24.9 M px/s), and more on a slower GPU's host:
-# this many padded pixels, a fraction of that for a GPU several times slower (an L4
-# or T4: not measured), cost less than one compilation (transforms.read.ExampleShapes).
+# On a GPU the same compilation runs on the host's CPU while the GPU waits: on a lent
+# H200 with JAX a first call, compiling, took 2.5-7.9 s, and a pipeline tile then
+# 0.04-0.06 s (17.6-24.9 M px/s), so one compilation is worth 44-200 M pixels there.
+# This budget, a fraction of that, stays below one compilation on a GPU several times
+# slower (an L4 or T4: not measured) too (transforms.read.ExampleShapes).
 ACCELERATOR_SHAPE_EXTRA_PIXELS = 1 << 24
 # The smallest side of the ladder: texture_map rounds smaller images up to
 # multiples of 32 itself.
@@ -172,17 +172,15 @@ def ladder_padding(height: int, width: int, tile: int, halo: int, bands: int = 1
 
 
 def example_cores(height: int, width: int, tile: int, halo: int, bands: int = 1,
-                  quantum: int = TILE_QUANTUM, extra_pixels: Optional[int] = None
-                  ) -> Tuple[int, int]:
+                  quantum: int = TILE_QUANTUM) -> Tuple[int, int]:
     """The (rows, cols) of core every texture example of a ``height`` x ``width`` scene
-    of ``bands`` bands is padded to (plus ``halo`` on each side): its tile core
-    (:func:`core_size`), or that core's :func:`ladder_side` on both sides where the
-    larger examples add at most ``extra_pixels`` (default
-    :data:`SHARED_SHAPE_EXTRA_PIXELS`) over all the scene's examples (tiles x bands),
-    so that scenes of nearby sizes share one compiled kernel."""
+    of ``bands`` bands is padded to on the CPU (plus ``halo`` on each side): its tile
+    core (:func:`core_size`), or that core's :func:`ladder_side` on both sides where
+    the larger examples add at most :data:`SHARED_SHAPE_EXTRA_PIXELS` over all the
+    scene's examples (tiles x bands), so that scenes of nearby sizes share one
+    compiled kernel."""
     cores, shared, extra = ladder_padding(height, width, tile, halo, bands, quantum)
-    limit = SHARED_SHAPE_EXTRA_PIXELS if extra_pixels is None else extra_pixels
-    return shared if extra <= limit else cores
+    return shared if extra <= SHARED_SHAPE_EXTRA_PIXELS else cores
 
 
 def tiles_for(scene_id: str, height: int, width: int, tile: int, halo: int,
