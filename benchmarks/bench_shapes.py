@@ -17,13 +17,18 @@ settings alternating ``--repeat`` times:
   (``transforms.read.ExampleShapes``). ``--min`` = ``--max`` measures a collection
   of one size, the ladder's worst case: one compilation more.
 
-Prints for each run the distinct example shapes, the child's CPU and wall seconds
-around the pipeline's run (imports excluded), the pixel rate and the child's peak
-memory; then the ratio of the medians and whether the two settings' feature COGs are
-equal. Default features, window 7, 32 levels.
+Prints the distinct example shapes and padded pixels of three rules (each scene's
+own, the CPU's shared shapes, an accelerator's: ``ExampleShapes(accelerator=True)``,
+which pads until the padding would pay a compilation), then for each run the child's
+CPU and wall seconds around the pipeline's run (imports excluded), the pixel rate and
+the child's peak memory; then the ratio of the medians and whether the two settings'
+feature COGs are equal. Default features, window 7, 32 levels. ``--plan-only``
+writes blank (all-zero, compressed) scenes of the sizes asked for, which can be as
+large as real scenes, and prints the three rules' shapes and padding without running
+the pipeline (this machine has no GPU to run the accelerator's rule on).
 
 Usage: python -m benchmarks.bench_shapes [--scenes 24] [--min 200] [--max 800]
-       [--repeat 1] [--seed 7]
+       [--repeat 1] [--seed 7] [--plan-only]
 """
 
 import argparse

@@ -189,9 +189,23 @@ class TextureModelHandler(ModelHandler):
         for members in same_shapes([example["codes"] for example in batch]):
             codes = np.stack([batch[i]["codes"] for i in members])
             valid = np.stack([batch[i]["valid"] for i in members])
+            codes, valid = self._filled(codes, valid)
             for i, values in zip(members, self._maps(model, codes, valid)):
-                maps[i] = values
+                maps[i] = values  # the filling's maps, past the members, are dropped
         return maps
+
+    def _filled(self, codes, valid):
+        """On a GPU, a batch shorter than ``max_batch_size`` (the last of a bundle, or
+        a batch split by shape) filled up with invalid tiles: each batch size
+        compiles the kernel again, seconds of the host's CPU while the GPU waits,
+        where a tile more costs the GPU hundredths of a second. On the CPU the batch
+        stays as it is: a tile computed in vain costs as much there as any other."""
+        short = self._max_batch_size - codes.shape[0]
+        if short <= 0 or self._device is None or self._device.startswith("CPU"):
+            return codes, valid
+        fill = (short,) + codes.shape[1:]
+        return (np.concatenate([codes, np.zeros(fill, codes.dtype)]),
+                np.concatenate([valid, np.zeros(fill, bool)]))
 
     def _maps(self, model, codes, valid) -> np.ndarray:
         """The model's output for examples of one shape, stacked."""

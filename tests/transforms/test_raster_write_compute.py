@@ -546,6 +546,44 @@ def test_model_handlers_equal_the_core(tmp_path):
             np.asarray(glcm.graycoprops(P, "contrast"))), rtol=1e-6)
 
 
+def test_on_a_gpu_short_batches_are_filled_so_each_shape_compiles_once(monkeypatch):
+    # Every batch size compiles the kernel again; on a GPU that costs seconds while a
+    # tile costs hundredths, so a short batch (the last of a bundle, a batch split by
+    # shape) is filled with invalid tiles up to --tiles-per-call, whose maps are
+    # dropped. On the CPU the batch stays as it is. Either way the same maps.
+    import transforms.texture
+
+    rng = np.random.default_rng(4)
+    shapes = [(20, 20), (20, 20), (24, 20), (20, 20)]
+    examples = [{"codes": rng.integers(0, 8, s).astype(np.int32),
+                 "valid": rng.random(s) > 0.1} for s in shapes]
+
+    def called_with(handler):
+        model, sizes = handler.load_model(), []
+
+        def spy(inputs):
+            sizes.append(tuple(inputs[0].shape))
+            return model(inputs)
+
+        return handler.run_inference(examples, spy), sizes
+
+    for cls, args in ((TextureModelHandler, ()), (BlockModelHandler, (4,))):
+        spec = glcm.TextureSpec(["contrast", "entropy"], 3, 8)
+        on_cpu, cpu_sizes = called_with(cls(spec, *args, max_batch_size=4))
+        with monkeypatch.context() as patch:
+            patch.setattr(transforms.texture, "compute_device", lambda accelerator: "GPU (x)")
+            on_gpu, gpu_sizes = called_with(cls(spec, *args, max_batch_size=4))
+        if cls is TextureModelHandler:
+            assert cpu_sizes == [(3, 20, 20), (1, 24, 20)]
+            assert gpu_sizes == [(4, 20, 20), (4, 24, 20)]
+        else:  # the blocks of the batch's tiles in one call: 25 and 30 per tile
+            assert cpu_sizes == [(3 * 25, 4, 4), (30, 4, 4)]
+            assert gpu_sizes == [(4 * 25, 4, 4), (4 * 30, 4, 4)]
+        assert len(on_gpu) == len(on_cpu) == 4
+        for a, b in zip(on_gpu, on_cpu):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_a_required_gpu_that_is_missing_fails_at_start_up():
     # this machine has no GPU: "required" must refuse, the others compute on the CPU
     from transforms.texture import AcceleratorError, compute_device
