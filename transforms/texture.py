@@ -19,6 +19,7 @@ import glcm
 
 from transforms.errors import GuardedStep, tagged
 from transforms.metrics import WAIT_COUNTER, StepMetrics, counter
+from transforms.plan import ACCELERATOR_SHAPE_EXTRA_PIXELS
 from transforms.records import (ErrorRecord, TextureFailure, TextureOutcome, TextureOutput,
                                 TileTask)
 
@@ -154,6 +155,9 @@ class TextureModelHandler(ModelHandler):
         self._max_batch_size = max_batch_size
         self._accelerator = accelerator
         self._device = None
+        # Set by load_model, on the worker (a lock does not pickle): the filling's
+        # accounts, kept for the model's kernels, which a new model compiles anew.
+        self._fill_lock = self._filled_pixels = self._compiled_short = None
 
     def map_size(self, height: int, width: int) -> Tuple[int, int]:
         """The (rows, columns) of the maps for an example of (height, width): the
@@ -171,6 +175,9 @@ class TextureModelHandler(ModelHandler):
         import keras
 
         self._device = compute_device(self._accelerator)
+        self._fill_lock = threading.Lock()
+        self._filled_pixels = {}  # (tile shape, short size) -> pixels filled in vain
+        self._compiled_short = set()  # (tile shape, short size) called as it is
         layer, shape = self._layer((None, None))
         codes = keras.Input(shape, dtype="int32", name="codes")
         valid = keras.Input(shape, dtype="bool", name="valid")
@@ -198,11 +205,26 @@ class TextureModelHandler(ModelHandler):
         """On a GPU, a batch shorter than ``max_batch_size`` (the last of a bundle, or
         a batch split by shape) filled up with invalid tiles: each batch size
         compiles the kernel again, seconds of the host's CPU while the GPU waits,
-        where a tile more costs the GPU hundredths of a second. On the CPU the batch
-        stays as it is: a tile computed in vain costs as much there as any other."""
-        short = self._max_batch_size - codes.shape[0]
+        where a tile more costs the GPU hundredths of a second. Rent or buy, as the
+        read step's shapes (:class:`transforms.read.ExampleShapes`): the batches of
+        one tile shape and one short size are filled until their filling has
+        computed :data:`transforms.plan.ACCELERATOR_SHAPE_EXTRA_PIXELS` pixels in vain;
+        later ones are called as they are (their size compiled once), so small
+        bundles cannot make every call mostly filling. On the CPU the batch stays as
+        it is: a tile computed in vain costs as much there as any other."""
+        size = codes.shape[0]
+        short = self._max_batch_size - size
         if short <= 0 or self._device is None or self._device.startswith("CPU"):
             return codes, valid
+        key, extra = (codes.shape[1:], size), short * int(np.prod(codes.shape[1:]))
+        with self._fill_lock:
+            if key in self._compiled_short:
+                return codes, valid
+            spent = self._filled_pixels.get(key, 0)
+            if spent + extra > ACCELERATOR_SHAPE_EXTRA_PIXELS:
+                self._compiled_short.add(key)
+                return codes, valid
+            self._filled_pixels[key] = spent + extra
         fill = (short,) + codes.shape[1:]
         return (np.concatenate([codes, np.zeros(fill, codes.dtype)]),
                 np.concatenate([valid, np.zeros(fill, bool)]))

@@ -584,6 +584,42 @@ def test_on_a_gpu_short_batches_are_filled_so_each_shape_compiles_once(monkeypat
             np.testing.assert_array_equal(a, b)
 
 
+def test_on_a_gpu_the_filling_stops_where_it_would_pay_a_compilation(monkeypatch):
+    # Rent or buy: short batches of one tile shape and size are filled until their
+    # filling has computed the budget's pixels in vain, then called as they are (that
+    # size compiled once), so a run of small bundles is not mostly filling. Each
+    # (shape, size) has its own account; the maps are the same either way.
+    import transforms.texture
+
+    rng = np.random.default_rng(5)
+    tile = {"codes": rng.integers(0, 8, (20, 20)).astype(np.int32),
+            "valid": rng.random((20, 20)) > 0.1}
+    monkeypatch.setattr(transforms.texture, "ACCELERATOR_SHAPE_EXTRA_PIXELS", 2 * 3 * 400)
+    monkeypatch.setattr(transforms.texture, "compute_device", lambda accelerator: "GPU (x)")
+    spec = glcm.TextureSpec(["contrast", "entropy"], 3, 8)
+    handler = TextureModelHandler(spec, max_batch_size=4)
+    model, sizes = handler.load_model(), []
+
+    def spy(inputs):
+        sizes.append(inputs[0].shape[0])
+        return model(inputs)
+
+    alone = None
+    for batch in ([tile], [tile], [tile], [tile, tile], [tile], [tile] * 4, [tile, tile]):
+        maps = handler.run_inference(batch, spy)
+        assert len(maps) == len(batch)
+        alone = maps[0] if alone is None else alone
+        for values in maps:
+            np.testing.assert_array_equal(values, alone)
+    # one tile: filled twice (3 tiles = 1,200 pixels each), then as it is; two tiles:
+    # their own account (800 pixels each), filled both times
+    assert sizes == [4, 4, 1, 4, 1, 4, 4]
+    monkeypatch.setattr(transforms.texture, "compute_device", lambda accelerator: "CPU:0")
+    on_cpu = TextureModelHandler(spec, max_batch_size=4)
+    np.testing.assert_array_equal(on_cpu.run_inference([tile], on_cpu.load_model())[0],
+                                  alone)
+
+
 def test_a_required_gpu_that_is_missing_fails_at_start_up():
     # this machine has no GPU: "required" must refuse, the others compute on the CPU
     from transforms.texture import AcceleratorError, compute_device
