@@ -157,7 +157,7 @@ class TextureModelHandler(ModelHandler):
         self._device = None
         # Set by load_model, on the worker (a lock does not pickle): the filling's
         # accounts, kept for the model's kernels, which a new model compiles anew.
-        self._fill_lock = self._filled_pixels = self._compiled_short = None
+        self._fill_lock = self._filled_pixels = None
 
     def map_size(self, height: int, width: int) -> Tuple[int, int]:
         """The (rows, columns) of the maps for an example of (height, width): the
@@ -177,7 +177,6 @@ class TextureModelHandler(ModelHandler):
         self._device = compute_device(self._accelerator)
         self._fill_lock = threading.Lock()
         self._filled_pixels = {}  # (tile shape, short size) -> pixels filled in vain
-        self._compiled_short = set()  # (tile shape, short size) called as it is
         layer, shape = self._layer((None, None))
         codes = keras.Input(shape, dtype="int32", name="codes")
         valid = keras.Input(shape, dtype="bool", name="valid")
@@ -216,13 +215,11 @@ class TextureModelHandler(ModelHandler):
         short = self._max_batch_size - size
         if short <= 0 or self._device is None or self._device.startswith("CPU"):
             return codes, valid
+        # A key's filling is always the same size: once over the budget, always over.
         key, extra = (codes.shape[1:], size), short * int(np.prod(codes.shape[1:]))
         with self._fill_lock:
-            if key in self._compiled_short:
-                return codes, valid
             spent = self._filled_pixels.get(key, 0)
             if spent + extra > ACCELERATOR_SHAPE_EXTRA_PIXELS:
-                self._compiled_short.add(key)
                 return codes, valid
             self._filled_pixels[key] = spent + extra
         fill = (short,) + codes.shape[1:]
