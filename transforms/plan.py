@@ -4,6 +4,7 @@ and emit one task per tile and band (with a model: one task per tile, every band
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import List, Optional, Sequence, Tuple
 
@@ -138,6 +139,32 @@ SHARED_SHAPE_EXTRA_PIXELS = 1 << 20
 # This budget, a fraction of that, stays below one compilation on a GPU several times
 # slower (an L4 or T4: not measured) too (transforms.read.ExampleShapes).
 ACCELERATOR_SHAPE_EXTRA_PIXELS = 1 << 24
+
+
+class PaddingAccount:
+    """Rent or buy, per key: padding (pixels computed in vain so that a compiled
+    shape serves again) is accepted until that key's padding would pass ``budget``
+    pixels, about what one compilation costs; after that the caller compiles. Never
+    more than about twice the cheaper of the two, whatever comes next. Thread-safe;
+    keys are hashable (tile shapes, batch sizes).
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._spent = {}  # key -> pixels padded so far
+
+    def pad(self, key, pixels: int) -> bool:
+        """Whether ``pixels`` more padding for ``key`` is within the budget; if so, it
+        is counted as spent."""
+        with self._lock:
+            spent = self._spent.get(key, 0) + pixels
+            if spent > self.budget:
+                return False
+            self._spent[key] = spent
+            return True
+
+
 # The smallest side of the ladder: texture_map rounds smaller images up to
 # multiples of 32 itself.
 LADDER_MIN_SIDE = 64

@@ -14,8 +14,8 @@ import numpy as np
 import glcm
 from transforms.errors import GuardedStep, with_retries
 from transforms.io.raster import TileWindows, read_tile
-from transforms.plan import (ACCELERATOR_SHAPE_EXTRA_PIXELS, core_size, example_cores,
-                             ladder_padding)
+from transforms.plan import (ACCELERATOR_SHAPE_EXTRA_PIXELS, PaddingAccount, core_size,
+                             example_cores, ladder_padding)
 from transforms.records import TextureParams, TileTask
 from transforms.texture import visible_gpus
 
@@ -106,10 +106,11 @@ class ExampleShapes:
 
     def __init__(self, accelerator: bool = False, budget: Optional[int] = None):
         self.accelerator = accelerator
-        self.budget = budget
         self._lock = threading.Lock()
         self._first = {}  # (own shape, shared shape) -> the first scene id (CPU)
-        self._spent = {}  # own shape -> pixels its scenes were padded by (accelerator)
+        # Accelerator: per own shape, the pixels its scenes were padded by.
+        self._padded = PaddingAccount(
+            ACCELERATOR_SHAPE_EXTRA_PIXELS if budget is None else budget)
         self._given = {}  # scene id -> its shape (accelerator), oldest first
 
     def __call__(self, task: TileTask, params: TextureParams) -> Tuple[int, int]:
@@ -125,17 +126,13 @@ class ExampleShapes:
 
     def _on_accelerator(self, task: TileTask, params: TextureParams) -> Tuple[int, int]:
         scene = task.scene.scene_id
-        budget = ACCELERATOR_SHAPE_EXTRA_PIXELS if self.budget is None else self.budget
         with self._lock:
             shape = self._given.get(scene)
             if shape is not None:
                 return shape
             own = own_shape(task, params)
             ladder, extra = ladder_shape(task, params)
-            spent = self._spent.get(own, 0)
-            shape = ladder if spent + extra <= budget else own
-            if shape != own:
-                self._spent[own] = spent + extra
+            shape = ladder if ladder == own or self._padded.pad(own, extra) else own
             self._given[scene] = shape
             if len(self._given) > REMEMBERED_SCENES:
                 del self._given[next(iter(self._given))]

@@ -19,7 +19,7 @@ import glcm
 
 from transforms.errors import GuardedStep, tagged
 from transforms.metrics import WAIT_COUNTER, StepMetrics, counter
-from transforms.plan import ACCELERATOR_SHAPE_EXTRA_PIXELS
+from transforms.plan import ACCELERATOR_SHAPE_EXTRA_PIXELS, PaddingAccount
 from transforms.records import (ErrorRecord, TextureFailure, TextureOutcome, TextureOutput,
                                 TileTask)
 
@@ -156,8 +156,8 @@ class TextureModelHandler(ModelHandler):
         self._accelerator = accelerator
         self._device = None
         # Set by load_model, on the worker (a lock does not pickle): the filling's
-        # accounts, kept for the model's kernels, which a new model compiles anew.
-        self._fill_lock = self._filled_pixels = None
+        # account, kept for the model's kernels, which a new model compiles anew.
+        self._filled = None
 
     def map_size(self, height: int, width: int) -> Tuple[int, int]:
         """The (rows, columns) of the maps for an example of (height, width): the
@@ -175,8 +175,8 @@ class TextureModelHandler(ModelHandler):
         import keras
 
         self._device = compute_device(self._accelerator)
-        self._fill_lock = threading.Lock()
-        self._filled_pixels = {}  # (tile shape, short size) -> pixels filled in vain
+        # (tile shape, short size) -> pixels filled in vain
+        self._filled = PaddingAccount(ACCELERATOR_SHAPE_EXTRA_PIXELS)
         layer, shape = self._layer((None, None))
         codes = keras.Input(shape, dtype="int32", name="codes")
         valid = keras.Input(shape, dtype="bool", name="valid")
@@ -195,12 +195,12 @@ class TextureModelHandler(ModelHandler):
         for members in same_shapes([example["codes"] for example in batch]):
             codes = np.stack([batch[i]["codes"] for i in members])
             valid = np.stack([batch[i]["valid"] for i in members])
-            codes, valid = self._filled(codes, valid)
+            codes, valid = self._filled_up(codes, valid)
             for i, values in zip(members, self._maps(model, codes, valid)):
                 maps[i] = values  # the filling's maps, past the members, are dropped
         return maps
 
-    def _filled(self, codes, valid):
+    def _filled_up(self, codes, valid):
         """On a GPU, a batch shorter than ``max_batch_size`` (the last of a bundle, or
         a batch split by shape) filled up with invalid tiles: each batch size
         compiles the kernel again, seconds of the host's CPU while the GPU waits,
@@ -216,12 +216,9 @@ class TextureModelHandler(ModelHandler):
         if short <= 0 or self._device is None or self._device.startswith("CPU"):
             return codes, valid
         # A key's filling is always the same size: once over the budget, always over.
-        key, extra = (codes.shape[1:], size), short * int(np.prod(codes.shape[1:]))
-        with self._fill_lock:
-            spent = self._filled_pixels.get(key, 0)
-            if spent + extra > ACCELERATOR_SHAPE_EXTRA_PIXELS:
-                return codes, valid
-            self._filled_pixels[key] = spent + extra
+        extra = short * int(np.prod(codes.shape[1:]))
+        if not self._filled.pad((codes.shape[1:], size), extra):
+            return codes, valid
         fill = (short,) + codes.shape[1:]
         return (np.concatenate([codes, np.zeros(fill, codes.dtype)]),
                 np.concatenate([valid, np.zeros(fill, bool)]))

@@ -184,6 +184,24 @@ def test_on_an_accelerator_scenes_take_the_ladder_until_their_padding_pays_a_com
         own, own_shape(tasks["d"], params)}
 
 
+def test_a_padding_account_keeps_each_key_within_its_budget():
+    # Rent or buy, shared by the read step's shapes and the texture step's filling:
+    # padding is granted per key until the next grant would pass the budget; a
+    # refused grant is not counted; threads at once never overspend.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transforms.plan import PaddingAccount
+
+    account = PaddingAccount(100)
+    assert [account.pad("a", 40) for _ in range(3)] == [True, True, False]
+    assert account.pad("a", 20) and not account.pad("a", 1)  # 40 + 40 + 20 = 100
+    assert account.pad("b", 100) and not account.pad("c", 101)
+    shared = PaddingAccount(1000)
+    with ThreadPoolExecutor(8) as pool:
+        granted = list(pool.map(lambda _: shared.pad("k", 3), range(2000)))
+    assert sum(granted) == 333
+
+
 def test_the_read_step_shares_shapes_as_its_texture_step_computes():
     from transforms.read import ACCELERATOR_EXAMPLE_SHAPES, EXAMPLE_SHAPES, example_shapes
     from transforms.texture import visible_gpus
