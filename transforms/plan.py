@@ -126,7 +126,7 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
 
 
 # A tile shape the texture kernel has not run on compiles it once per worker process:
-# 2.6-4.1 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels (docs/performance.md,
+# 2.6-4.1 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels (docs/performance-history.md,
 # "Tile shapes shared between scenes"). Scenes of many sizes (clips of an area of
 # interest, chips) would compile once each. So the examples of a scene with small
 # tiles may be padded to cores of :func:`ladder_side`, which scenes of other sizes

@@ -46,7 +46,7 @@ MOSAIC_CACHE_BYTES = 128 * 2 ** 20
 # mosaic's VRT and overviews once and writes each of the COG's blocks once, so a
 # cache there only holds blocks that are not read again. 16 MiB instead of the 128
 # above: 0.1-0.3 GiB less peak for 8-104 output bands, CPU seconds within their
-# spread (docs/performance.md, "The mosaic's memory with many bands").
+# spread (docs/performance-history.md, "The mosaic's memory with many bands").
 COPY_CACHE_BYTES = 16 * 2 ** 20
 # GDAL's block cache size is one per process, while rasterio.Env keeps its other
 # options per thread and restores the size a thread saw on entry when it leaves: two
@@ -105,7 +105,7 @@ CODECS = {
 # What a COG copy holds, in the COG's blocks. A compressed COG is pixel-interleaved, so
 # one block holds every band: 512² x bands x 4 bytes, 8 MiB for 8 float32 features,
 # 64 MiB for 64. Measured on 32-104 bands (python -m benchmarks.bench_mosaic --bands
-# 8 32 64 104 --threads 1 2 3 4 8; docs/performance.md, "What the COG copy holds"):
+# 8 32 64 104 --threads 1 2 3 4 8; docs/performance-history.md, "What the COG copy holds"):
 # 3.9-5.1 blocks with one thread, where GDAL compresses in the calling thread;
 # 9.9-10.5 with two, 11.5-13.0 with three, 14.1-16.2 with four, 21.7-22.3 with eight:
 # GDAL queues one job more than it has threads, each with copies of its block.
@@ -193,7 +193,7 @@ def write_mosaic(path: str, info: SceneInfo, names: Sequence[str], n_features: i
     # GDAL_ONE_BIG_READ: a raw band (the tiles, _tile_vrt) reads each request's rows in
     # one read instead of row by row through the block cache: 16 bands of a 2700x3900
     # scene, overviews and COG copy 3.3-3.4 user CPU-s against 3.7-4.7
-    # (docs/performance.md, "A mosaic without the raw intermediate").
+    # (docs/performance-history.md, "A mosaic without the raw intermediate").
     with gdal_cache(MOSAIC_CACHE_BYTES), rasterio.Env(GDAL_ONE_BIG_READ="YES"):
         _write_mosaic(path, info, names, n_features, tiles, CODECS[compression], threads)
 
@@ -281,7 +281,7 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
     Four 3072² scenes through the pipeline wrote 2.62 GiB of files instead of 3.74,
     with 1.3-2.8 s less system CPU per run and the same user CPU within the cores'
     drift: a page a file write fills costs the OS more than GDAL reading a VRT costs
-    (docs/performance.md, "A mosaic without the raw intermediate").
+    (docs/performance-history.md, "A mosaic without the raw intermediate").
     """
     work = os.path.dirname(os.path.abspath(path))
     vrt = path + ".vrt"
