@@ -126,12 +126,13 @@ def core_size(extent: int, tile: int, quantum: int = TILE_QUANTUM) -> int:
 
 
 # A tile shape the texture kernel has not run on compiles it once per worker process:
-# 2.6-4.1 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels (docs/performance-history.md,
-# "Tile shapes shared between scenes"). Scenes of many sizes (clips of an area of
-# interest, chips) would compile once each. So the examples of a scene with small
-# tiles may be padded to cores of :func:`ladder_side`, which scenes of other sizes
-# share, where that computes at most this many pixels in vain over all its tiles and
-# bands (transforms.read.ExampleShapes decides which scenes).
+# 2.6-4.1 CPU-s on 2 vCPUs, as much as computing 1.5-3 M pixels
+# (docs/performance-history.md, "Tile shapes shared between scenes"). Scenes of many
+# sizes (clips of an area of interest, chips) would compile once each. So the
+# examples of a scene with small tiles may be padded to cores of :func:`ladder_side`,
+# which scenes of other sizes share, where that computes at most this many pixels in
+# vain over all its tiles and bands (transforms.read.ExampleShapes decides which
+# scenes).
 SHARED_SHAPE_EXTRA_PIXELS = 1 << 20
 # On a GPU the same compilation runs on the host's CPU while the GPU waits: on a lent
 # H200 with JAX a first call, compiling, took 2.5-7.9 s, and a pipeline tile then

@@ -105,7 +105,8 @@ CODECS = {
 # What a COG copy holds, in the COG's blocks. A compressed COG is pixel-interleaved, so
 # one block holds every band: 512² x bands x 4 bytes, 8 MiB for 8 float32 features,
 # 64 MiB for 64. Measured on 32-104 bands (python -m benchmarks.bench_mosaic --bands
-# 8 32 64 104 --threads 1 2 3 4 8; docs/performance-history.md, "What the COG copy holds"):
+# 8 32 64 104 --threads 1 2 3 4 8; docs/performance-history.md, "What the COG copy
+# holds"):
 # 3.9-5.1 blocks with one thread, where GDAL compresses in the calling thread;
 # 9.9-10.5 with two, 11.5-13.0 with three, 14.1-16.2 with four, 21.7-22.3 with eight:
 # GDAL queues one job more than it has threads, each with copies of its block.
