@@ -398,8 +398,8 @@ class TextureOutcomeCoder(coders.Coder):
     one of the first ten, then fewer) by encoding them, even where the runner hands
     them on unencoded; a tile's maps are tens of MB, so each sample was a whole
     pickle. A four-scene run of 1024² tiles pickled 56 of them, 19 ms and a fresh
-    34 MB buffer each: 1.1 CPU-s (docs/performance-history.md). The size here is the maps'
-    bytes plus what a pickle adds around them."""
+    34 MB buffer each: 1.1 CPU-s (docs/performance-history.md). The size here is
+    the maps' bytes plus what a pickle adds around them."""
 
     # pickle's framing, the dataclass and its three floats, with room to spare
     OVERHEAD_BYTES = 320

@@ -3,10 +3,10 @@
 GDAL's COG driver compresses through libtiff, whose floating-point predictor
 (TIFF's predictor 3: each row's bytes regrouped by significance, then differenced)
 is a loop over single bytes: on the mosaic of a 3072² scene of 8 features it cost
-about as much as ZSTD itself (docs/performance-history.md, "An own COG encoder"). Here the
-predictor is a few numpy array operations per block, ZSTD is the ``zstandard``
-package (both release the GIL, so blocks are encoded in threads), and the file is
-laid out as GDAL's COG driver lays it out:
+about as much as ZSTD itself (docs/performance-history.md, "An own COG encoder").
+Here the predictor is a few numpy array operations per block, ZSTD is the
+``zstandard`` package (both release the GIL, so blocks are encoded in threads), and
+the file is laid out as GDAL's COG driver lays it out:
 
 - the TIFF (or BigTIFF) header, then GDAL's "ghost" structural metadata, which tells
   GDAL-based readers the file is a COG (``LAYOUT=COG`` in its ``IMAGE_STRUCTURE``);
@@ -117,9 +117,9 @@ PREDICTOR_ROWS = 64
 # is compressed in one call, its predicted bytes whole: ZSTD then reads them where
 # they are. A stream copies what it is given into its own window and matches against
 # that copy, which cost 15-17 % more CPU for the same bytes with 8 and 16 bands
-# (docs/performance-history.md, "Compressed in one call"). Larger tiles are streamed: not
-# measured in one call, where each tile's compressed bytes would be memory fresh from
-# the OS (glibc maps allocations above 32 MiB anew each time).
+# (docs/performance-history.md, "Compressed in one call"). Larger tiles are
+# streamed: not measured in one call, where each tile's compressed bytes would be
+# memory fresh from the OS (glibc maps allocations above 32 MiB anew each time).
 ONE_SHOT_BYTES = 16 << 20
 
 
