@@ -22,6 +22,15 @@ def anchor_kernels(window, offsets):
     return rows.astype(np.float32), cols.astype(np.float32)
 
 
+def _tap(maps, weights, dtype):
+    """``maps`` weighted by one tap's per-offset indicator: left as it is where the
+    tap counts for every offset (most taps), so the traced program holds no multiply
+    by ones (fewer ops to trace and compile per shape)."""
+    if weights.all():
+        return maps
+    return maps * weights.astype(dtype)
+
+
 class BoxMoments:
     """Window sums of per-anchor maps by separable sums whose per-offset indicators
     cover exactly the anchors whose pair lies inside the window
@@ -76,9 +85,8 @@ class BoxMoments:
         window = self.rows.shape[0]
         out_h, out_w = maps.shape[1] - window + 1, maps.shape[2] - window + 1
         dtype = keras.backend.standardize_dtype(maps.dtype)
-        taps_r, taps_c = (t.astype(dtype) for t in (self.rows, self.cols))
-        rows = sum(maps[:, t:t + out_h] * taps_r[t] for t in range(window))
-        return sum(rows[:, :, t:t + out_w] * taps_c[t] for t in range(window))
+        rows = sum(_tap(maps[:, t:t + out_h], self.rows[t], dtype) for t in range(window))
+        return sum(_tap(rows[:, :, t:t + out_w], self.cols[t], dtype) for t in range(window))
 
     def _mean_of(self, maps):
         return self.box(maps) / self.n_safe
