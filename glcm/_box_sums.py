@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 
 import keras
 import numpy as np
@@ -20,6 +21,12 @@ def anchor_kernels(window, offsets):
     rows = np.stack([(t + dr >= 0) & (t + dr < window) for dr, _ in offsets], axis=1)
     cols = np.stack([(t + dc >= 0) & (t + dc < window) for _, dc in offsets], axis=1)
     return rows.astype(np.float32), cols.astype(np.float32)
+
+
+def added(terms):
+    """The sum of ``terms`` (tensors), without the ``0 +`` that ``sum`` starts with (an
+    op more to trace and compile per shape)."""
+    return functools.reduce(operator.add, terms)
 
 
 def _tap(maps, weights, dtype):
@@ -85,8 +92,9 @@ class BoxMoments:
         window = self.rows.shape[0]
         out_h, out_w = maps.shape[1] - window + 1, maps.shape[2] - window + 1
         dtype = keras.backend.standardize_dtype(maps.dtype)
-        rows = sum(_tap(maps[:, t:t + out_h], self.rows[t], dtype) for t in range(window))
-        return sum(_tap(rows[:, :, t:t + out_w], self.cols[t], dtype) for t in range(window))
+        rows = added(_tap(maps[:, t:t + out_h], self.rows[t], dtype) for t in range(window))
+        return added(_tap(rows[:, :, t:t + out_w], self.cols[t], dtype)
+                     for t in range(window))
 
     def _mean_of(self, maps):
         return self.box(maps) / self.n_safe

@@ -28,7 +28,7 @@ import math
 import numpy as np
 from keras import ops
 
-from glcm._box_sums import BoxMoments
+from glcm._box_sums import BoxMoments, added
 from glcm._compile import (chunk_threads, float64_available, is_tracing, jit_when_eager,
                            map_in_threads, on_accelerator)
 from glcm._gathered_windows import WindowStatistics, gather_windows
@@ -412,9 +412,9 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     # pass, faster than NaN-masked sums over the offset axis. All features at once:
     # per feature, it was a fifth of the kernel's ops, which tracing and compiling
     # every new shape cost (docs/performance.md).
-    count = sum(ops.cast(has_pairs[..., k], "float32") for k in range(n_off))
+    count = added(ops.cast(has_pairs[..., k], "float32") for k in range(n_off))
     ok = ops.logical_and(count > 0, centre_valid)
     count = ops.maximum(count, 1.0)
-    total = sum(ops.where(has_pairs[..., k, None], stacked[..., k, :], 0.0)
+    total = added(ops.where(has_pairs[..., k, None], stacked[..., k, :], 0.0)
                 for k in range(n_off))
     return ops.where(ok[..., None], total / count[..., None], float("nan"))
