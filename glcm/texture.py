@@ -416,5 +416,5 @@ def _texture_kernel(padded, *, names, window, levels, offsets, symmetric, averag
     ok = ops.logical_and(count > 0, centre_valid)
     count = ops.maximum(count, 1.0)
     total = added(ops.where(has_pairs[..., k, None], stacked[..., k, :], 0.0)
-                for k in range(n_off))
+                  for k in range(n_off))
     return ops.where(ok[..., None], total / count[..., None], float("nan"))
