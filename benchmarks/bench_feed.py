@@ -567,9 +567,10 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
           f"child's system CPU, start-up's included, less texture_map's "
           f"{first_system + rest_system:.1f} s)")
     kernel_us_px = kernel_cpu / pixels * 1e6
+    reference_us_px = at_reference(beyond_no_start, kernel_us_px)
     print(f"  at the goals' reference speed (the kernel at {REFERENCE_KERNEL_US_PX} "
-          f"CPU-us/px, here {kernel_us_px:.2f}): "
-          f"{at_reference(beyond_no_start, kernel_us_px):.2f} CPU-us/px without start-up")
+          f"CPU-us/px, here {kernel_us_px:.2f}): {reference_us_px:.2f} CPU-us/px without "
+          f"start-up")
     # A difference between runs holds the cores' drift between them; the mean of the
     # two kernel runs cancels an even drift only.
     drift = max(speeds) / min(speeds) - 1
@@ -597,7 +598,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
                "fitted_us_px": fitted_us_px,
                "peak_gib": peak, "steps_us_px": alone_us_px,
                "mosaic_us_px": mosaic_us_px, "core_drift": drift,
-               "reference_us_px": at_reference(beyond_no_start, kernel_us_px)}
+               "reference_us_px": reference_us_px}
     if len(paths) > 1:
         rest = pixels - scenes[0].pixels
         steady_rate = rest / (wall - one_wall)
