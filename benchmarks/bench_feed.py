@@ -67,10 +67,17 @@ right-fitted run gets the same: once more on the first scene alone, the differen
 of the CPU seconds up to the first mosaic charged to the other scenes. And since that
 is a difference between a child and a kernel run minutes apart, on cores whose speed
 drifts, the right-fitted pipeline also runs (on every scene, then the first alone)
-with a kernel that costs nothing (each tile's maps are fixed random values, copied
-into fresh memory as a GPU's output would be; no kernel compiled or run): its CPU
-seconds up to the first mosaic, difference of the two runs, per pixel of scenes
-2..N, are the GPU workers' tile steps with nothing subtracted.
+with a kernel that costs nothing (each tile's maps are fixed, cut from the kernel's
+real maps of a 1024² corner of the first scene, copied into fresh memory as a GPU's
+output would be; no kernel compiled or run): its CPU seconds up to the first mosaic,
+difference of the two runs, per pixel of scenes 2..N, are the GPU workers' tile steps
+with nothing subtracted.
+
+The whole pipeline also runs with that kernel-free model, on every scene and then on
+the first alone, without right fitting: every step, the mosaics included, on one
+worker. Its pixel rate by the clock (scenes 2..N: the difference of the two runs)
+is what these cores feed a GPU that keeps up; the cores it kept busy show what waits
+(a scene's mosaic starts after its last tile, and parts of it run on one thread).
 
 Scenes of different sizes have tiles of different shapes, and the pipeline compiles
 the kernel once per shape (2-4 CPU-s here, a few tiles' worth): in the steady state
@@ -105,6 +112,7 @@ from rasterio.transform import from_origin
 from skimage import data
 
 import glcm
+from glcm._compile import usable_cores
 from benchmarks.common import fresh_memory_cost, header, pipeline_peak_gib
 from pipeline.options import TextureOptions, params_from
 from transforms.io.cog import write_mosaic
@@ -230,9 +238,13 @@ def pipeline_run(paths, out, args, env):
     settle()
     wall, cpu, system, stdout, written = run_child(pipeline_command(paths, out, args),
                                                    env)
+    return (wall, cpu, system, *own_summary(stdout), pipeline_peak_gib(stdout), written)
+
+
+def own_summary(stdout):
+    """(pixels/s, seconds) of the summary a local pipeline run prints."""
     own = re.search(r"([\d,]+) pixels/s over ([\d.]+) s", stdout)
-    return (wall, cpu, system, float(own.group(1).replace(",", "")), float(own.group(2)),
-            pipeline_peak_gib(stdout), written)
+    return float(own.group(1).replace(",", "")), float(own.group(2))
 
 
 # The log line that starts a scene's mosaic (transforms.finish.finish_scene).
@@ -280,27 +292,57 @@ def fitted_run(paths, out, args, env, command=None):
     return before_mosaics, usage.ru_utime + usage.ru_stime
 
 
+# Where the kernel-free children find the maps they hand back: an .npy of real texture
+# maps (rows, columns, features) float32 that the benchmark computed once
+# (:func:`write_free_maps`), so that the mosaic compresses what it would compress.
+FREE_MAPS_VARIABLE = "BENCH_FEED_FREE_MAPS"
+FREE_MAPS_SIDE = 1024
+
+
 class CopiedMapsHandler(TextureModelHandler):
     """The texture model handler with a kernel that costs nothing: every call hands
-    back fixed random maps of the model's output shape in fresh host memory, as a GPU's
+    back fixed maps of the model's output shape in fresh host memory, as a GPU's
     output copied back to the host (``np.asarray`` of a device array) would be. No
-    kernel is compiled or run in the process; the rest of the pipeline runs as it is
-    (the maps' values matter to the mosaic's compression only, which this run's
-    figure leaves out)."""
+    kernel is compiled or run in the process; the rest of the pipeline runs as it is.
+    The maps are real ones, repeated to the shape, where :data:`FREE_MAPS_VARIABLE`
+    names them (their values matter to the mosaic's compression only), else random."""
 
     class MapsByShape(dict):
         """The "model": maps per input shape, made on first use (a dict subclass:
-        Beam keeps models by weak reference)."""
+        Beam keeps models by weak reference), and the real maps they are cut from
+        (``source``, or None)."""
+
+        source = None
 
     def load_model(self):
-        return self.MapsByShape()
+        model = self.MapsByShape()
+        path = os.environ.get(FREE_MAPS_VARIABLE)
+        if path:
+            model.source = np.load(path)
+        return model
 
     def _predict(self, model, codes, valid):
         shape = self.map_size(*codes.shape[1:])
         if shape not in model:
-            model[shape] = np.random.default_rng(0).random(
-                shape + (len(self.spec.features),), dtype=np.float32)
+            model[shape] = maps_of_shape(model.source, shape, len(self.spec.features))
         return np.stack([model[shape]] * codes.shape[0])
+
+
+def maps_of_shape(source, shape, n_features):
+    """(rows, columns, ``n_features``) float32 maps of ``shape``: ``source`` repeated
+    over it and cut to it, or random values where ``source`` is None."""
+    if source is None:
+        return np.random.default_rng(0).random(shape + (n_features,), dtype=np.float32)
+    reps = (-(-shape[0] // source.shape[0]), -(-shape[1] // source.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(source, reps)[:shape[0], :shape[1]])
+
+
+def write_free_maps(scene, features, path, side=FREE_MAPS_SIDE):
+    """Writes the kernel's maps of the top-left ``side``² of ``scene``'s first band
+    to ``path`` (.npy), for the kernel-free children (:data:`FREE_MAPS_VARIABLE`)."""
+    codes, valid = next(kernel_pieces(scene))
+    maps = kernel(codes[:, :side, :side], valid[:, :side, :side], features)
+    np.save(path, np.ascontiguousarray(maps[0], dtype=np.float32))
 
 
 def copied_maps_handler(params, accelerator="optional", tiles_per_call=1):
@@ -330,6 +372,16 @@ def kernel_free_run(paths, out, args, env):
     command = pipeline_command(paths, out, args, f"--tile-accelerator={TILE_GPU}",
                                entry=("-c", KERNEL_FREE_CHILD))
     return fitted_run(paths, out, args, env, command)[0]
+
+
+def kernel_free_whole_run(paths, out, args, env):
+    """The whole pipeline with a kernel that costs nothing, in a child: every step on
+    this one worker, the mosaics included, as on a GPU worker without
+    ``--mosaic-machine-type`` whose GPU keeps up. (CPU seconds, its own seconds)."""
+    settle()
+    _, cpu, _, stdout, _ = run_child(
+        pipeline_command(paths, out, args, entry=("-c", KERNEL_FREE_CHILD)), env)
+    return cpu, own_summary(stdout)[1]
 
 
 def kernel(codes, valid, features, padding="same"):
@@ -537,6 +589,11 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
         free_cpu = kernel_free_run(paths, os.path.join(work, f"free{repeat}"), args, env)
         free_one_cpu = kernel_free_run(paths[:1], os.path.join(work, f"freeone{repeat}"),
                                        args, env)
+    free_whole = kernel_free_whole_run(paths, os.path.join(work, f"freewhole{repeat}"),
+                                       args, env)
+    if len(paths) > 1:
+        free_whole_one = kernel_free_whole_run(
+            paths[:1], os.path.join(work, f"freewholeone{repeat}"), args, env)
     settle()
     alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
@@ -651,6 +708,44 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
         figures["steady_reference_us_px"] = figures["reference_us_px"]
         figures["fitted_steady_us_px"] = figures["warm_fitted_steady_us_px"] = fitted_us_px
         figures["free_steady_us_px"] = float("nan")  # needs a second scene
+    figures.update(free_whole_figures(free_whole, free_whole_one if len(paths) > 1
+                                      else None, pixels, pixels - scenes[0].pixels,
+                                      import_cpu))
+    return figures
+
+
+def free_whole_figures(whole, one, pixels, rest, import_cpu):
+    """Prints and returns the feed rate of the kernel-free whole runs (``whole`` on
+    every scene, ``one`` on the first alone or None; each (CPU, own seconds)):
+    the pixel rate by the pipeline's own seconds and the cores it kept busy, start-up
+    excluded, and the same for scenes 2..N (the difference of the two runs)."""
+    cpu, own_seconds = whole
+    cores = usable_cores()
+    figures = {"free_whole_mpx_s": pixels / own_seconds / 1e6,
+               "free_whole_busy": (cpu - import_cpu) / own_seconds}
+    print(f"the whole pipeline on one worker with a kernel that costs nothing (the "
+          f"mosaics included; maps copied from real ones): "
+          f"{figures['free_whole_mpx_s']:.2f} M px/s over its own {own_seconds:.1f} s, "
+          f"{figures['free_whole_busy']:.2f} of {cores} cores busy (start-up excluded)")
+    if one is None:
+        figures["free_whole_steady_mpx_s"] = figures["free_whole_mpx_s"]
+        figures["free_whole_steady_busy"] = figures["free_whole_busy"]
+        return figures
+    # By the runs' own seconds: the children's start-up varies by more than a small
+    # scene's run takes.
+    seconds = own_seconds - one[1]
+    if seconds <= 0:
+        print(f"  steady state: the run on the first scene alone took as long "
+              f"({one[1]:.1f} s): use more or larger scenes")
+        figures["free_whole_steady_mpx_s"] = figures["free_whole_steady_busy"] = float("nan")
+        return figures
+    figures["free_whole_steady_mpx_s"] = rest / seconds / 1e6
+    figures["free_whole_steady_busy"] = (cpu - one[0]) / seconds
+    print(f"  steady state (this run less the first scene alone, its own {one[1]:.1f} s): "
+          f"{figures['free_whole_steady_mpx_s']:.2f} M px/s, "
+          f"{figures['free_whole_steady_busy']:.2f} of {cores} cores busy: "
+          f"{figures['free_whole_steady_mpx_s'] / cores:.2f} M px/s per core, what "
+          f"these cores feed a GPU that keeps up")
     return figures
 
 
@@ -763,6 +858,9 @@ def run(args, work):
           + ", ".join(f"{h}x{w}" for h, w in shapes)
           + f"); compiling the kernel for them here: "
           + ", ".join(f"{cpu:.1f}" for _, cpu in compiling) + " CPU-s, scene by scene")
+    # The kernel-free children hand back real maps (the mosaic compresses them).
+    env[FREE_MAPS_VARIABLE] = os.path.join(work, "free_maps.npy")
+    write_free_maps(scenes[0], features, env[FREE_MAPS_VARIABLE])
     core_speed = CoreSpeed(features)
     figures = []
     for repeat in range(args.repeat):
@@ -805,6 +903,17 @@ def run(args, work):
         print(f"  measured with a kernel that costs nothing instead (no kernel "
               f"subtracted): {free:.2f} CPU-us/px, an 8-vCPU GPU worker near "
               f"{8 / free:.0f} M px/s if its GPU keeps up")
+    # By the clock rather than from CPU seconds: scenes ready one after another, a
+    # mosaic's single-threaded parts and Beam's own scheduling show here.
+    fed = float(np.median(rounds["free_whole_steady_mpx_s"]))
+    busy = float(np.median(rounds["free_whole_steady_busy"]))
+    cores = usable_cores()
+    if np.isfinite(fed):
+        print(f"  measured by the clock with a kernel that costs nothing, everything on "
+              f"one worker: {fed:.2f} M px/s on {cores} cores ({busy:.2f} busy), "
+              f"{fed / cores:.2f} M px/s per core; at that rate per vCPU an 8-vCPU GPU "
+              f"worker near {8 * fed / cores:.0f} M px/s (the scaling to more cores and "
+              f"Dataflow's harness threads not measured)")
     if not args.skip_small:
         settle()
         rates = small_rates(features)
