@@ -591,9 +591,9 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
                                        args, env)
     free_whole = kernel_free_whole_run(paths, os.path.join(work, f"freewhole{repeat}"),
                                        args, env)
-    if len(paths) > 1:
-        free_whole_one = kernel_free_whole_run(
-            paths[:1], os.path.join(work, f"freewholeone{repeat}"), args, env)
+    free_whole_one = kernel_free_whole_run(  # the first scene alone, for steady state
+        paths[:1], os.path.join(work, f"freewholeone{repeat}"), args, env
+    ) if len(paths) > 1 else None
     settle()
     alone = steps_alone(paths[0], args, os.path.join(work, f"alone{repeat}"))
     kernel_wall, kernel_cpu = first_wall + rest_wall, first_cpu + rest_cpu
@@ -708,9 +708,8 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
         figures["steady_reference_us_px"] = figures["reference_us_px"]
         figures["fitted_steady_us_px"] = figures["warm_fitted_steady_us_px"] = fitted_us_px
         figures["free_steady_us_px"] = float("nan")  # needs a second scene
-    figures.update(free_whole_figures(free_whole, free_whole_one if len(paths) > 1
-                                      else None, pixels, pixels - scenes[0].pixels,
-                                      import_cpu))
+    figures.update(free_whole_figures(free_whole, free_whole_one, pixels,
+                                      pixels - scenes[0].pixels, import_cpu))
     return figures
 
 
