@@ -99,11 +99,25 @@ def peak_memory() -> Optional[int]:
     return None
 
 
-def configure_logging(verbose: bool) -> None:
-    """``[glcm] ...`` progress lines on stderr; other libraries' INFO and WARNING
-    lines only with ``verbose``."""
+class ElapsedFormatter(logging.Formatter):
+    """``[glcm] +S s message``: S the seconds since ``start`` (a ``time.time()``), so
+    that a run's progress lines show when each scene's tiles and mosaic came, and
+    where a long run's time went between them."""
+
+    def __init__(self, start: float):
+        super().__init__("[glcm] +%(elapsed).1f s %(message)s")
+        self.start = start
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.elapsed = max(0.0, record.created - self.start)
+        return super().format(record)
+
+
+def configure_logging(verbose: bool, start: Optional[float] = None) -> None:
+    """``[glcm] +S s ...`` progress lines on stderr, S the seconds since ``start``
+    (default: now); other libraries' INFO and WARNING lines only with ``verbose``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[glcm] %(message)s"))
+    handler.setFormatter(ElapsedFormatter(time.time() if start is None else start))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
@@ -167,12 +181,12 @@ def main(argv: Optional[List[str]] = None, seams: Seams = Seams()) -> RunSummary
         return RunSummary(exit_code=0)
     options = TextureOptions(argv)
     o = options.view_as(TextureOptions)
-    configure_logging(o.verbose)
+    started = time.time()  # the progress lines' clock and the summary's
+    configure_logging(o.verbose, started)
     try:
         params = params_from(options)  # every flag checked before any work
         if not is_dataflow(options):
             compute_device(o.accelerator)  # this machine computes: is its GPU there?
-        started = time.time()
         pipeline = beam.Pipeline(runner=local_runner(options), options=options)
         try:
             build(pipeline, options, params, seams)

@@ -1,6 +1,7 @@
 """Real pipelines on the DirectRunner over GeoTIFFs written here."""
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -13,7 +14,7 @@ from rasterio.transform import Affine
 
 import glcm
 from pipeline.build import Seams
-from pipeline.run import main
+from pipeline.run import ElapsedFormatter, main
 from pipeline.sample import make_sample
 from tests.beam_util import accelerator_of_leaves, graph_of, hints_under
 from transforms.errors import ERRORS_TAG
@@ -61,7 +62,8 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
     assert (summary.exit_code, summary.done, summary.new, summary.changed,
             summary.skipped, summary.failures) == (0, 3, 3, 0, 0, ())
     # the printed line says the same, then where the time went, step by step
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert ("scenes done: 3 (new: 3, changed: 0), skipped (already finished): 0, "
             "failure records: 0") in printed
     assert list(summary.step_seconds) == ["discover", "plan", "read", "texture", "save",
@@ -71,6 +73,11 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
                      r"texture [\d.]+ s( \([\d.]+ of them waiting for the model\))?, "
                      r"save [\d.]+ s, finish [\d.]+ s", printed, re.M)
     assert 0 <= summary.texture_wait_seconds <= summary.step_seconds["texture"]
+    # progress on stderr, each line with the seconds since the run's clock started
+    progress = re.findall(r"^\[glcm\] \+(\d+\.\d) s (.+)$", captured.err, re.M)
+    assert sum(line.endswith("writing the mosaic") for _, line in progress) == 3
+    elapsed = [float(seconds) for seconds, _ in progress]
+    assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= summary.seconds + 0.1
     # and the process's peak memory: at least what it held before the run
     assert summary.peak_memory >= held_before > 0
     shown = re.search(r"^peak memory \(this process\): ([\d.]+) GiB$", printed, re.M)
@@ -385,3 +392,13 @@ def test_tile_accelerator_refused_before_work(scenes, tmp_path, capsys, flags, m
     assert summary.exit_code == 2 and message in summary.error, summary.error
     assert "--tile-accelerator" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_progress_lines_say_the_seconds_since_the_run_started():
+    formatter = ElapsedFormatter(start=1000.0)
+    record = logging.LogRecord("glcm", logging.INFO, __file__, 1, "%s: done", ("a",),
+                               None)
+    record.created = 1012.34
+    assert formatter.format(record) == "[glcm] +12.3 s a: done"
+    record.created = 999.0  # a line logged before the run's clock started
+    assert formatter.format(record) == "[glcm] +0.0 s a: done"
