@@ -100,12 +100,13 @@ def peak_memory() -> Optional[int]:
 
 
 class ElapsedFormatter(logging.Formatter):
-    """``[glcm] +S s message``: S the seconds since ``start`` (a ``time.time()``), so
+    """``[glcm +S s] message``: S the seconds since ``start`` (a ``time.time()``), so
     that a run's progress lines show when each scene's tiles and mosaic came, and
-    where a long run's time went between them."""
+    where a long run's time went between them. The message still follows "] ", as
+    before the seconds were added."""
 
     def __init__(self, start: float):
-        super().__init__("[glcm] +%(elapsed).1f s %(message)s")
+        super().__init__("[glcm +%(elapsed).1f s] %(message)s")
         self.start = start
 
     def format(self, record: logging.LogRecord) -> str:
@@ -114,7 +115,7 @@ class ElapsedFormatter(logging.Formatter):
 
 
 def configure_logging(verbose: bool, start: Optional[float] = None) -> None:
-    """``[glcm] +S s ...`` progress lines on stderr, S the seconds since ``start``
+    """``[glcm +S s] ...`` progress lines on stderr, S the seconds since ``start``
     (default: now); other libraries' INFO and WARNING lines only with ``verbose``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(ElapsedFormatter(time.time() if start is None else start))

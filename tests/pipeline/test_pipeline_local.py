@@ -74,7 +74,7 @@ def test_pipeline_outputs_match_texture_map(scenes, tmp_path, capsys):
                      r"save [\d.]+ s, finish [\d.]+ s", printed, re.M)
     assert 0 <= summary.texture_wait_seconds <= summary.step_seconds["texture"]
     # progress on stderr, each line with the seconds since the run's clock started
-    progress = re.findall(r"^\[glcm\] \+(\d+\.\d) s (.+)$", captured.err, re.M)
+    progress = re.findall(r"^\[glcm \+(\d+\.\d) s\] (.+)$", captured.err, re.M)
     assert sum(line.endswith("writing the mosaic") for _, line in progress) == 3
     elapsed = [float(seconds) for seconds, _ in progress]
     assert elapsed == sorted(elapsed) and 0 < elapsed[-1] <= summary.seconds + 0.1
@@ -399,6 +399,6 @@ def test_progress_lines_say_the_seconds_since_the_run_started():
     record = logging.LogRecord("glcm", logging.INFO, __file__, 1, "%s: done", ("a",),
                                None)
     record.created = 1012.34
-    assert formatter.format(record) == "[glcm] +12.3 s a: done"
+    assert formatter.format(record) == "[glcm +12.3 s] a: done"
     record.created = 999.0  # a line logged before the run's clock started
-    assert formatter.format(record) == "[glcm] +0.0 s a: done"
+    assert formatter.format(record) == "[glcm +0.0 s] a: done"
