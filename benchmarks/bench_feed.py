@@ -11,8 +11,10 @@ seconds with it free: the children's system CPU varies with it), then in this ru
 1. the pipeline in a child process (default flags, DirectRunner with one thread per
    core): its wall time, its own pixel rate (its summary), its CPU seconds (user +
    system, from the kernel's accounting of the child), its peak RSS (VmHWM, from its
-   summary), the seconds per step summed over its scenes (from the manifests) and
-   ``import pipeline.__main__`` in another child (the start-up's share: the imports
+   summary), the seconds per step summed over its scenes (from the manifests), its
+   timeline (from its progress lines: when its first tile was computed, its last,
+   and its last scene done; what the whole run pays once and the steady state does
+   not) and ``import pipeline.__main__`` in another child (the start-up's share: the imports
    as ``python -m pipeline`` makes them; where jax is installed, once more with jax
    made unimportable, since ``import tensorflow`` loads it and a worker has none);
 2. ``texture_map`` on each band of each scene in this process, quantized with the
@@ -203,8 +205,8 @@ def stderr_tail(stderr, lines=40):
 
 def run_child(command, env):
     """(wall seconds, CPU seconds user + system, of which system, stdout, bytes it
-    wrote to files) of a child process; the bytes are its output blocks by the
-    kernel's accounting (pages of files it dirtied, deleted ones included). Its
+    wrote to files, stderr) of a child process; the bytes are its output blocks by
+    the kernel's accounting (pages of files it dirtied, deleted ones included). Its
     stderr goes to a temporary file (a pipe nobody reads could fill and stall it);
     when it fails, the end of that is printed with the error."""
     with tempfile.TemporaryFile("w+") as stderr:
@@ -218,8 +220,10 @@ def run_child(command, env):
         if process.returncode != 0:
             raise RuntimeError(f"{command[:3]}... exited with {process.returncode}; the "
                                f"end of its stderr:\n{stderr_tail(stderr)}")
+        stderr.seek(0)
+        errors = stderr.read()
     return (wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout,
-            usage.ru_oublock * 512)
+            usage.ru_oublock * 512, errors)
 
 
 def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
@@ -234,11 +238,28 @@ def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
 
 def pipeline_run(paths, out, args, env):
     """The pipeline on ``paths`` in a child: (wall, CPU, system CPU, its own rate, its
-    own seconds, peak RSS GiB, bytes written to files)."""
+    own seconds, peak RSS GiB, bytes written to files, its :func:`timeline`)."""
     settle()
-    wall, cpu, system, stdout, written = run_child(pipeline_command(paths, out, args),
-                                                   env)
-    return (wall, cpu, system, *own_summary(stdout), pipeline_peak_gib(stdout), written)
+    wall, cpu, system, stdout, written, errors = run_child(
+        pipeline_command(paths, out, args), env)
+    return (wall, cpu, system, *own_summary(stdout), pipeline_peak_gib(stdout), written,
+            timeline(errors))
+
+
+# A progress line of the pipeline: "[glcm +S s] message", S seconds on its own clock.
+PROGRESS_LINE = re.compile(r"^\[glcm \+(\d+(?:\.\d+)?) s\] (.*)$", re.M)
+
+
+def timeline(stderr):
+    """(first tile computed, last tile computed, last scene done), in seconds on the
+    run's own clock, from its progress lines; None where it logged no tile."""
+    lines = [(float(seconds), message) for seconds, message in PROGRESS_LINE.findall(
+        stderr)]
+    tiles = [seconds for seconds, message in lines if message.endswith(" computed")]
+    done = [seconds for seconds, message in lines if ": done -> " in message]
+    if not tiles or not done:
+        return None
+    return min(tiles), max(tiles), max(done)
 
 
 def own_summary(stdout):
@@ -379,7 +400,7 @@ def kernel_free_whole_run(paths, out, args, env):
     this one worker, the mosaics included, as on a GPU worker without
     ``--mosaic-machine-type`` whose GPU keeps up. (CPU seconds, its own seconds)."""
     settle()
-    _, cpu, _, stdout, _ = run_child(
+    _, cpu, _, stdout, _, _ = run_child(
         pipeline_command(paths, out, args, entry=("-c", KERNEL_FREE_CHILD)), env)
     return cpu, own_summary(stdout)[1]
 
@@ -559,7 +580,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
     kernel_runs = [kernels(scenes, features)]
     speeds.append(core_speed())
     settle()
-    wall, cpu, system, own_rate, own_seconds, peak, written = pipeline_run(
+    wall, cpu, system, own_rate, own_seconds, peak, written, times = pipeline_run(
         paths, out, args, env)
     speeds.append(core_speed())
     settle()
@@ -569,7 +590,7 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
     first_wall, first_cpu, first_system, rest_wall, rest_cpu, rest_system = (
         sum(values) / 2 for values in zip(*kernel_runs))
     if len(paths) > 1:  # the steady state's reference: the first scene alone
-        one_wall, one_cpu, _, _, _, _, _ = pipeline_run(
+        one_wall, one_cpu, _, _, _, _, _, _ = pipeline_run(
             paths[:1], os.path.join(work, f"one{repeat}"), args, env)
     steps = dict.fromkeys(STEPS, 0.0)
     manifests = glob.glob(os.path.join(out, "*", "manifest.json"))
@@ -616,6 +637,15 @@ def measure(args, work, scenes, features, env, import_cpu, repeat, compiling,
           f"bytes per pixel (tiles, the mosaic's overviews, the COG)")
     print("  seconds per step, summed over scenes (manifests): " + ", ".join(
         f"{k.replace('_seconds', '')} {v:.1f}" for k, v in steps.items()))
+    if times is not None:
+        # What the whole run pays once and the steady state does not: the wait for the
+        # first tile, and the last mosaic, which has the cores to itself.
+        first, last, done = times
+        print(f"  its timeline (progress lines, its own clock): first tile computed at "
+              f"+{first:.1f} s (the model loaded, the first tile shape compiled, the "
+              f"tile computed), last tile at +{last:.1f} s, last scene done at "
+              f"+{done:.1f} s: {first + done - last:.1f} s of its {own_seconds:.1f} "
+              f"before the first tile and after the last")
     print(f"pipeline / kernel pixel rate: {own_rate / kernel_rate:.0%} by its own "
           f"summary, {pixels / wall / kernel_rate:.0%} by the child's wall time")
     system_beyond = (system - first_system - rest_system) / pixels * 1e6
@@ -831,7 +861,7 @@ def run(args, work):
              "CPU below varies with it)" if idle > 3 * warm else ""))
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
     # python -m pipeline's start-up, its main() aside (its imports, as it makes them)
-    import_wall, import_cpu, _, import_peak, _ = run_child(
+    import_wall, import_cpu, _, import_peak, _, _ = run_child(
         [sys.executable, "-c", "import pipeline.__main__\n" + PRINT_PEAK], env)
     print(f"pixels (x bands): {pixels:,}; the pipeline's start-up (its imports, as "
           f"python -m pipeline makes them): {import_wall:.1f} s wall, {import_cpu:.1f} "
@@ -840,7 +870,7 @@ def run(args, work):
             and keras.backend.backend() == "tensorflow"):
         # TensorFlow's own import pulls in jax where it is installed (a test dependency
         # here, absent from the worker image): the pipeline's figures include it.
-        _, no_jax_cpu, _, no_jax_peak, _ = run_child(
+        _, no_jax_cpu, _, no_jax_peak, _, _ = run_child(
             [sys.executable, "-c", "import sys\nsys.modules['jax'] = None\n"
              "import pipeline.__main__\n" + PRINT_PEAK], env)
         print(f"  jax is installed here and `import tensorflow` imports it: "
