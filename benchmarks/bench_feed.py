@@ -14,9 +14,10 @@ seconds with it free: the children's system CPU varies with it), then in this ru
    summary), the seconds per step summed over its scenes (from the manifests), its
    timeline (from its progress lines: when its first tile was computed, its last,
    and its last scene done; what the whole run pays once and the steady state does
-   not) and ``import pipeline.__main__`` in another child (the start-up's share: the imports
-   as ``python -m pipeline`` makes them; where jax is installed, once more with jax
-   made unimportable, since ``import tensorflow`` loads it and a worker has none);
+   not) and ``import pipeline.__main__`` in another child (the start-up's share: the
+   imports as ``python -m pipeline`` makes them; where jax is installed, once more
+   with jax made unimportable, since ``import tensorflow`` loads it and a worker has
+   none);
 2. ``texture_map`` on each band of each scene in this process, quantized with the
    range the pipeline plans for it, in pieces of at most 4096² (the whole scene up to
    that: memory bounded whatever the scene's size), after a warm-up call on each
