@@ -114,11 +114,11 @@ class ElapsedFormatter(logging.Formatter):
         return super().format(record)
 
 
-def configure_logging(verbose: bool, start: Optional[float] = None) -> None:
-    """``[glcm +S s] ...`` progress lines on stderr, S the seconds since ``start``
-    (default: now); other libraries' INFO and WARNING lines only with ``verbose``."""
+def configure_logging(verbose: bool, start: float) -> None:
+    """``[glcm +S s] ...`` progress lines on stderr, S the seconds since ``start`` (a
+    ``time.time()``); other libraries' INFO and WARNING lines only with ``verbose``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ElapsedFormatter(time.time() if start is None else start))
+    handler.setFormatter(ElapsedFormatter(start))
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
