@@ -222,9 +222,9 @@ def run_child(command, env):
             raise RuntimeError(f"{command[:3]}... exited with {process.returncode}; the "
                                f"end of its stderr:\n{stderr_tail(stderr)}")
         stderr.seek(0)
-        errors = stderr.read()
+        stderr_text = stderr.read()
     return (wall, usage.ru_utime + usage.ru_stime, usage.ru_stime, stdout,
-            usage.ru_oublock * 512, errors)
+            usage.ru_oublock * 512, stderr_text)
 
 
 def pipeline_command(paths, out, args, *flags, entry=("-m", "pipeline")):
@@ -241,14 +241,18 @@ def pipeline_run(paths, out, args, env):
     """The pipeline on ``paths`` in a child: (wall, CPU, system CPU, its own rate, its
     own seconds, peak RSS GiB, bytes written to files, its :func:`timeline`)."""
     settle()
-    wall, cpu, system, stdout, written, errors = run_child(
+    wall, cpu, system, stdout, written, stderr_text = run_child(
         pipeline_command(paths, out, args), env)
     return (wall, cpu, system, *own_summary(stdout), pipeline_peak_gib(stdout), written,
-            timeline(errors))
+            timeline(stderr_text))
 
 
 # A progress line of the pipeline: "[glcm +S s] message", S seconds on its own clock.
 PROGRESS_LINE = re.compile(r"^\[glcm \+(\d+(?:\.\d+)?) s\] (.*)$", re.M)
+# How the lines end that say a tile was computed (transforms.save), and what the line
+# says that ends a scene (transforms.finish, transforms.objects).
+TILE_COMPUTED = " computed"
+SCENE_DONE = ": done -> "
 
 
 def timeline(stderr):
@@ -256,8 +260,8 @@ def timeline(stderr):
     run's own clock, from its progress lines; None where it logged no tile."""
     lines = [(float(seconds), message) for seconds, message in PROGRESS_LINE.findall(
         stderr)]
-    tiles = [seconds for seconds, message in lines if message.endswith(" computed")]
-    done = [seconds for seconds, message in lines if ": done -> " in message]
+    tiles = [seconds for seconds, message in lines if message.endswith(TILE_COMPUTED)]
+    done = [seconds for seconds, message in lines if SCENE_DONE in message]
     if not tiles or not done:
         return None
     return min(tiles), max(tiles), max(done)
