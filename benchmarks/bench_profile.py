@@ -21,8 +21,8 @@ Prints, for the pipeline's run:
   (to its last tile computed), tail (the last mosaic, quicklook, manifest, exit);
 - the kernel's CPU-us/px during the run (its compiled-code seconds / ``s`` per
   pixel: how fast these cores ran it then), the CPU-us/px beyond it (start-up
-  excluded, as ``bench_feed``), and both scaled to cores on which the kernel costs
-  0.95 CPU-us/px (the goals'), by the same run's own kernel speed;
+  excluded, as ``bench_feed``), the latter also scaled to cores on which the kernel
+  costs 0.95 CPU-us/px (the goals'), by the same run's own kernel speed;
 - the same for the body alone, its pixels those of the kernel's work in it;
 - the share of the kernel's pixel rate: the pipeline's pixels over its own seconds,
   against the same pixels at the kernel's CPU from this run spread over as many cores
@@ -31,11 +31,12 @@ Prints, for the pipeline's run:
 
 What it cannot do: a sample's class is its innermost library, so glibc's allocator
 and copies are charged to no one caller (in the kernel child they are part of the
-share ``s``); the pipeline's tiles and ``texture_map``'s pieces must run the same
-compiled code for ``s`` to carry over (the same features, window, levels, tile
-shape). It needs ``perf`` (Linux), allowed to sample the user's own processes
-(``/proc/sys/kernel/perf_event_paranoid`` at 2 or less), and runs without it
-nowhere: there it stops and says why.
+share ``s``); ``s`` carries over to scenes whose tiles run the same compiled code
+as the first scene's (the same features, window and levels; other tile shapes
+compile other code, measured to spend about the same share). It needs ``perf``
+(Linux), allowed to sample the user's own processes
+(``/proc/sys/kernel/perf_event_paranoid`` at 2 or less); without it, it stops and
+says why.
 
 Usage: python -m benchmarks.bench_profile [--scenes 4] [--size 3072] [--tile 1024]
        [--frequency 99]
