@@ -790,17 +790,55 @@ def at_reference(us_px, kernel_us_px):
     return us_px * REFERENCE_KERNEL_US_PX / kernel_us_px
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__)
+def add_scene_arguments(parser, inputs_help=""):
+    """The scenes' flags, shared with ``bench_profile``: ``--scenes`` and ``--size``
+    (synthetic scenes) or ``--inputs`` (the user's rasters), and ``--tile``."""
     parser.add_argument("--scenes", type=int, default=None,
                         help="synthetic scenes to write (default 4)")
     parser.add_argument("--size", type=int, default=None,
                         help="their side in pixels (default 3072)")
     parser.add_argument("--inputs", nargs="+", metavar="RASTER", default=None,
                         help="your own local rasters instead (GeoTIFF/COG; every band, "
-                             "as the pipeline's default; at least two for the steady "
-                             "state)")
+                             "as the pipeline's default" + inputs_help + ")")
     parser.add_argument("--tile", type=int, default=1024)
+
+
+def check_scene_arguments(parser, args):
+    """Checks and completes the flags of :func:`add_scene_arguments` (``--inputs``
+    absolute, sorted as the pipeline sorts scenes, each once; the synthetic scenes'
+    defaults) and says what the scenes are; stops with the parser's error where they
+    are wrong."""
+    if args.inputs is not None:
+        if args.scenes is not None or args.size is not None:
+            parser.error("--inputs takes the scenes as they are: leave out --scenes and "
+                         "--size")
+        # In the pipeline's order (it sorts scenes by URI), each once.
+        args.inputs = sorted({os.path.abspath(path) for path in args.inputs})
+        missing = [path for path in args.inputs if not os.path.isfile(path)]
+        if missing:
+            parser.error(f"--inputs: no such file: {', '.join(missing)}")
+        return f"{len(args.inputs)} scene(s) given"
+    args.scenes = 4 if args.scenes is None else args.scenes
+    args.size = 3072 if args.size is None else args.size
+    if args.scenes < 1 or args.size < 64:
+        parser.error("--scenes must be >= 1 and --size >= 64")
+    return f"{args.scenes} scenes of {args.size}² uint8"
+
+
+def scene_paths(args, work):
+    """The scenes' files: ``--inputs``, or the synthetic scenes written under
+    ``work``."""
+    if args.inputs is not None:
+        return args.inputs
+    paths = [os.path.join(work, f"scene{k}.tif") for k in range(args.scenes)]
+    for k, path in enumerate(paths):
+        write_scene(path, args.size, k)
+    return paths
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    add_scene_arguments(parser, "; at least two for the steady state")
     parser.add_argument("--cog-compression", default="zstd",
                         help="the pipeline's --cog-compression (default zstd, as the "
                              "pipeline's)")
@@ -814,22 +852,7 @@ def main():
     parser.add_argument("--skip-small", action="store_true",
                         help="skip the 512²/1024² texture_map comparison")
     args = parser.parse_args()
-    if args.inputs is not None:
-        if args.scenes is not None or args.size is not None:
-            parser.error("--inputs takes the scenes as they are: leave out --scenes and "
-                         "--size")
-        # In the pipeline's order (it sorts scenes by URI), each once.
-        args.inputs = sorted({os.path.abspath(path) for path in args.inputs})
-        missing = [path for path in args.inputs if not os.path.isfile(path)]
-        if missing:
-            parser.error(f"--inputs: no such file: {', '.join(missing)}")
-        what = f"{len(args.inputs)} scene(s) given"
-    else:
-        args.scenes = 4 if args.scenes is None else args.scenes
-        args.size = 3072 if args.size is None else args.size
-        if args.scenes < 1 or args.size < 64:
-            parser.error("--scenes must be >= 1 and --size >= 64")
-        what = f"{args.scenes} scenes of {args.size}² uint8"
+    what = check_scene_arguments(parser, args)
     if args.tiles_per_call < 1:
         parser.error("--tiles-per-call must be >= 1")
     header(f"feeding the kernel: {what}, default features, window 7, 32 levels, tile "
@@ -843,12 +866,7 @@ def main():
 
 def run(args, work):
     """Every measurement of :func:`main`, with scenes and outputs under ``work``."""
-    paths = args.inputs
-    if paths is None:
-        paths = []
-        for k in range(args.scenes):
-            paths.append(os.path.join(work, f"scene{k}.tif"))
-            write_scene(paths[-1], args.size, k)
+    paths = scene_paths(args, work)
     # As the pipeline plans them (size, bands, quantization ranges); a raster it
     # cannot read stops here, with its reason.
     example_shapes = ExampleShapes()  # one pipeline process's, scene by scene
