@@ -264,6 +264,12 @@ def run(args, work):
     at = marks(stdout)
     kernel = by_class(samples, at["kernel_start"], at["kernel_end"])
     kernel_cpu = sum(kernel.values())
+    if kernel[KERNEL] <= 0:
+        raise RuntimeError(
+            "no sample of the kernel child fell in XLA-compiled code: this perf names "
+            "anonymous code otherwise than sample_class expects ('/tmp/perf-PID.map', "
+            "'[JIT] tid', '//anon'); classes seen: " + ", ".join(
+                f"{kind} {seconds:.1f} s" for kind, seconds in kernel.most_common()))
     share = kernel[KERNEL] / kernel_cpu
     kernel_cores = kernel_cpu / (at["kernel_end"] - at["kernel_start"])
     print(f"kernel child (the texture model on {KERNEL_TILES} tiles of "
