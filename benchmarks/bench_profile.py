@@ -56,8 +56,8 @@ import time
 
 from benchmarks.bench_feed import (REFERENCE_KERNEL_US_PX, add_scene_arguments,
                                    at_reference, bench_scene, check_scene_arguments,
-                                   own_summary, pipeline_command, scene_paths,
-                                   timeline)
+                                   own_summary, pipeline_command, planned,
+                                   scene_paths, timeline)
 from benchmarks.common import header, pipeline_peak_gib
 from transforms.read import ExampleShapes
 
@@ -84,14 +84,13 @@ gc.enable()
 gc.freeze()
 kernel_calls(*sys.argv[1:])
 """
-# The pipeline's child: ``python -m pipeline``, with a mark when its own clock starts
-# (the progress lines' +S s and the summary's seconds count from it); its collector
-# frozen after the imports and at the end, as ``pipeline/__main__.py`` does.
+# The pipeline's child: ``python -m pipeline`` (its imports as ``pipeline.__main__``
+# makes them, the collector frozen after them, and again at the end as it does), with
+# a mark when its own clock starts (the progress lines' +S s and the summary's seconds
+# count from it).
 PIPELINE_CHILD = """import gc, sys, time
-gc.disable()
+import pipeline.__main__
 import pipeline.run as run
-gc.enable()
-gc.freeze()
 configure = run.configure_logging
 def marked(verbose, start):
     print(f"mark started {time.monotonic() - (time.time() - start):.6f}", flush=True)
@@ -154,16 +153,12 @@ def kernel_calls(path, tile, count):
     """The kernel child's work (:data:`KERNEL_CHILD`): the pipeline's texture model on
     the first ``count`` tiles of the scene at ``path``, read as the pipeline reads
     them, one call each, after a warm call; marks around the timed calls."""
-    from pipeline.options import TextureOptions, params_from
-    from transforms.plan import plan_scene
     from transforms.read import read_example
-    from transforms.records import Scene
     from transforms.texture import TextureModelHandler
 
     with tempfile.TemporaryDirectory() as folder:
-        params = params_from(TextureOptions([f"--input={path}", f"--output={folder}",
-                                             f"--tile={tile}"]))
-        tasks = plan_scene(Scene("bench", path, "-"), params, folder)[1][:int(count)]
+        params, tasks = planned(path, plan_flags(int(tile)), folder)
+    tasks = tasks[:int(count)]
     examples = [read_example(task, params) for task in tasks]
     handler = TextureModelHandler(params.spec)
     model = handler.load_model()
@@ -253,7 +248,7 @@ def run(args, work):
     ``work``."""
     paths = scene_paths(args, work)
     shapes = ExampleShapes()
-    scenes = [bench_scene(path, args_for_plan(args), os.path.join(work, "plan", str(k)),
+    scenes = [bench_scene(path, plan_flags(args.tile), os.path.join(work, "plan", str(k)),
                           f"scene{k}", shapes) for k, path in enumerate(paths)]
     pixels = sum(scene.pixels for scene in scenes)
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true")  # as run_local.sh
@@ -280,7 +275,7 @@ def run(args, work):
 
     out = os.path.join(work, "out")
     stdout, stderr, samples = perf_run(
-        pipeline_command(paths, out, args_for_plan(args), entry=("-c", PIPELINE_CHILD)),
+        pipeline_command(paths, out, plan_flags(args.tile), entry=("-c", PIPELINE_CHILD)),
         os.path.join(work, "pipeline.data"), args.frequency, env)
     started = marks(stdout)["started"]
     _, seconds = own_summary(stdout)
@@ -326,9 +321,10 @@ def run(args, work):
           f"goals' speed {at_reference(body_us, kernel_us):.2f}")
 
 
-def args_for_plan(args):
-    """The flags :func:`bench_feed.bench_scene` and ``pipeline_command`` read."""
-    return argparse.Namespace(tile=args.tile, cog_compression="zstd", tiles_per_call=1)
+def plan_flags(tile):
+    """The flags ``bench_feed``'s planning and ``pipeline_command`` read: ``tile``, the
+    pipeline's defaults otherwise."""
+    return argparse.Namespace(tile=tile, cog_compression="zstd", tiles_per_call=1)
 
 
 if __name__ == "__main__":
