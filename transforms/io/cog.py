@@ -7,19 +7,23 @@ never sees a partial ``features.tif``.
 
 The mosaic reads the saved tiles where they are: :func:`save_tile_bands` stores each
 band of a tile as one contiguous run of a ``.npy`` file, a VRT places them, and GDAL
-averages the overviews from it, with no full-size copy of the scene in between. The
-COG of the ZSTD codecs is then written by :mod:`transforms.io.cog_writer` (its blocks
-read from the tiles' files and the overviews, predicted with numpy, compressed in
-threads); that of the others by GDAL's COG driver.
+averages the overviews from it, with no full-size copy of the scene in between (for
+the ZSTD codecs one pass per group of bands, the groups in threads, each without
+Python's GIL: :mod:`transforms.io.overviews`). The COG of the ZSTD codecs is then
+written by :mod:`transforms.io.cog_writer` (its blocks read from the tiles' files and
+the overviews, predicted with numpy, compressed in threads); that of the others by
+GDAL's COG driver.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable, Optional, Sequence
 from xml.sax.saxutils import escape
 
@@ -36,6 +40,7 @@ from rasterio.windows import Window
 
 from glcm._compile import usable_cores
 from transforms.io import cog_writer, storage
+from transforms.io.overviews import build_overviews
 from transforms.records import DEFAULTS, SceneInfo, TileResult
 
 # GDAL's block cache while a mosaic is built, in bytes (set by gdal_cache, below):
@@ -220,23 +225,36 @@ def _local_tile(uri: str, work: str) -> str:
 
 def _tile_vrt(npy: str, core: np.memmap, n_features: int) -> str:
     """Writes ``npy.vrt`` beside a tile saved by :func:`save_tile_bands` (``core``, its
-    memory map): one raw band per feature, at its offset in the file. Beside it and
-    named relative to it, as GDAL requires of a raw band's file by default from 3.12
-    on (``GDAL_VRT_RAWRASTERBAND_ALLOWED_SOURCE``)."""
-    bands, height, width = core.shape if core.ndim == 3 else (0, 0, 0)
+    memory map): one raw band per feature, at its offset in the file (see
+    :func:`_write_tile_vrt`)."""
+    bands = core.shape[0] if core.ndim == 3 else 0
     if core.dtype != np.dtype("<f4") or bands != n_features or not core.flags.c_contiguous:
         raise ValueError(f"{npy}: a tile of {n_features} float32 bands saved band after "
                          f"band was expected, found {core.dtype} {core.shape} (saved by "
                          f"another version? run again with a new output folder)")
+    return _write_tile_vrt(npy, core.offset, *core.shape)
+
+
+def _write_tile_vrt(npy: str, offset: int, bands: int, height: int, width: int,
+                    group: int = 0) -> str:
+    """Writes a VRT of the tile saved in ``npy`` (``bands`` float32 planes of height x
+    width from ``offset`` on): ``npy.vrt``, or ``npy.GROUP.vrt`` for the overview
+    pass of band group ``group`` > 0. Beside the file and named relative to it, as
+    GDAL requires of a raw band's file by default from 3.12 on
+    (``GDAL_VRT_RAWRASTERBAND_ALLOWED_SOURCE``). GDAL shares one open file per name
+    between the raw bands of every dataset (``CPLOpenShared``), so a group's VRT
+    names the file its own way (``./`` ``group`` times before it): passes in threads
+    that read one file through one handle read each other's rows (seen as wrong
+    overview values in about one run in four)."""
     plane = height * width * 4
-    name = escape(os.path.basename(npy))
-    vrt = npy + ".vrt"
+    name = "./" * group + escape(os.path.basename(npy))
+    vrt = npy + (f".{group}.vrt" if group else ".vrt")
     with open(vrt, "w") as f:
         f.write(f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">')
         for index in range(bands):
             f.write(f'<VRTRasterBand dataType="Float32" band="{index + 1}" '
                     f'subClass="VRTRawRasterBand"><SourceFilename relativeToVRT="1">'
-                    f'{name}</SourceFilename><ImageOffset>{core.offset + index * plane}'
+                    f'{name}</SourceFilename><ImageOffset>{offset + index * plane}'
                     f'</ImageOffset><PixelOffset>4</PixelOffset><LineOffset>{width * 4}'
                     f'</LineOffset><ByteOrder>LSB</ByteOrder></VRTRasterBand>')
         f.write("</VRTDataset>")
@@ -244,10 +262,11 @@ def _tile_vrt(npy: str, core: np.memmap, n_features: int) -> str:
 
 
 def _mosaic_vrt(path: str, info: SceneInfo, names: Sequence[str], n_features: int,
-                placed, nodata: bool) -> None:
+                placed, nodata: bool, bands: Optional[range] = None) -> None:
     """Writes the mosaic as a VRT at ``path``: each tile VRT's ``n_features`` bands,
     in order, are the output bands from ``first`` on, placed at the tile's (row,
-    col); ``placed`` has one (tile VRT, first, height, width, row, col) per tile."""
+    col); ``placed`` has one (tile VRT, first, height, width, row, col) per tile.
+    With ``bands`` (0-based output bands), the VRT holds those bands only."""
     band_sources = [[] for _ in names]
     for tile_vrt, first, height, width, row, col in placed:
         for band in range(1, n_features + 1):
@@ -265,7 +284,9 @@ def _mosaic_vrt(path: str, info: SceneInfo, names: Sequence[str], n_features: in
         if not transform.is_identity:  # an input without a transform keeps none
             f.write("<GeoTransform>" + ", ".join(repr(float(v)) for v in
                                                 transform.to_gdal()) + "</GeoTransform>")
-        for index, (name, sources) in enumerate(zip(names, band_sources), start=1):
+        kept = range(len(names)) if bands is None else bands
+        for index, (name, sources) in enumerate(
+                ((names[b], band_sources[b]) for b in kept), start=1):
             f.write(f'<VRTRasterBand dataType="Float32" band="{index}" '
                     f'blockXSize="{COG_BLOCK}" blockYSize="{COG_BLOCK}">'
                     f"<Description>{escape(name)}</Description>"
@@ -315,26 +336,47 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
         # (3072² x 8 bands: 0.17-0.24 CPU-s against 0.55-0.68), the same means to
         # float32 rounding (docs/performance.md). The COG keeps NaN as its nodata.
         _mosaic_vrt(vrt, info, names, n_features, placed, nodata=not (finite and factors))
+        zstd = codec["compress"] == "ZSTD"
+        overview_vrts, groups = [vrt], [range(len(names))]
         with warnings.catch_warnings():
             # an input without CRS/transform keeps none; the manifest says so
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             if factors:
-                # Band after band in the COG's blocks, as the raw intermediate's were
-                # (2.3-2.6 CPU-s for 3072² x 8 bands against 2.8-3.0
-                # pixel-interleaved); the COG is pixel-interleaved and marked as a COG
-                # whatever the codec, "none" included (tested).
-                with rasterio.Env(INTERLEAVE_OVERVIEW="BAND",
-                                  GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK)):
-                    with rasterio.open(vrt, "r+") as dst:
-                        dst.build_overviews(factors,
-                                            Resampling[OVERVIEW_RESAMPLING.lower()])
+                # The COG is pixel-interleaved and marked as a COG whatever the codec,
+                # "none" included (tested). GDAL's pass is one core's work: for the
+                # own encoder, which reads the overviews group by group, the bands
+                # are split in groups, each group's pass in a thread of its own.
+                if zstd:
+                    groups = _band_groups(len(names), threads)
+                if len(groups) > 1:
+                    overview_vrts = [f"{vrt}.{index}.vrt" for index in range(len(groups))]
+                    for index, (group_vrt, bands) in enumerate(zip(overview_vrts, groups)):
+                        group_placed = []
+                        for npy, offset, first, height, width, row, col in saved:
+                            if first + n_features <= bands.start or first >= bands.stop:
+                                continue  # none of the group's bands in this tile
+                            if index == 0:  # the first group reads the tiles' own VRTs
+                                tile_vrt = npy + ".vrt"
+                            else:
+                                tile_vrt = _write_tile_vrt(npy, offset, n_features, height,
+                                                           width, group=index)
+                                scratch.append(tile_vrt)
+                            group_placed.append((tile_vrt, first, height, width, row, col))
+                        scratch.extend([group_vrt, group_vrt + ".ovr"])
+                        _mosaic_vrt(group_vrt, info, names, n_features, group_placed,
+                                    nodata=not finite, bands=bands)
+                    with ThreadPoolExecutor(len(groups)) as pool:
+                        list(pool.map(functools.partial(_overviews, factors=factors),
+                                      overview_vrts))
+                else:
+                    _overviews(vrt, factors)
                 if finite:
                     _mosaic_vrt(vrt, info, names, n_features, placed, nodata=True)
             # Compressed once, here, in ``threads`` threads.
             with gdal_cache(COPY_CACHE_BYTES):
-                if codec["compress"] == "ZSTD":
+                if zstd:
                     _encode_cog(vrt, path, len(factors), codec, threads, saved,
-                                n_features)
+                                n_features, list(zip(overview_vrts, groups)))
                 else:
                     rasterio.shutil.copy(vrt, path, driver="COG", **codec,
                                          overviews="FORCE_USE_EXISTING" if factors
@@ -346,13 +388,34 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                 os.remove(name)
 
 
+def _band_groups(bands: int, threads: int) -> list:
+    """The output bands in ``threads`` contiguous groups at most (as even as
+    possible, none empty): one overview pass per group, in its own thread."""
+    n = max(1, min(bands, threads))
+    size, extra = divmod(bands, n)
+    starts = [k * size + min(k, extra) for k in range(n + 1)]
+    return [range(starts[k], starts[k + 1]) for k in range(n)]
+
+
+def _overviews(vrt: str, factors: Sequence[int]) -> None:
+    """GDAL's average overviews of ``vrt`` at ``factors``, in a ``.ovr`` beside it,
+    band after band in the COG's blocks, as the raw intermediate's were (2.3-2.6
+    CPU-s for 3072² x 8 bands against 2.8-3.0 pixel-interleaved). In the calling
+    thread's GDAL settings, so set here: the threads of a pool have none of the
+    caller's."""
+    with rasterio.Env(GDAL_ONE_BIG_READ="YES", INTERLEAVE_OVERVIEW="BAND",
+                      GDAL_TIFF_OVR_BLOCKSIZE=str(COG_BLOCK)):
+        build_overviews(vrt, factors, Resampling[OVERVIEW_RESAMPLING.lower()])
+
+
 def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int,
-                saved, n_features: int) -> None:
+                saved, n_features: int, overview_vrts) -> None:
     """The COG of the mosaic's VRT written by :mod:`transforms.io.cog_writer`, which
     predicts and compresses its blocks (ZSTD codecs only): the full resolution's
     blocks read from the saved tiles themselves (``saved``: one (``.npy``, offset of
     its data, first output band, height, width, row, col) per tile), each of the
-    ``n_overviews`` overviews' blocks read by GDAL from the ``.ovr`` beside the VRT.
+    ``n_overviews`` overviews' blocks read by GDAL from the ``.ovr`` beside each VRT
+    of ``overview_vrts`` (one (VRT, range of its output bands) per band group).
 
     Through the VRT GDAL reads a raw band a row at a time (a read and a seek per row of
     every band of every block); here a block reads each band of each tile it needs
@@ -369,10 +432,11 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
                 by_block.setdefault((block_row, block_col), []).append(tile)
     tile_rows = _TileRows(n_features)
     with contextlib.ExitStack() as stack:
-        sources = [stack.enter_context(rasterio.open(vrt))] + [
-            stack.enter_context(rasterio.open(vrt, overview_level=k))
-            for k in range(n_overviews)]
-        src = sources[0]
+        src = stack.enter_context(rasterio.open(vrt))
+        # per overview level, (dataset, first band, end band) of each band group
+        overviews = [[(stack.enter_context(rasterio.open(group_vrt, overview_level=k)),
+                       bands.start, bands.stop) for group_vrt, bands in overview_vrts]
+                     for k in range(n_overviews)]
         profile = dict(driver="GTiff", width=1, height=1, count=src.count,
                        dtype="float32", nodata=src.nodata)
         if src.crs:
@@ -387,13 +451,17 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
                         if tag in tags}
         nodata = tags.get(cog_writer.GDAL_NODATA, (None, None, None))[2]
         fill = np.float32(np.nan if src.nodata is not None else 0)
-        levels = [cog_writer.Level(source.height, source.width) for source in sources]
+        levels = [cog_writer.Level(src.height, src.width)] + [
+            cog_writer.Level(groups[0][0].height, groups[0][0].width)
+            for groups in overviews]
 
         def read_block(level, block_row, block_col, out):
             _, height, width = out.shape
             top, left = block_row * side, block_col * side
             if level:
-                sources[level].read(out=out, window=Window(left, top, width, height))
+                for source, first, end in overviews[level - 1]:
+                    source.read(out=out[first:end],
+                                window=Window(left, top, width, height))
                 return
             pieces = []
             for npy, offset, first, tile_height, tile_width, row, col in by_block.get(
