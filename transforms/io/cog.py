@@ -349,22 +349,10 @@ def _write_mosaic(path, info, names, n_features, tiles, codec, threads) -> None:
                 if zstd:
                     groups = _band_groups(len(names), threads)
                 if len(groups) > 1:
-                    overview_vrts = [f"{vrt}.{index}.vrt" for index in range(len(groups))]
-                    for index, (group_vrt, bands) in enumerate(zip(overview_vrts, groups)):
-                        group_placed = []
-                        for npy, offset, first, height, width, row, col in saved:
-                            if first + n_features <= bands.start or first >= bands.stop:
-                                continue  # none of the group's bands in this tile
-                            if index == 0:  # the first group reads the tiles' own VRTs
-                                tile_vrt = npy + ".vrt"
-                            else:
-                                tile_vrt = _write_tile_vrt(npy, offset, n_features, height,
-                                                           width, group=index)
-                                scratch.append(tile_vrt)
-                            group_placed.append((tile_vrt, first, height, width, row, col))
-                        scratch.extend([group_vrt, group_vrt + ".ovr"])
-                        _mosaic_vrt(group_vrt, info, names, n_features, group_placed,
-                                    nodata=not finite, bands=bands)
+                    overview_vrts = [
+                        _group_vrt(vrt, index, bands, info, names, n_features, saved,
+                                   nodata=not finite, scratch=scratch)
+                        for index, bands in enumerate(groups)]
                     with ThreadPoolExecutor(len(groups)) as pool:
                         list(pool.map(functools.partial(_overviews, factors=factors),
                                       overview_vrts))
@@ -395,6 +383,31 @@ def _band_groups(bands: int, threads: int) -> list:
     size, extra = divmod(bands, n)
     starts = [k * size + min(k, extra) for k in range(n + 1)]
     return [range(starts[k], starts[k + 1]) for k in range(n)]
+
+
+def _group_vrt(vrt: str, index: int, bands: range, info: SceneInfo,
+               names: Sequence[str], n_features: int, saved, nodata: bool,
+               scratch: list) -> str:
+    """Writes ``VRT.INDEX.vrt``, the mosaic's output ``bands`` of group ``index`` for
+    its own overview pass, from the tiles (``saved``) that hold any of them: the
+    first group through the tiles' own VRTs, each other group through VRTs of its
+    own (:func:`_write_tile_vrt`). Every file written, and the ``.ovr`` the pass
+    will write, is added to ``scratch``."""
+    group_vrt = f"{vrt}.{index}.vrt"
+    placed = []
+    for npy, offset, first, height, width, row, col in saved:
+        if first + n_features <= bands.start or first >= bands.stop:
+            continue  # none of the group's bands in this tile
+        if index == 0:
+            tile_vrt = npy + ".vrt"
+        else:
+            tile_vrt = _write_tile_vrt(npy, offset, n_features, height, width,
+                                       group=index)
+            scratch.append(tile_vrt)
+        placed.append((tile_vrt, first, height, width, row, col))
+    scratch.extend([group_vrt, group_vrt + ".ovr"])
+    _mosaic_vrt(group_vrt, info, names, n_features, placed, nodata=nodata, bands=bands)
+    return group_vrt
 
 
 def _overviews(vrt: str, factors: Sequence[int]) -> None:
@@ -452,8 +465,8 @@ def _encode_cog(vrt: str, path: str, n_overviews: int, codec: dict, threads: int
         nodata = tags.get(cog_writer.GDAL_NODATA, (None, None, None))[2]
         fill = np.float32(np.nan if src.nodata is not None else 0)
         levels = [cog_writer.Level(src.height, src.width)] + [
-            cog_writer.Level(groups[0][0].height, groups[0][0].width)
-            for groups in overviews]
+            cog_writer.Level(level_sources[0][0].height, level_sources[0][0].width)
+            for level_sources in overviews]
 
         def read_block(level, block_row, block_col, out):
             _, height, width = out.shape
