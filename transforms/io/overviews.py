@@ -75,19 +75,18 @@ def gdal_library() -> Optional[ctypes.CDLL]:
     return None
 
 
-def build_overviews(path: str, factors: Sequence[int], resampling: Resampling,
-                    lib: Optional[ctypes.CDLL] = None) -> None:
+def build_overviews(path: str, factors: Sequence[int], resampling: Resampling) -> None:
     """Builds the overviews of ``factors`` of the raster at ``path`` (for a VRT, in a
     ``.ovr`` file beside it), averaged or resampled as ``resampling`` says, as
     ``rasterio.open(path, "r+").build_overviews(factors, resampling)`` does, but
     with Python's GIL released for GDAL's work where the library is found
-    (:func:`gdal_library`; ``lib`` to give another).
+    (:func:`gdal_library`).
 
     Raises:
       rasterio.errors.RasterioIOError: GDAL could not open ``path`` for update or
         build the overviews (GDAL's message quoted).
     """
-    lib = gdal_library() if lib is None else lib
+    lib = gdal_library()
     if lib is None:
         with rasterio.open(path, "r+") as dst:
             dst.build_overviews(list(factors), resampling)
